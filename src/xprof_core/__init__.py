@@ -1,0 +1,1 @@
+from xprof_core.errors import DecodeError, XprofError  # noqa: F401

@@ -1,0 +1,1 @@
+"""Compiled core: the XSpace wire decoder and aggregation kernels (private)."""

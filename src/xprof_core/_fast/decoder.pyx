@@ -1,0 +1,721 @@
+# cython: language_level=3, cdivision=True
+"""XSpace wire bytes -> columnar tables.
+
+One pass over the input, no Python object per event. Events land in four
+int64 columns (metadata id, absolute start in ps, duration in ps, byte offset
+of the event in the input); their stats are checked for well-formedness during
+the pass but decoded only on demand (``gather_event_stats``), so the output
+stays about as wide as the input. Planes, lines and metadata are few and come
+back as small Python lists and numpy columns.
+"""
+
+cimport cython
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+from xprof_core._fast.wire cimport (
+    WT_I64, WT_LEN, WT_VARINT, Cursor, Failure, fail, read_fixed64, read_len, read_tag,
+    read_varint, skip_field, sub_cursor,
+)
+
+import numpy as np
+
+from xprof_core.errors import DecodeError
+
+# Stat value kinds, in the order of XStat's oneof. Kept in step with xspace.py.
+cdef enum StatKind:
+    KIND_NONE = 0
+    KIND_DOUBLE = 1
+    KIND_UINT64 = 2
+    KIND_INT64 = 3
+    KIND_STR = 4
+    KIND_BYTES = 5
+    KIND_REF = 6
+
+# Stat owners in the eager stat table.
+cdef enum Owner:
+    OWNER_PLANE = 0
+    OWNER_EVENT_METADATA = 1
+
+# What the decoder was inside when it failed, for the error path.
+cdef enum Where:
+    IN_SPACE = 0
+    IN_PLANE = 1
+    IN_LINE = 2
+    IN_EVENT = 3
+    IN_EVENT_STAT = 4
+    IN_PLANE_STAT = 5
+    IN_EVENT_METADATA = 6
+    IN_EVENT_METADATA_STAT = 7
+    IN_STAT_METADATA = 8
+
+
+# --- C interface ---
+
+@cython.final
+cdef class _I64Column:
+    """A growable int64 column backed by a numpy array.
+
+    Growth doubles the capacity through ndarray.resize, which reallocates in
+    place where the allocator can (large blocks are remapped, not copied).
+    """
+    cdef object arr
+    cdef int64_t* data
+    cdef Py_ssize_t n
+    cdef Py_ssize_t cap
+
+    def __cinit__(self, Py_ssize_t capacity):
+        self.cap = capacity if capacity > 16 else 16
+        self.arr = np.empty(self.cap, dtype=np.int64)
+        self.data = <int64_t*><size_t>self.arr.ctypes.data
+        self.n = 0
+
+    cdef int grow(self) except -1:
+        self.cap = self.cap * 2
+        self.arr.resize(self.cap, refcheck=False)
+        self.data = <int64_t*><size_t>self.arr.ctypes.data
+        return 0
+
+    cdef inline int push(self, int64_t v) except -1:
+        if self.n == self.cap:
+            self.grow()
+        self.data[self.n] = v
+        self.n += 1
+        return 0
+
+    cdef object finish(self):
+        self.arr.resize(self.n, refcheck=False)
+        out = self.arr
+        self.arr = None
+        self.data = NULL
+        return out
+
+
+cdef struct Path:
+    int where
+    Py_ssize_t plane
+    Py_ssize_t line
+    Py_ssize_t event
+    Py_ssize_t stat
+    Py_ssize_t metadata
+
+
+cdef struct StatOut:
+    int64_t metadata_id
+    int kind
+    int64_t value       # int64/uint64 bits, double bits, ref id, or byte offset of a string
+    int64_t length      # byte length of a string or bytes value
+
+
+cdef inline int parse_stat(Cursor* c, StatOut* out, const uint8_t* base) noexcept nogil:
+    """Parse one XStat payload; later members of the oneof win, as in protobuf."""
+    cdef uint32_t field, wt
+    cdef uint64_t v
+    cdef const uint8_t* s
+    cdef const uint8_t* e
+    out.metadata_id = 0
+    out.kind = KIND_NONE
+    out.value = 0
+    out.length = 0
+    while c.p < c.end:
+        if read_tag(c, &field, &wt) < 0:
+            return -1
+        if field == 1 and wt == WT_VARINT:
+            if read_varint(c, &v) < 0:
+                return -1
+            out.metadata_id = <int64_t>v
+        elif field == 2 and wt == WT_I64:
+            if read_fixed64(c, &v) < 0:
+                return -1
+            out.kind = KIND_DOUBLE
+            out.value = <int64_t>v
+            out.length = 0
+        elif (field == 3 or field == 4 or field == 7) and wt == WT_VARINT:
+            if read_varint(c, &v) < 0:
+                return -1
+            out.kind = KIND_UINT64 if field == 3 else (KIND_INT64 if field == 4 else KIND_REF)
+            out.value = <int64_t>v
+            out.length = 0
+        elif (field == 5 or field == 6) and wt == WT_LEN:
+            if read_len(c, &s, &e) < 0:
+                return -1
+            out.kind = KIND_STR if field == 5 else KIND_BYTES
+            out.value = s - base
+            out.length = e - s
+        elif skip_field(c, field, wt) < 0:
+            return -1
+    return 0
+
+
+@cython.final
+cdef class _Decoder:
+    # input
+    cdef const uint8_t[::1] buf
+    cdef const uint8_t* base
+    cdef Failure failure
+    cdef Path path
+    # events
+    cdef _I64Column ev_metadata_id
+    cdef _I64Column ev_start_ps
+    cdef _I64Column ev_duration_ps
+    cdef _I64Column ev_offset
+    cdef _I64Column agg_event
+    cdef _I64Column agg_count
+    # lines
+    cdef list ln_plane, ln_id, ln_display_id, ln_name, ln_display_name
+    cdef list ln_timestamp_ns, ln_duration_ps, ln_event_begin, ln_event_end
+    # planes
+    cdef list pl_id, pl_name, pl_line_begin, pl_line_end
+    # event metadata (all planes)
+    cdef list em_plane, em_id, em_name, em_display_name, em_metadata, em_children
+    # stat metadata (all planes)
+    cdef list sm_plane, sm_id, sm_name, sm_description
+    # eager stats (plane stats and event-metadata stats)
+    cdef _I64Column st_owner_kind, st_owner, st_metadata_id, st_kind, st_value, st_length
+    # space
+    cdef list errors, warnings, hostnames
+
+    def __cinit__(self, const uint8_t[::1] buf):
+        self.buf = buf
+        self.base = &buf[0] if buf.shape[0] > 0 else NULL
+        self.failure.msg = NULL
+        self.failure.at = NULL
+        # A compact JAX profile spends about 25-40 bytes per event; start near
+        # that and let geometric growth handle the rest.
+        cdef Py_ssize_t guess = buf.shape[0] // 32 + 64
+        self.ev_metadata_id = _I64Column(guess)
+        self.ev_start_ps = _I64Column(guess)
+        self.ev_duration_ps = _I64Column(guess)
+        self.ev_offset = _I64Column(guess)
+        self.agg_event = _I64Column(16)
+        self.agg_count = _I64Column(16)
+        self.ln_plane = []; self.ln_id = []; self.ln_display_id = []; self.ln_name = []
+        self.ln_display_name = []; self.ln_timestamp_ns = []; self.ln_duration_ps = []
+        self.ln_event_begin = []; self.ln_event_end = []
+        self.pl_id = []; self.pl_name = []; self.pl_line_begin = []; self.pl_line_end = []
+        self.em_plane = []; self.em_id = []; self.em_name = []; self.em_display_name = []
+        self.em_metadata = []; self.em_children = []
+        self.sm_plane = []; self.sm_id = []; self.sm_name = []; self.sm_description = []
+        self.st_owner_kind = _I64Column(64); self.st_owner = _I64Column(64)
+        self.st_metadata_id = _I64Column(64); self.st_kind = _I64Column(64)
+        self.st_value = _I64Column(64); self.st_length = _I64Column(64)
+        self.errors = []; self.warnings = []; self.hostnames = []
+
+    # ---- error reporting (cold) ----
+
+    cdef object error(self):
+        cdef Path p = self.path
+        cdef Py_ssize_t offset = self.failure.at - self.base if self.failure.at != NULL else 0
+        parts = ["XSpace"]
+        if p.where >= IN_PLANE:
+            parts.append(f"planes[{p.plane}]")
+        if p.where in (IN_LINE, IN_EVENT, IN_EVENT_STAT):
+            parts.append(f"lines[{p.line}]")
+        if p.where in (IN_EVENT, IN_EVENT_STAT):
+            parts.append(f"events[{p.event}]")
+        if p.where in (IN_EVENT_METADATA, IN_EVENT_METADATA_STAT):
+            parts.append(f"event_metadata[{p.metadata}]")
+        if p.where == IN_STAT_METADATA:
+            parts.append(f"stat_metadata[{p.metadata}]")
+        if p.where in (IN_EVENT_STAT, IN_PLANE_STAT, IN_EVENT_METADATA_STAT):
+            parts.append(f"stats[{p.stat}]")
+        msg = self.failure.msg.decode("ascii") if self.failure.msg != NULL else "decode failed"
+        return DecodeError(msg, offset, ".".join(parts))
+
+    cdef str text(self, const uint8_t* s, const uint8_t* e):
+        # Names are UTF-8 by contract; a damaged byte should not hide the profile.
+        return (<const char*>s)[:e - s].decode("utf-8", "replace")
+
+    # ---- messages ----
+
+    cdef int push_stat(self, Cursor* c, int owner_kind, int64_t owner) except -1:
+        cdef StatOut st
+        if parse_stat(c, &st, self.base) < 0:
+            return -1
+        self.st_owner_kind.push(owner_kind)
+        self.st_owner.push(owner)
+        self.st_metadata_id.push(st.metadata_id)
+        self.st_kind.push(st.kind)
+        self.st_value.push(st.value)
+        self.st_length.push(st.length)
+        return 0
+
+    cdef int parse_event(self, Cursor* c, const uint8_t* at) except -1:
+        cdef uint32_t field, wt
+        cdef uint64_t v
+        cdef int64_t metadata_id = 0, offset_ps = 0, duration_ps = 0, occurrences = 0
+        cdef bint aggregated = False
+        cdef const uint8_t* s
+        cdef const uint8_t* e
+        cdef Cursor sub
+        cdef StatOut st
+        self.path.stat = 0
+        while c.p < c.end:
+            if read_tag(c, &field, &wt) < 0:
+                return -1
+            if wt == WT_VARINT and (field == 1 or field == 2 or field == 3 or field == 5):
+                if read_varint(c, &v) < 0:
+                    return -1
+                if field == 1:
+                    metadata_id = <int64_t>v
+                elif field == 2:
+                    offset_ps = <int64_t>v
+                    aggregated = False
+                elif field == 3:
+                    duration_ps = <int64_t>v
+                else:
+                    occurrences = <int64_t>v
+                    offset_ps = 0
+                    aggregated = True
+            elif field == 4 and wt == WT_LEN:
+                # Stats are checked here but decoded only on demand.
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                sub = sub_cursor(c, s, e)
+                self.path.where = IN_EVENT_STAT
+                if parse_stat(&sub, &st, self.base) < 0:
+                    return -1
+                self.path.where = IN_EVENT
+                self.path.stat += 1
+            elif skip_field(c, field, wt) < 0:
+                return -1
+        if aggregated:
+            self.agg_event.push(self.ev_offset.n)
+            self.agg_count.push(occurrences)
+        self.ev_metadata_id.push(metadata_id)
+        self.ev_start_ps.push(offset_ps)
+        self.ev_duration_ps.push(duration_ps)
+        self.ev_offset.push(at - self.base)
+        return 0
+
+    cdef int parse_line(self, Cursor* c, Py_ssize_t plane) except -1:
+        cdef uint32_t field, wt
+        cdef uint64_t v
+        cdef int64_t line_id = 0, display_id = 0, timestamp_ns = 0, duration_ps = 0
+        cdef str name = "", display_name = ""
+        cdef const uint8_t* s
+        cdef const uint8_t* e
+        cdef const uint8_t* at
+        cdef Cursor sub
+        cdef Py_ssize_t begin = self.ev_offset.n, i
+        cdef int64_t base_ps
+        cdef int64_t* starts
+        self.path.event = 0
+        while c.p < c.end:
+            if read_tag(c, &field, &wt) < 0:
+                return -1
+            if field == 4 and wt == WT_LEN:
+                at = c.p
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                sub = sub_cursor(c, s, e)
+                self.path.where = IN_EVENT
+                if self.parse_event(&sub, at) < 0:
+                    return -1
+                self.path.where = IN_LINE
+                self.path.event += 1
+            elif wt == WT_VARINT and (field == 1 or field == 10 or field == 3 or field == 9):
+                if read_varint(c, &v) < 0:
+                    return -1
+                if field == 1:
+                    line_id = <int64_t>v
+                elif field == 10:
+                    display_id = <int64_t>v
+                elif field == 3:
+                    timestamp_ns = <int64_t>v
+                else:
+                    duration_ps = <int64_t>v
+            elif (field == 2 or field == 11) and wt == WT_LEN:
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                if field == 2:
+                    name = self.text(s, e)
+                else:
+                    display_name = self.text(s, e)
+            elif skip_field(c, field, wt) < 0:
+                return -1
+        # Offsets are relative to the line start, which may come after the
+        # events on the wire: make them absolute once the line is complete.
+        # Unsigned arithmetic: hostile values wrap instead of being undefined.
+        if timestamp_ns != 0:
+            base_ps = <int64_t>(<uint64_t>timestamp_ns * <uint64_t>1000)
+            starts = self.ev_start_ps.data
+            for i in range(begin, self.ev_offset.n):
+                starts[i] = <int64_t>(<uint64_t>starts[i] + <uint64_t>base_ps)
+        self.ln_plane.append(plane)
+        self.ln_id.append(line_id)
+        self.ln_display_id.append(display_id)
+        self.ln_name.append(name)
+        self.ln_display_name.append(display_name)
+        self.ln_timestamp_ns.append(timestamp_ns)
+        self.ln_duration_ps.append(duration_ps)
+        self.ln_event_begin.append(begin)
+        self.ln_event_end.append(self.ev_offset.n)
+        return 0
+
+    cdef int parse_event_metadata(self, Cursor* c, Py_ssize_t plane) except -1:
+        """One map entry: key=1 (id), value=2 (XEventMetadata)."""
+        cdef uint32_t field, wt, f2, w2
+        cdef uint64_t v
+        cdef int64_t key = 0
+        cdef const uint8_t* s
+        cdef const uint8_t* e
+        cdef const uint8_t* vs = NULL
+        cdef const uint8_t* ve = NULL
+        cdef Cursor val, sub
+        cdef Py_ssize_t index = len(self.em_id)
+        cdef str name = "", display_name = ""
+        cdef object metadata = None
+        cdef list children = []
+        while c.p < c.end:
+            if read_tag(c, &field, &wt) < 0:
+                return -1
+            if field == 1 and wt == WT_VARINT:
+                if read_varint(c, &v) < 0:
+                    return -1
+                key = <int64_t>v
+            elif field == 2 and wt == WT_LEN:
+                if read_len(c, &vs, &ve) < 0:
+                    return -1
+            elif skip_field(c, field, wt) < 0:
+                return -1
+        self.path.stat = 0
+        if vs != NULL:
+            val = sub_cursor(c, vs, ve)
+            while val.p < val.end:
+                if read_tag(&val, &f2, &w2) < 0:
+                    return -1
+                if (f2 == 2 or f2 == 4 or f2 == 3) and w2 == WT_LEN:
+                    if read_len(&val, &s, &e) < 0:
+                        return -1
+                    if f2 == 2:
+                        name = self.text(s, e)
+                    elif f2 == 4:
+                        display_name = self.text(s, e)
+                    else:
+                        metadata = (s - self.base, e - s)
+                elif f2 == 5 and w2 == WT_LEN:
+                    if read_len(&val, &s, &e) < 0:
+                        return -1
+                    sub = sub_cursor(&val, s, e)
+                    self.path.where = IN_EVENT_METADATA_STAT
+                    if self.push_stat(&sub, OWNER_EVENT_METADATA, index) < 0:
+                        return -1
+                    self.path.where = IN_EVENT_METADATA
+                    self.path.stat += 1
+                elif f2 == 6 and w2 == WT_VARINT:
+                    if read_varint(&val, &v) < 0:
+                        return -1
+                    children.append(<int64_t>v)
+                elif f2 == 6 and w2 == WT_LEN:
+                    # Packed repeated int64.
+                    if read_len(&val, &s, &e) < 0:
+                        return -1
+                    sub = sub_cursor(&val, s, e)
+                    while sub.p < sub.end:
+                        if read_varint(&sub, &v) < 0:
+                            return -1
+                        children.append(<int64_t>v)
+                elif skip_field(&val, f2, w2) < 0:
+                    return -1
+        self.em_plane.append(plane)
+        self.em_id.append(key)
+        self.em_name.append(name)
+        self.em_display_name.append(display_name)
+        self.em_metadata.append(metadata)
+        self.em_children.append(children)
+        return 0
+
+    cdef int parse_stat_metadata(self, Cursor* c, Py_ssize_t plane) except -1:
+        cdef uint32_t field, wt, f2, w2
+        cdef uint64_t v
+        cdef int64_t key = 0
+        cdef const uint8_t* s
+        cdef const uint8_t* e
+        cdef const uint8_t* vs = NULL
+        cdef const uint8_t* ve = NULL
+        cdef Cursor val
+        cdef str name = "", description = ""
+        while c.p < c.end:
+            if read_tag(c, &field, &wt) < 0:
+                return -1
+            if field == 1 and wt == WT_VARINT:
+                if read_varint(c, &v) < 0:
+                    return -1
+                key = <int64_t>v
+            elif field == 2 and wt == WT_LEN:
+                if read_len(c, &vs, &ve) < 0:
+                    return -1
+            elif skip_field(c, field, wt) < 0:
+                return -1
+        if vs != NULL:
+            val = sub_cursor(c, vs, ve)
+            while val.p < val.end:
+                if read_tag(&val, &f2, &w2) < 0:
+                    return -1
+                if (f2 == 2 or f2 == 3) and w2 == WT_LEN:
+                    if read_len(&val, &s, &e) < 0:
+                        return -1
+                    if f2 == 2:
+                        name = self.text(s, e)
+                    else:
+                        description = self.text(s, e)
+                elif skip_field(&val, f2, w2) < 0:
+                    return -1
+        self.sm_plane.append(plane)
+        self.sm_id.append(key)
+        self.sm_name.append(name)
+        self.sm_description.append(description)
+        return 0
+
+    cdef int parse_plane(self, Cursor* c) except -1:
+        cdef uint32_t field, wt
+        cdef uint64_t v
+        cdef int64_t plane_id = 0
+        cdef str name = ""
+        cdef const uint8_t* s
+        cdef const uint8_t* e
+        cdef Cursor sub
+        cdef Py_ssize_t plane = len(self.pl_id)
+        cdef Py_ssize_t line_begin = len(self.ln_id)
+        cdef Py_ssize_t n_em = 0, n_sm = 0, n_st = 0
+        self.path.line = 0
+        while c.p < c.end:
+            if read_tag(c, &field, &wt) < 0:
+                return -1
+            if field == 3 and wt == WT_LEN:
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                sub = sub_cursor(c, s, e)
+                self.path.where = IN_LINE
+                if self.parse_line(&sub, plane) < 0:
+                    return -1
+                self.path.line += 1
+            elif field == 4 and wt == WT_LEN:
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                sub = sub_cursor(c, s, e)
+                self.path.where = IN_EVENT_METADATA
+                self.path.metadata = n_em
+                if self.parse_event_metadata(&sub, plane) < 0:
+                    return -1
+                n_em += 1
+            elif field == 5 and wt == WT_LEN:
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                sub = sub_cursor(c, s, e)
+                self.path.where = IN_STAT_METADATA
+                self.path.metadata = n_sm
+                if self.parse_stat_metadata(&sub, plane) < 0:
+                    return -1
+                n_sm += 1
+            elif field == 6 and wt == WT_LEN:
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                sub = sub_cursor(c, s, e)
+                self.path.where = IN_PLANE_STAT
+                self.path.stat = n_st
+                if self.push_stat(&sub, OWNER_PLANE, plane) < 0:
+                    return -1
+                n_st += 1
+            elif field == 1 and wt == WT_VARINT:
+                if read_varint(c, &v) < 0:
+                    return -1
+                plane_id = <int64_t>v
+            elif field == 2 and wt == WT_LEN:
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                name = self.text(s, e)
+            elif skip_field(c, field, wt) < 0:
+                return -1
+            self.path.where = IN_PLANE
+        self.pl_id.append(plane_id)
+        self.pl_name.append(name)
+        self.pl_line_begin.append(line_begin)
+        self.pl_line_end.append(len(self.ln_id))
+        return 0
+
+    cdef int parse_space(self, Cursor* c) except -1:
+        cdef uint32_t field, wt
+        cdef const uint8_t* s
+        cdef const uint8_t* e
+        cdef Cursor sub
+        self.path.where = IN_SPACE
+        self.path.plane = 0
+        while c.p < c.end:
+            if read_tag(c, &field, &wt) < 0:
+                return -1
+            if field == 1 and wt == WT_LEN:
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                sub = sub_cursor(c, s, e)
+                self.path.where = IN_PLANE
+                if self.parse_plane(&sub) < 0:
+                    return -1
+                self.path.where = IN_SPACE
+                self.path.plane += 1
+            elif (field == 2 or field == 3 or field == 4) and wt == WT_LEN:
+                if read_len(c, &s, &e) < 0:
+                    return -1
+                (self.errors if field == 2 else self.warnings if field == 3 else self.hostnames).append(
+                    self.text(s, e))
+            elif skip_field(c, field, wt) < 0:
+                return -1
+        return 0
+
+    cdef dict run(self):
+        cdef Cursor c
+        c.p = self.base
+        c.end = self.base + self.buf.shape[0] if self.base != NULL else NULL
+        c.failure = &self.failure
+        try:
+            rc = self.parse_space(&c)
+        except MemoryError:
+            raise
+        if rc < 0 or self.failure.msg != NULL:
+            raise self.error()
+        i64 = np.int64
+        return {
+            "events": {
+                "metadata_id": self.ev_metadata_id.finish(),
+                "start_ps": self.ev_start_ps.finish(),
+                "duration_ps": self.ev_duration_ps.finish(),
+                "offset": self.ev_offset.finish(),
+            },
+            "aggregated": {
+                "event": self.agg_event.finish(),
+                "num_occurrences": self.agg_count.finish(),
+            },
+            "lines": {
+                "plane": np.asarray(self.ln_plane, dtype=np.int32),
+                "id": np.asarray(self.ln_id, dtype=i64),
+                "display_id": np.asarray(self.ln_display_id, dtype=i64),
+                "name": self.ln_name,
+                "display_name": self.ln_display_name,
+                "timestamp_ns": np.asarray(self.ln_timestamp_ns, dtype=i64),
+                "duration_ps": np.asarray(self.ln_duration_ps, dtype=i64),
+                "event_begin": np.asarray(self.ln_event_begin, dtype=i64),
+                "event_end": np.asarray(self.ln_event_end, dtype=i64),
+            },
+            "planes": {
+                "id": np.asarray(self.pl_id, dtype=i64),
+                "name": self.pl_name,
+                "line_begin": np.asarray(self.pl_line_begin, dtype=i64),
+                "line_end": np.asarray(self.pl_line_end, dtype=i64),
+            },
+            "event_metadata": {
+                "plane": np.asarray(self.em_plane, dtype=np.int32),
+                "id": np.asarray(self.em_id, dtype=i64),
+                "name": self.em_name,
+                "display_name": self.em_display_name,
+                "metadata": self.em_metadata,
+                "child_id": self.em_children,
+            },
+            "stat_metadata": {
+                "plane": np.asarray(self.sm_plane, dtype=np.int32),
+                "id": np.asarray(self.sm_id, dtype=i64),
+                "name": self.sm_name,
+                "description": self.sm_description,
+            },
+            "stats": {
+                "owner_kind": self.st_owner_kind.finish().astype(np.uint8),
+                "owner": self.st_owner.finish(),
+                "metadata_id": self.st_metadata_id.finish(),
+                "kind": self.st_kind.finish().astype(np.uint8),
+                "value": self.st_value.finish(),
+                "length": self.st_length.finish(),
+            },
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "hostnames": self.hostnames,
+        }
+
+
+# --- Python interface ---
+
+def decode_columns(buf):
+    """Decode XSpace wire bytes into plain columns (see xprof_core.xspace).
+
+    ``buf`` is any contiguous bytes-like object (bytes, bytearray, memoryview,
+    mmap); it is read in place, never copied. Raises DecodeError on bad input.
+    """
+    cdef const uint8_t[::1] view
+    if isinstance(buf, (bytes, bytearray)) and len(buf) == 0:
+        view = b"\0"[:0]
+    else:
+        view = buf
+    return _Decoder(view).run()
+
+
+def gather_event_stats(buf, const int64_t[::1] event_offset, const int64_t[::1] rows,
+                       const int64_t[::1] metadata_ids):
+    """Decode the stats of selected events.
+
+    ``event_offset`` is the events' ``offset`` column (where each event's
+    length prefix starts in ``buf``); ``rows`` are the events wanted;
+    ``metadata_ids``, when not empty, keeps only stats with those metadata ids.
+    Returns a dict of columns: ``row`` (position in ``rows``), ``metadata_id``,
+    ``kind``, ``value``, ``length``, one entry per stat found.
+    """
+    cdef const uint8_t[::1] view = buf
+    cdef const uint8_t* base = &view[0] if view.shape[0] > 0 else NULL
+    cdef Py_ssize_t n = view.shape[0]
+    cdef Py_ssize_t i, j, nwant = metadata_ids.shape[0]
+    cdef int64_t off
+    cdef Failure failure
+    cdef Cursor c, ev, sub
+    cdef uint32_t field, wt
+    cdef const uint8_t* s
+    cdef const uint8_t* e
+    cdef StatOut st
+    cdef bint keep
+    cdef _I64Column out_row = _I64Column(rows.shape[0])
+    cdef _I64Column out_md = _I64Column(rows.shape[0])
+    cdef _I64Column out_kind = _I64Column(rows.shape[0])
+    cdef _I64Column out_value = _I64Column(rows.shape[0])
+    cdef _I64Column out_length = _I64Column(rows.shape[0])
+    failure.msg = NULL
+    failure.at = NULL
+    for i in range(rows.shape[0]):
+        if rows[i] < 0 or rows[i] >= event_offset.shape[0]:
+            raise IndexError(f"event row {rows[i]} out of range")
+        off = event_offset[rows[i]]
+        if off < 0 or off >= n:
+            raise DecodeError("event offset outside the buffer", off, "XEvent")
+        c.p = base + off
+        c.end = base + n
+        c.failure = &failure
+        if read_len(&c, &s, &e) < 0:
+            raise DecodeError(failure.msg.decode("ascii"), failure.at - base, "XEvent")
+        ev = sub_cursor(&c, s, e)
+        while ev.p < ev.end:
+            if read_tag(&ev, &field, &wt) < 0:
+                break
+            if field == 4 and wt == WT_LEN:
+                if read_len(&ev, &s, &e) < 0:
+                    break
+                sub = sub_cursor(&ev, s, e)
+                if parse_stat(&sub, &st, base) < 0:
+                    break
+                keep = nwant == 0
+                for j in range(nwant):
+                    if metadata_ids[j] == st.metadata_id:
+                        keep = True
+                        break
+                if keep:
+                    out_row.push(i)
+                    out_md.push(st.metadata_id)
+                    out_kind.push(st.kind)
+                    out_value.push(st.value)
+                    out_length.push(st.length)
+            elif skip_field(&ev, field, wt) < 0:
+                break
+        if failure.msg != NULL:
+            raise DecodeError(failure.msg.decode("ascii"), failure.at - base, f"XEvent(row {rows[i]}).stats")
+    return {
+        "row": out_row.finish(),
+        "metadata_id": out_md.finish(),
+        "kind": out_kind.finish().astype(np.uint8),
+        "value": out_value.finish(),
+        "length": out_length.finish(),
+    }
