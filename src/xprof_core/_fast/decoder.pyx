@@ -174,9 +174,11 @@ cdef class _Decoder:
     cdef _I64Column st_owner_kind, st_owner, st_metadata_id, st_kind, st_value, st_length
     # space
     cdef list errors, warnings, hostnames
+    cdef object progress
 
-    def __cinit__(self, const uint8_t[::1] buf):
+    def __cinit__(self, const uint8_t[::1] buf, progress=None):
         self.buf = buf
+        self.progress = progress
         self.base = &buf[0] if buf.shape[0] > 0 else NULL
         self.failure.msg = NULL
         self.failure.at = NULL
@@ -314,6 +316,8 @@ cdef class _Decoder:
                     return -1
                 self.path.where = IN_LINE
                 self.path.event += 1
+                if self.progress is not None and (self.ev_offset.n & 0xFFFF) == 0:
+                    self.progress(c.p - self.base, self.buf.shape[0])
             elif wt == WT_VARINT and (field == 1 or field == 10 or field == 3 or field == 9):
                 if read_varint(c, &v) < 0:
                     return -1
@@ -568,12 +572,11 @@ cdef class _Decoder:
         c.p = self.base
         c.end = self.base + self.buf.shape[0] if self.base != NULL else NULL
         c.failure = &self.failure
-        try:
-            rc = self.parse_space(&c)
-        except MemoryError:
-            raise
+        rc = self.parse_space(&c)
         if rc < 0 or self.failure.msg != NULL:
             raise self.error()
+        if self.progress is not None:
+            self.progress(self.buf.shape[0], self.buf.shape[0])
         i64 = np.int64
         return {
             "events": {
@@ -633,18 +636,19 @@ cdef class _Decoder:
 
 # --- Python interface ---
 
-def decode_columns(buf):
+def decode_columns(buf, progress=None):
     """Decode XSpace wire bytes into plain columns (see xprof_core.xspace).
 
     ``buf`` is any contiguous bytes-like object (bytes, bytearray, memoryview,
-    mmap); it is read in place, never copied. Raises DecodeError on bad input.
+    mmap); it is read in place, never copied. ``progress(done, total)`` (bytes)
+    is called every 65536 events and at the end. Raises DecodeError on bad input.
     """
     cdef const uint8_t[::1] view
     if isinstance(buf, (bytes, bytearray)) and len(buf) == 0:
         view = b"\0"[:0]
     else:
         view = buf
-    return _Decoder(view).run()
+    return _Decoder(view, progress).run()
 
 
 def gather_event_stats(buf, const int64_t[::1] event_offset, const int64_t[::1] rows,

@@ -1,0 +1,249 @@
+"""The ``xprof-core`` command: headless access to profiles.
+
+Subcommands:
+
+* ``summary FILE_OR_LOGDIR``: hosts, planes, lines, events, time span, devices.
+* ``events FILE``: the events that match plane/line/name regexes and a time
+  window, with their stats, as JSON lines or CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from xprof_core.errors import DecodeError, XprofError
+from xprof_core.loader import load
+from xprof_core.progress import ProgressBar
+from xprof_core.xspace import XSpace
+
+PS_PER_MS = 1_000_000_000
+
+# Plane stats that name the hardware, most specific first.
+_DEVICE_STATS = ("gpu_device_name", "device_type_string", "device_vendor")
+
+
+def device_kind(stats: dict[str, Any]) -> str:
+    """A short hardware description from a plane's stats ("" when unknown)."""
+    for key in _DEVICE_STATS:
+        value = stats.get(key)
+        if value:
+            return str(value)
+    return ""
+
+
+def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str, Any]:
+    """The numbers ``summary`` prints for one host, as plain JSON-ready data."""
+    timed = xs.is_timed
+    planes = []
+    for p in xs.planes:
+        b, e = p.event_begin, p.event_end
+        starts = xs.start_ps[b:e][timed[b:e]]
+        ends = starts + xs.duration_ps[b:e][timed[b:e]]
+        planes.append({
+            "name": p.name,
+            "id": p.id,
+            "lines": len(p.lines),
+            "events": p.num_events,
+            "event_metadata": len(p.metadata_ids),
+            "span_ms": float(ends.max() - starts.min()) / PS_PER_MS if len(starts) else 0.0,
+            "device": device_kind(p.stats),
+        })
+    starts = xs.start_ps[timed]
+    span_ms = float((starts + xs.duration_ps[timed]).max() - starts.min()) / PS_PER_MS if len(starts) else 0.0
+    devices = sorted({p["device"] for p in planes if p["device"] and p["name"].startswith("/device:")})
+    device_planes = [p for p in planes if p["name"].startswith("/device:") and p["events"] > 0]
+    return {
+        "host": host,
+        "hostnames": xs.hostnames,
+        "size_bytes": size_bytes,
+        "planes": planes,
+        "num_planes": len(planes),
+        "num_lines": xs.num_lines,
+        "num_events": xs.num_events,
+        "span_ms": span_ms,
+        "devices": devices,
+        "active_device_planes": len(device_planes),
+        "errors": xs.errors,
+        "warnings": xs.warnings,
+    }
+
+
+def _format_summary(s: dict[str, Any]) -> str:
+    size = f"{s['size_bytes'] / 1e6:,.2f} MB" if s["size_bytes"] is not None else "?"
+    out = [
+        f"host {s['host']}  ({size}; hostnames: {', '.join(s['hostnames']) or '-'})",
+        f"  {s['num_planes']} planes, {s['num_lines']} lines, {s['num_events']:,} events, "
+        f"span {s['span_ms']:,.3f} ms",
+        f"  devices: {', '.join(s['devices']) or 'none (host only)'}"
+        f" ({s['active_device_planes']} device planes with events)",
+    ]
+    name_w = max([len("plane")] + [len(p["name"]) for p in s["planes"]])
+    out.append(f"  {'plane':<{name_w}}  {'lines':>6}  {'events':>10}  {'span ms':>12}  device")
+    for p in s["planes"]:
+        out.append(f"  {p['name']:<{name_w}}  {p['lines']:>6}  {p['events']:>10,}  "
+                   f"{p['span_ms']:>12,.3f}  {p['device']}")
+    for e in s["errors"]:
+        out.append(f"  profiler error: {e}")
+    return "\n".join(out)
+
+
+def _host_name(path: str) -> str:
+    base = os.path.basename(path.rstrip("/"))
+    for suffix in (".xplane.pb.gz", ".xplane.pb"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _is_profile_file(target: str) -> bool:
+    return target.endswith((".xplane.pb", ".xplane.pb.gz", ".pb", ".pb.gz")) or os.path.isfile(target)
+
+
+def _load(path: str, args: argparse.Namespace) -> XSpace:
+    bar = ProgressBar(f"reading {_host_name(path)}", enabled=True if args.progress else None)
+    return load(path, progress=bar)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    target: str = args.target
+    if target is None:
+        from xprof_core.demo import DEMO_LOGDIR
+
+        target = str(DEMO_LOGDIR)
+        print(f"no target given: summarising the bundled demo logdir {target}", file=sys.stderr)
+    items: list[tuple[str, str, str | None]] = []  # (run, host, url)
+    problems: list[str] = []
+    if _is_profile_file(target):
+        items.append(("", _host_name(target), target))
+    else:
+        from xprof_core.logdir import Logdir
+
+        logdir = Logdir(target)
+        runs = logdir.runs()
+        for run in runs:
+            problems.extend(run.problems)
+            for host in run.hosts:
+                items.append((run.name, host.name, host.url))
+        problems.extend(getattr(logdir, "problems", []))
+        if not items:
+            print(f"no profiles found under {target}", file=sys.stderr)
+            return 1
+    results = []
+    failed = 0
+    for run, host, url in items:
+        assert url is not None
+        try:
+            xs = _load(url, args)
+        except (DecodeError, OSError) as exc:
+            failed += 1
+            results.append({"run": run, "host": host, "error": str(exc)})
+            continue
+        size = os.path.getsize(url) if os.path.isfile(url) else None
+        s = summarize(xs, host, size)
+        s["run"] = run
+        results.append(s)
+    if args.json:
+        json.dump({"hosts": results, "problems": problems}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        last_run = None
+        for s in results:
+            if s["run"] != last_run and s["run"]:
+                print(f"run {s['run']}")
+                last_run = s["run"]
+            if "error" in s:
+                print(f"host {s['host']}: cannot read: {s['error']}")
+            else:
+                print(_format_summary(s))
+        for p in problems:
+            print(f"skipped: {p}")
+    return 2 if failed else 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    xs = _load(args.file, args)
+    origin = xs.origin_ps
+    start_ps = None if args.start_ms is None else origin + int(args.start_ms * PS_PER_MS)
+    end_ps = None if args.end_ms is None else origin + int(args.end_ms * PS_PER_MS)
+    rows = xs.select(plane=args.plane, line=args.line, name=args.name, start_ps=start_ps, end_ps=end_ps)
+    if args.limit is not None:
+        rows = rows[: args.limit]
+    names = xs.event_names(rows)
+    line_idx = xs.line_of_event[rows]
+    lines = xs.lines
+    occurrences = xs.num_occurrences[rows]
+    out = sys.stdout
+    fields = ["plane", "line", "name", "start_ms", "duration_ms", "start_ps", "duration_ps",
+              "num_occurrences", "stats"]
+    writer = csv.DictWriter(out, fieldnames=fields) if args.format == "csv" else None
+    if writer is not None:
+        writer.writeheader()
+    for i, stats in enumerate(xs.iter_event_stats(rows)):
+        ln = lines[int(line_idx[i])]
+        row = int(rows[i])
+        rec = {
+            "plane": ln.plane.name,
+            "line": ln.name,
+            "name": names[i],
+            "start_ms": (int(xs.start_ps[row]) - origin) / PS_PER_MS,
+            "duration_ms": int(xs.duration_ps[row]) / PS_PER_MS,
+            "start_ps": int(xs.start_ps[row]),
+            "duration_ps": int(xs.duration_ps[row]),
+            "num_occurrences": int(occurrences[i]),
+            "stats": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in stats.items()},
+        }
+        if writer is not None:
+            rec["stats"] = json.dumps(rec["stats"], sort_keys=True)
+            writer.writerow(rec)
+        else:
+            out.write(json.dumps(rec) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xprof-core", description="Read ML profiler traces (XSpace .xplane.pb) from the command line.")
+    parser.add_argument("--progress", action="store_true",
+                        help="always draw the progress bar on stderr (default: only on a terminal)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("summary", help="hosts, planes, lines, event counts, time span, devices")
+    p.add_argument("target", nargs="?",
+                   help="an .xplane.pb[.gz] file or a logdir (local path or fsspec URL); "
+                        "default: the bundled demo logdir")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("events", help="the events that match, with their stats (JSON lines or CSV)")
+    p.add_argument("file", help="an .xplane.pb[.gz] file (local path or fsspec URL)")
+    p.add_argument("--plane", help="regex on the plane name, e.g. '/device:GPU'")
+    p.add_argument("--line", help="regex on the line name, e.g. 'Stream'")
+    p.add_argument("--name", help="regex on the event name")
+    p.add_argument("--start-ms", type=float, help="window start, ms from the profile start")
+    p.add_argument("--end-ms", type=float, help="window end, ms from the profile start")
+    p.add_argument("--limit", type=int, help="at most this many events")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)")
+    p.set_defaults(func=cmd_events)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:  # e.g. piped into `head`
+        return 0
+    except (XprofError, OSError) as exc:
+        print(f"xprof-core: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

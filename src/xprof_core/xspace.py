@@ -1,0 +1,568 @@
+"""The columnar XSpace: one host's profile as numpy columns.
+
+``decode_xspace`` turns wire bytes into an :class:`XSpace`. Events live in
+flat int64 columns ordered plane by plane, line by line (so every line and
+every plane owns a contiguous row range); times are absolute int64
+picoseconds. Event stats are decoded on demand from the input bytes, which the
+XSpace keeps alive, so decoding stays about as large as the file itself.
+
+Typical use::
+
+    xs = xprof_core.load("host.xplane.pb")
+    gpu = xs.plane("/device:GPU:0")
+    rows = xs.select(plane=r"/device:GPU", line=r"Stream", name=r"gemm")
+    names = xs.event_names(rows)
+    corr = xs.stat(rows, "correlation_id")   # StatColumn(values, present)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from xprof_core._fast import decoder as _decoder
+
+# Stat kinds, in the order of XStat's value oneof (as the decoder numbers them).
+KIND_NONE, KIND_DOUBLE, KIND_UINT64, KIND_INT64, KIND_STR, KIND_BYTES, KIND_REF = range(7)
+OWNER_PLANE, OWNER_EVENT_METADATA = 0, 1
+
+Rows = np.ndarray  # int64 event row indices
+Pattern = str | re.Pattern[str] | None
+
+
+def _regex(pattern: Pattern) -> re.Pattern[str] | None:
+    if pattern is None or isinstance(pattern, re.Pattern):
+        return pattern
+    return re.compile(pattern)
+
+
+@dataclass(frozen=True)
+class StatColumn:
+    """One stat for a set of events.
+
+    ``values[i]`` is the stat of the i-th event asked for, valid where
+    ``present[i]``; elsewhere it is 0, NaN or None depending on dtype. Integer
+    stats come back as int64 (uint64 as uint64), doubles as float64, strings
+    (and ``ref_value`` names) as an object array of str, bytes as objects.
+    """
+
+    values: np.ndarray
+    present: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class EventMetadata:
+    """An interned event name and what every event of that name shares."""
+
+    id: int
+    name: str
+    display_name: str
+    stats: dict[str, Any]
+    child_ids: tuple[int, ...]
+    metadata: bytes
+
+
+@dataclass
+class Line:
+    """A thread or stream: a contiguous range of event rows."""
+
+    xspace: XSpace = field(repr=False)
+    index: int
+    plane_index: int
+    id: int
+    display_id: int
+    name: str
+    display_name: str
+    timestamp_ns: int
+    duration_ps: int
+    begin: int
+    end: int
+
+    @property
+    def plane(self) -> Plane:
+        return self.xspace.planes[self.plane_index]
+
+    @property
+    def rows(self) -> Rows:
+        """Event rows of this line, in file order."""
+        return np.arange(self.begin, self.end, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.end - self.begin
+
+
+class Plane:
+    """A host, device or metadata plane with its lines and interned names."""
+
+    def __init__(self, xspace: XSpace, index: int) -> None:
+        cols = xspace._cols
+        self.xspace = xspace
+        self.index = index
+        self.id = int(cols["planes"]["id"][index])
+        self.name: str = cols["planes"]["name"][index]
+        self.line_begin = int(cols["planes"]["line_begin"][index])
+        self.line_end = int(cols["planes"]["line_end"][index])
+
+    def __repr__(self) -> str:
+        return f"Plane({self.index}, {self.name!r}, lines={len(self.lines)}, events={self.num_events})"
+
+    @cached_property
+    def lines(self) -> list[Line]:
+        return [self.xspace.line(i) for i in range(self.line_begin, self.line_end)]
+
+    def line(self, name: str) -> Line:
+        """The first line with this name (or display name)."""
+        for ln in self.lines:
+            if name in (ln.name, ln.display_name):
+                return ln
+        raise KeyError(f"plane {self.name!r} has no line {name!r}")
+
+    @property
+    def event_begin(self) -> int:
+        ev = self.xspace._cols["lines"]["event_begin"]
+        return int(ev[self.line_begin]) if self.line_end > self.line_begin else 0
+
+    @property
+    def event_end(self) -> int:
+        ev = self.xspace._cols["lines"]["event_end"]
+        return int(ev[self.line_end - 1]) if self.line_end > self.line_begin else 0
+
+    @property
+    def num_events(self) -> int:
+        return self.event_end - self.event_begin
+
+    @cached_property
+    def _metadata_rows(self) -> np.ndarray:
+        """Global event-metadata rows of this plane, sorted by id (last duplicate wins)."""
+        em = self.xspace._cols["event_metadata"]
+        rows = np.flatnonzero(em["plane"] == self.index)
+        ids = em["id"][rows]
+        # Stable sort then keep the last row of each id: protobuf maps keep the last entry.
+        order = np.argsort(ids, kind="stable")
+        rows, ids = rows[order], ids[order]
+        if len(ids):
+            keep = np.append(ids[1:] != ids[:-1], True)
+            rows = rows[keep]
+        return rows
+
+    @cached_property
+    def metadata_ids(self) -> np.ndarray:
+        """Sorted event-metadata ids of this plane."""
+        return self.xspace._cols["event_metadata"]["id"][self._metadata_rows]
+
+    def metadata_rows_for(self, metadata_ids: np.ndarray) -> np.ndarray:
+        """Global event-metadata row for each id, or -1 where the plane lacks it."""
+        ids = self.metadata_ids
+        if len(ids) == 0:
+            return np.full(len(metadata_ids), -1, dtype=np.int64)
+        pos = np.searchsorted(ids, metadata_ids)
+        pos_c = np.minimum(pos, len(ids) - 1)
+        found = ids[pos_c] == metadata_ids
+        return np.where(found, self._metadata_rows[pos_c], -1)
+
+    @cached_property
+    def event_metadata(self) -> dict[int, EventMetadata]:
+        """Event metadata by id."""
+        return {int(self.xspace._cols["event_metadata"]["id"][r]): self.xspace.event_metadata(int(r))
+                for r in self._metadata_rows}
+
+    @cached_property
+    def stat_metadata(self) -> dict[int, str]:
+        """Stat names by stat-metadata id (protobuf map semantics: the last entry wins)."""
+        sm = self.xspace._cols["stat_metadata"]
+        rows = np.flatnonzero(sm["plane"] == self.index)
+        return {int(sm["id"][r]): sm["name"][r] for r in rows}
+
+    def stat_ids(self, name: str) -> np.ndarray:
+        """Stat-metadata ids that carry ``name`` in this plane (usually one)."""
+        return np.array(sorted(k for k, v in self.stat_metadata.items() if v == name), dtype=np.int64)
+
+    @cached_property
+    def stats(self) -> dict[str, Any]:
+        """Plane-level stats by name (device capabilities and the like)."""
+        return self.xspace._owner_stats(OWNER_PLANE, self.index, self)
+
+    def event_name(self, metadata_id: int) -> str:
+        md = self.event_metadata.get(int(metadata_id))
+        return md.name if md is not None else ""
+
+
+class XSpace:
+    """The decoded profile of one host. Build it with :func:`decode_xspace`."""
+
+    def __init__(self, buffer: Any, columns: dict[str, Any]) -> None:
+        self.buffer = buffer  # kept alive: event stats are decoded from it on demand
+        self._cols = columns
+        ev = columns["events"]
+        self.metadata_id: np.ndarray = ev["metadata_id"]
+        self.start_ps: np.ndarray = ev["start_ps"]
+        self.duration_ps: np.ndarray = ev["duration_ps"]
+        self.event_offset: np.ndarray = ev["offset"]
+        self.hostnames: list[str] = columns["hostnames"]
+        self.errors: list[str] = columns["errors"]
+        self.warnings: list[str] = columns["warnings"]
+        self.planes: list[Plane] = [Plane(self, i) for i in range(len(columns["planes"]["id"]))]
+
+    # ---- sizes and tables ----
+
+    @property
+    def num_events(self) -> int:
+        return len(self.start_ps)
+
+    @property
+    def num_lines(self) -> int:
+        return len(self._cols["lines"]["id"])
+
+    def __repr__(self) -> str:
+        return f"XSpace(planes={len(self.planes)}, lines={self.num_lines}, events={self.num_events})"
+
+    def __iter__(self) -> Iterator[Plane]:
+        return iter(self.planes)
+
+    @cached_property
+    def origin_ps(self) -> int:
+        """Time zero of the profile (ps): the profile start recorded in the
+        ``Task Environment`` plane when present, else the earliest timed event."""
+        for p in self.planes:
+            if p.name == "Task Environment" and "profile_start_time" in p.stats:
+                return int(p.stats["profile_start_time"]) * 1000
+        timed = self.start_ps[self.is_timed]
+        return int(timed.min()) if len(timed) else 0
+
+    @property
+    def end_ps(self) -> np.ndarray:
+        """Event end times (start + duration), int64 ps."""
+        return self.start_ps + self.duration_ps
+
+    @cached_property
+    def line_of_event(self) -> np.ndarray:
+        """Line index of every event (int32), derived from the line row ranges."""
+        lines = self._cols["lines"]
+        counts = lines["event_end"] - lines["event_begin"]
+        return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+
+    @cached_property
+    def plane_of_event(self) -> np.ndarray:
+        """Plane index of every event (int32)."""
+        return self._cols["lines"]["plane"][self.line_of_event]
+
+    @cached_property
+    def num_occurrences(self) -> np.ndarray:
+        """Per event: the count of an aggregated event, 0 for a timed event."""
+        out = np.zeros(self.num_events, dtype=np.int64)
+        agg = self._cols["aggregated"]
+        out[agg["event"]] = agg["num_occurrences"]
+        return out
+
+    @cached_property
+    def is_timed(self) -> np.ndarray:
+        """True for events with a start offset, False for aggregated (count-only) events."""
+        mask = np.ones(self.num_events, dtype=bool)
+        mask[self._cols["aggregated"]["event"]] = False
+        return mask
+
+    @cached_property
+    def event_metadata_row(self) -> np.ndarray:
+        """Global event-metadata row of every event, -1 where the id is unknown."""
+        out = np.full(self.num_events, -1, dtype=np.int64)
+        for plane in self.planes:
+            b, e = plane.event_begin, plane.event_end
+            if e > b:
+                out[b:e] = plane.metadata_rows_for(self.metadata_id[b:e])
+        return out
+
+    @cached_property
+    def _metadata_names(self) -> np.ndarray:
+        names = self._cols["event_metadata"]["name"]
+        arr = np.empty(len(names) + 1, dtype=object)
+        arr[:-1] = names
+        arr[-1] = ""  # row -1: unknown metadata id
+        return arr
+
+    @cached_property
+    def _metadata_display_names(self) -> np.ndarray:
+        em = self._cols["event_metadata"]
+        arr = np.empty(len(em["name"]) + 1, dtype=object)
+        arr[:-1] = [d or n for d, n in zip(em["display_name"], em["name"], strict=True)]
+        arr[-1] = ""
+        return arr
+
+    # ---- lookups ----
+
+    def line(self, index: int) -> Line:
+        ln = self._cols["lines"]
+        return Line(
+            self, index, int(ln["plane"][index]), int(ln["id"][index]), int(ln["display_id"][index]),
+            ln["name"][index], ln["display_name"][index], int(ln["timestamp_ns"][index]),
+            int(ln["duration_ps"][index]), int(ln["event_begin"][index]), int(ln["event_end"][index]),
+        )
+
+    @property
+    def lines(self) -> list[Line]:
+        return [self.line(i) for i in range(self.num_lines)]
+
+    def plane(self, name: str) -> Plane:
+        """The plane with exactly this name."""
+        for p in self.planes:
+            if p.name == name:
+                return p
+        raise KeyError(f"no plane named {name!r}; planes: {[p.name for p in self.planes]}")
+
+    def find_planes(self, pattern: Pattern) -> list[Plane]:
+        """Planes whose name matches the regex (``re.search``); all when None."""
+        rx = _regex(pattern)
+        return [p for p in self.planes if rx is None or rx.search(p.name)]
+
+    def event_metadata(self, row: int) -> EventMetadata:
+        """The event metadata at a global row of the metadata table."""
+        em = self._cols["event_metadata"]
+        meta = em["metadata"][row]
+        raw = bytes(memoryview(self.buffer)[meta[0]:meta[0] + meta[1]]) if meta else b""
+        plane = self.planes[int(em["plane"][row])]
+        return EventMetadata(
+            int(em["id"][row]), em["name"][row], em["display_name"][row],
+            self._owner_stats(OWNER_EVENT_METADATA, row, plane), tuple(em["child_id"][row]), raw,
+        )
+
+    def event_names(self, rows: Rows | None = None, display: bool = False) -> np.ndarray:
+        """Event names (object array of str) of the given rows (all when None)."""
+        md = self.event_metadata_row if rows is None else self.event_metadata_row[rows]
+        table = self._metadata_display_names if display else self._metadata_names
+        return table[md]
+
+    # ---- selection ----
+
+    def select(
+        self,
+        plane: Pattern = None,
+        line: Pattern = None,
+        name: Pattern = None,
+        start_ps: int | None = None,
+        end_ps: int | None = None,
+        timed_only: bool = False,
+    ) -> Rows:
+        """Rows of the events that match every given filter, in file order.
+
+        ``plane``, ``line`` and ``name`` are regexes (``re.search``) on the
+        plane name, the line name (or display name) and the event name.
+        ``[start_ps, end_ps)`` keeps events that overlap the window (absolute
+        ps); a zero-length event counts when its start lies inside.
+        """
+        prx, lrx, nrx = _regex(plane), _regex(line), _regex(name)
+        ranges: list[np.ndarray] = []
+        for p in self.planes:
+            if prx is not None and not prx.search(p.name):
+                continue
+            for ln in p.lines:
+                if lrx is not None and not (lrx.search(ln.name) or lrx.search(ln.display_name)):
+                    continue
+                if ln.end > ln.begin:
+                    ranges.append(np.arange(ln.begin, ln.end, dtype=np.int64))
+        rows = np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
+        if nrx is not None and len(rows):
+            names = self._metadata_names
+            ok = np.fromiter((bool(nrx.search(n)) for n in names), dtype=bool, count=len(names))
+            rows = rows[ok[self.event_metadata_row[rows]]]
+        if start_ps is not None or end_ps is not None:
+            s = self.start_ps[rows]
+            keep = np.ones(len(rows), dtype=bool)
+            if end_ps is not None:
+                keep &= s < end_ps
+            if start_ps is not None:
+                keep &= (s + self.duration_ps[rows] > start_ps) | (s >= start_ps)
+            rows = rows[keep]
+        if timed_only:
+            rows = rows[self.is_timed[rows]]
+        return rows
+
+    # ---- stats ----
+
+    def _decode_values(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray,
+                       plane: Plane) -> list[Any]:
+        """Python values of raw stat cells (small tables only)."""
+        buf = memoryview(self.buffer)
+        out: list[Any] = []
+        for k, v, n in zip(kinds.tolist(), values.tolist(), lengths.tolist(), strict=True):
+            if k == KIND_DOUBLE:
+                out.append(float(np.int64(v).view(np.float64)))
+            elif k == KIND_UINT64:
+                out.append(v & 0xFFFFFFFFFFFFFFFF)
+            elif k == KIND_INT64:
+                out.append(v)
+            elif k == KIND_STR:
+                out.append(bytes(buf[v:v + n]).decode("utf-8", "replace"))
+            elif k == KIND_BYTES:
+                out.append(bytes(buf[v:v + n]))
+            elif k == KIND_REF:
+                out.append(plane.stat_metadata.get(v & 0xFFFFFFFFFFFFFFFF, ""))
+            else:
+                out.append(None)
+        return out
+
+    @cached_property
+    def _owner_stat_rows(self) -> dict[tuple[int, int], np.ndarray]:
+        st = self._cols["stats"]
+        key = st["owner_kind"].astype(np.int64) << 40 | st["owner"]
+        order = np.argsort(key, kind="stable")
+        uniq, starts = np.unique(key[order], return_index=True)
+        bounds = np.append(starts, len(order))
+        return {(int(u >> 40), int(u & ((1 << 40) - 1))): order[bounds[i]:bounds[i + 1]]
+                for i, u in enumerate(uniq)}
+
+    def _owner_stats(self, owner_kind: int, owner: int, plane: Plane) -> dict[str, Any]:
+        rows = self._owner_stat_rows.get((owner_kind, owner))
+        if rows is None:
+            return {}
+        st = self._cols["stats"]
+        values = self._decode_values(st["kind"][rows], st["value"][rows], st["length"][rows], plane)
+        names = [plane.stat_metadata.get(int(m), str(int(m))) for m in st["metadata_id"][rows]]
+        return dict(zip(names, values, strict=True))
+
+    def event_stats(self, row: int) -> dict[str, Any]:
+        """All stats of one event by name, its metadata's stats included (the event's win)."""
+        return next(self.iter_event_stats(np.array([row], dtype=np.int64)))
+
+    def iter_event_stats(self, rows: Rows, chunk: int = 65536) -> Iterator[dict[str, Any]]:
+        """Stats dict of each event in ``rows``, decoded in chunks (one pass per chunk)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        no_filter = np.empty(0, dtype=np.int64)
+        for lo in range(0, len(rows), chunk):
+            part = rows[lo:lo + chunk]
+            raw = _decoder.gather_event_stats(self.buffer, self.event_offset, part, no_filter)
+            bounds = np.searchsorted(raw["row"], np.arange(len(part) + 1))
+            planes = self.plane_of_event[part]
+            md_rows = self.event_metadata_row[part]
+            for i in range(len(part)):
+                plane = self.planes[int(planes[i])]
+                md_row = int(md_rows[i])
+                out = dict(self._owner_stats(OWNER_EVENT_METADATA, md_row, plane)) if md_row >= 0 else {}
+                b, e = bounds[i], bounds[i + 1]
+                if e > b:
+                    values = self._decode_values(raw["kind"][b:e], raw["value"][b:e], raw["length"][b:e], plane)
+                    for m, v in zip(raw["metadata_id"][b:e].tolist(), values, strict=True):
+                        out[plane.stat_metadata.get(m, str(m))] = v
+                yield out
+
+    def stat(self, rows: Rows, name: str, include_metadata: bool = True) -> StatColumn:
+        """The stat ``name`` of each event in ``rows``, vectorised.
+
+        Events that lack it on themselves fall back to their event metadata's
+        stat (XProf reads both) unless ``include_metadata`` is False.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        n = len(rows)
+        kinds = np.zeros(n, dtype=np.uint8)
+        values = np.zeros(n, dtype=np.int64)
+        lengths = np.zeros(n, dtype=np.int64)
+        ref_planes = np.zeros(n, dtype=np.int32)
+        if n == 0:
+            return StatColumn(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
+        planes = self.plane_of_event[rows]
+        st = self._cols["stats"]
+        for pi in np.unique(planes).tolist():
+            plane = self.planes[pi]
+            ids = plane.stat_ids(name)
+            if len(ids) == 0:
+                continue
+            idx = np.flatnonzero(planes == pi)
+            raw = _decoder.gather_event_stats(self.buffer, self.event_offset, rows[idx], ids)
+            # Repeated stats on one event: the last one wins (numpy assignment order).
+            pos = idx[raw["row"]]
+            kinds[pos] = raw["kind"]
+            values[pos] = raw["value"]
+            lengths[pos] = raw["length"]
+            ref_planes[idx] = pi
+            if include_metadata:
+                missing = idx[kinds[idx] == KIND_NONE]
+                if len(missing):
+                    md_rows = self.event_metadata_row[rows[missing]]
+                    sel = (st["owner_kind"] == OWNER_EVENT_METADATA) & np.isin(st["metadata_id"], ids)
+                    srow = np.flatnonzero(sel)
+                    if len(srow):
+                        # Map metadata row -> its stat row (last wins).
+                        lookup = np.full(len(self._cols["event_metadata"]["id"]) + 1, -1, dtype=np.int64)
+                        lookup[st["owner"][srow]] = srow
+                        hit = lookup[md_rows]
+                        ok = hit >= 0
+                        m, h = missing[ok], hit[ok]
+                        kinds[m] = st["kind"][h]
+                        values[m] = st["value"][h]
+                        lengths[m] = st["length"][h]
+        return self._stat_column(kinds, values, lengths, ref_planes)
+
+    def _stat_column(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray,
+                     ref_planes: np.ndarray) -> StatColumn:
+        present = kinds != KIND_NONE
+        found = set(np.unique(kinds[present]).tolist())
+        if not found:
+            return StatColumn(np.zeros(len(kinds), dtype=np.int64), present)
+        if found <= {KIND_INT64}:
+            return StatColumn(np.where(present, values, 0), present)
+        if found <= {KIND_UINT64}:
+            return StatColumn(np.where(present, values, 0).view(np.uint64), present)
+        if found <= {KIND_INT64, KIND_UINT64}:
+            return StatColumn(np.where(present, values, 0), present)
+        if found <= {KIND_DOUBLE}:
+            return StatColumn(np.where(present, values.view(np.float64), np.nan), present)
+        if found <= {KIND_DOUBLE, KIND_INT64, KIND_UINT64}:
+            as_float = np.where(kinds == KIND_DOUBLE, values.view(np.float64), values.astype(np.float64))
+            return StatColumn(np.where(present, as_float, np.nan), present)
+        # Strings, bytes, refs or a mix: Python objects, decoded per distinct cell.
+        out = np.empty(len(kinds), dtype=object)
+        idx = np.flatnonzero(present)
+        cache: dict[tuple[int, int, int, int], Any] = {}
+        for i in idx.tolist():
+            key = (int(kinds[i]), int(values[i]), int(lengths[i]), int(ref_planes[i]))
+            if key not in cache:
+                cache[key] = self._decode_values(
+                    kinds[i:i + 1], values[i:i + 1], lengths[i:i + 1], self.planes[key[3]])[0]
+            out[i] = cache[key]
+        return StatColumn(out, present)
+
+    # ---- export ----
+
+    def to_pandas(self, rows: Rows | None = None, stats: Sequence[str] = ()) -> Any:
+        """A pandas DataFrame of events (pandas is optional: ``pip install pandas``)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from exc
+        if rows is None:
+            rows = np.arange(self.num_events, dtype=np.int64)
+        lines = self._cols["lines"]
+        line_idx = self.line_of_event[rows]
+        plane_names = np.array([p.name for p in self.planes] + [""], dtype=object)
+        line_names = np.array(lines["name"] + [""], dtype=object)
+        data: dict[str, Any] = {
+            "plane": plane_names[lines["plane"][line_idx]] if len(rows) else [],
+            "line": line_names[line_idx] if len(rows) else [],
+            "name": self.event_names(rows),
+            "start_ps": self.start_ps[rows],
+            "duration_ps": self.duration_ps[rows],
+            "num_occurrences": self.num_occurrences[rows],
+        }
+        for s in stats:
+            col = self.stat(rows, s)
+            data[s] = pd.array(col.values, dtype=object) if col.values.dtype == object else col.values
+            if not col.present.all():
+                data[s] = pd.Series(data[s]).where(col.present, None)
+        return pd.DataFrame(data)
+
+
+def decode_xspace(buf: Any, progress: Callable[[int, int], None] | None = None) -> XSpace:
+    """Decode XSpace wire bytes into a columnar :class:`XSpace`.
+
+    ``buf`` is bytes, bytearray, memoryview or mmap, read in place without a
+    copy and kept alive by the result. ``progress(done_bytes, total_bytes)``
+    is called now and then during long decodes. Raises
+    :class:`xprof_core.DecodeError` on bad input.
+    """
+    return XSpace(buf, _decoder.decode_columns(buf, progress))
