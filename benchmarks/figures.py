@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "real"
 LARGE_DIR = ROOT / "benchmarks" / ".data"
 LARGE_NAME = "jax_cpu_large"
-# About 8500 steps of the tiny MLP with the Python tracer on gives ~125 MB.
-LARGE_STEPS = int(os.environ.get("XPROF_BENCH_LARGE_STEPS", "8500"))
+# About 12500 steps of the tiny MLP with the Python tracer on give ~120 MB.
+LARGE_STEPS = int(os.environ.get("XPROF_BENCH_LARGE_STEPS", "12500"))
 
 RESULTS: list[str] = []
 

@@ -29,12 +29,21 @@ _DEVICE_STATS = ("gpu_device_name", "device_type_string", "device_vendor")
 
 
 def device_kind(stats: dict[str, Any]) -> str:
-    """A short hardware description from a plane's stats ("" when unknown)."""
-    for key in _DEVICE_STATS:
-        value = stats.get(key)
-        if value:
-            return str(value)
-    return ""
+    """A short hardware description from a plane's stats ("" when unknown).
+
+    Newer profiles name the device; older GPU profiles only carry capability
+    stats, from which a description is built (no vendor stat means NVIDIA:
+    only AMD's plugin writes ``device_vendor``, and CUPTI predates it).
+    """
+    for key in _DEVICE_STATS[:2]:
+        if stats.get(key):
+            return str(stats[key])
+    if "compute_cap_major" in stats:
+        vendor = stats.get("device_vendor") or "NVIDIA"
+        cc = f"{stats['compute_cap_major']}.{stats.get('compute_cap_minor', 0)}"
+        cores = f", {stats['core_count']} cores" if "core_count" in stats else ""
+        return f"{vendor} GPU (compute capability {cc}{cores})"
+    return str(stats.get("device_vendor", ""))
 
 
 def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str, Any]:
@@ -106,7 +115,10 @@ def _is_profile_file(target: str) -> bool:
 
 
 def _load(path: str, args: argparse.Namespace) -> XSpace:
-    bar = ProgressBar(f"reading {_host_name(path)}", enabled=True if args.progress else None)
+    if args.progress:
+        bar = ProgressBar(f"reading {_host_name(path)}", enabled=True, delay_s=0.0)
+    else:
+        bar = ProgressBar(f"reading {_host_name(path)}")
     return load(path, progress=bar)
 
 
@@ -210,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xprof-core", description="Read ML profiler traces (XSpace .xplane.pb) from the command line.")
     parser.add_argument("--progress", action="store_true",
-                        help="always draw the progress bar on stderr (default: only on a terminal)")
+                        help="always draw the progress bar on stderr, from the start "
+                             "(default: on a terminal, once a read lasts over half a second)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("summary", help="hosts, planes, lines, event counts, time span, devices")

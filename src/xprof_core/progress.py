@@ -33,8 +33,6 @@ class ProgressBar:
         finished = total > 0 and done >= total
         if now - self.started < self.delay_s or (now - self.last_draw < 0.1 and not finished):
             return
-        if finished and not self.drawn:
-            return  # finished before the bar was ever needed
         self.last_draw = now
         self.drawn = True
         frac = min(1.0, done / total) if total else 1.0

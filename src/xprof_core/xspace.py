@@ -229,11 +229,11 @@ class XSpace:
 
     @cached_property
     def origin_ps(self) -> int:
-        """Time zero of the profile (ps): the profile start recorded in the
-        ``Task Environment`` plane when present, else the earliest timed event."""
-        for p in self.planes:
-            if p.name == "Task Environment" and "profile_start_time" in p.stats:
-                return int(p.stats["profile_start_time"]) * 1000
+        """Time zero of the profile (ps): the earliest start of a timed event.
+
+        Not the ``Task Environment`` profile start: TPU profiles and some
+        host planes keep times relative to the session, not the Unix epoch.
+        """
         timed = self.start_ps[self.is_timed]
         return int(timed.min()) if len(timed) else 0
 
@@ -504,12 +504,12 @@ class XSpace:
         found = set(np.unique(kinds[present]).tolist())
         if not found:
             return StatColumn(np.zeros(len(kinds), dtype=np.int64), present)
-        if found <= {KIND_INT64}:
-            return StatColumn(np.where(present, values, 0), present)
-        if found <= {KIND_UINT64}:
-            return StatColumn(np.where(present, values, 0).view(np.uint64), present)
         if found <= {KIND_INT64, KIND_UINT64}:
-            return StatColumn(np.where(present, values, 0), present)
+            ints = np.where(present, values, 0)
+            # uint64 past 2**63 shows as negative int64: keep such columns unsigned.
+            if KIND_UINT64 in found and KIND_INT64 not in found and (ints < 0).any():
+                return StatColumn(ints.view(np.uint64), present)
+            return StatColumn(ints, present)
         if found <= {KIND_DOUBLE}:
             return StatColumn(np.where(present, values.view(np.float64), np.nan), present)
         if found <= {KIND_DOUBLE, KIND_INT64, KIND_UINT64}:

@@ -70,13 +70,13 @@ cdef class _I64Column:
         self.data = <int64_t*><size_t>self.arr.ctypes.data
         self.n = 0
 
-    cdef int grow(self) except -1:
+    cdef int grow(self) except? -1:
         self.cap = self.cap * 2
         self.arr.resize(self.cap, refcheck=False)
         self.data = <int64_t*><size_t>self.arr.ctypes.data
         return 0
 
-    cdef inline int push(self, int64_t v) except -1:
+    cdef inline int push(self, int64_t v) except? -1:
         if self.n == self.cap:
             self.grow()
         self.data[self.n] = v
@@ -230,7 +230,7 @@ cdef class _Decoder:
 
     # ---- messages ----
 
-    cdef int push_stat(self, Cursor* c, int owner_kind, int64_t owner) except -1:
+    cdef int push_stat(self, Cursor* c, int owner_kind, int64_t owner) except? -1:
         cdef StatOut st
         if parse_stat(c, &st, self.base) < 0:
             return -1
@@ -242,7 +242,7 @@ cdef class _Decoder:
         self.st_length.push(st.length)
         return 0
 
-    cdef int parse_event(self, Cursor* c, const uint8_t* at) except -1:
+    cdef int parse_event(self, Cursor* c, const uint8_t* at) except? -1:
         cdef uint32_t field, wt
         cdef uint64_t v
         cdef int64_t metadata_id = 0, offset_ps = 0, duration_ps = 0, occurrences = 0
@@ -290,7 +290,7 @@ cdef class _Decoder:
         self.ev_offset.push(at - self.base)
         return 0
 
-    cdef int parse_line(self, Cursor* c, Py_ssize_t plane) except -1:
+    cdef int parse_line(self, Cursor* c, Py_ssize_t plane) except? -1:
         cdef uint32_t field, wt
         cdef uint64_t v
         cdef int64_t line_id = 0, display_id = 0, timestamp_ns = 0, duration_ps = 0
@@ -357,7 +357,7 @@ cdef class _Decoder:
         self.ln_event_end.append(self.ev_offset.n)
         return 0
 
-    cdef int parse_event_metadata(self, Cursor* c, Py_ssize_t plane) except -1:
+    cdef int parse_event_metadata(self, Cursor* c, Py_ssize_t plane) except? -1:
         """One map entry: key=1 (id), value=2 (XEventMetadata)."""
         cdef uint32_t field, wt, f2, w2
         cdef uint64_t v
@@ -430,7 +430,7 @@ cdef class _Decoder:
         self.em_children.append(children)
         return 0
 
-    cdef int parse_stat_metadata(self, Cursor* c, Py_ssize_t plane) except -1:
+    cdef int parse_stat_metadata(self, Cursor* c, Py_ssize_t plane) except? -1:
         cdef uint32_t field, wt, f2, w2
         cdef uint64_t v
         cdef int64_t key = 0
@@ -472,7 +472,7 @@ cdef class _Decoder:
         self.sm_description.append(description)
         return 0
 
-    cdef int parse_plane(self, Cursor* c) except -1:
+    cdef int parse_plane(self, Cursor* c) except? -1:
         cdef uint32_t field, wt
         cdef uint64_t v
         cdef int64_t plane_id = 0
@@ -539,7 +539,7 @@ cdef class _Decoder:
         self.pl_line_end.append(len(self.ln_id))
         return 0
 
-    cdef int parse_space(self, Cursor* c) except -1:
+    cdef int parse_space(self, Cursor* c) except? -1:
         cdef uint32_t field, wt
         cdef const uint8_t* s
         cdef const uint8_t* e

@@ -1,0 +1,33 @@
+"""Where the test inputs live, and skips for when they are absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REAL = ROOT.parent / "shared" / "data" / "real"
+JAX_DATA = ROOT / "tests" / "data" / "jax"
+CORRUPTED = REAL / "openxla-xprof" / "corrupted" / "tpu_inference_2.at-bfd424c.utf8-mangled.xplane.pb"
+V100 = REAL / "openxla-xprof" / "demo" / "plugins" / "profile" / "GPU-multi-worker" / "34.83.195.179_6003.xplane.pb"
+TPU = REAL / "openxla-xprof" / "xprof" / "convert" / "test_xplanes" / "tpu_inference_2.xplane.pb"
+NO_REAL = "the shared real-profile folder ../shared/data/real is absent"
+
+
+def real_xplane_files() -> list[Path]:
+    """Every valid real .xplane.pb (the corrupted one left out), sorted."""
+    if not REAL.is_dir():
+        return []
+    return sorted(p for p in REAL.rglob("*.xplane.pb") if "corrupted" not in p.parts)
+
+
+def jax_files() -> list[Path]:
+    return sorted(JAX_DATA.glob("*.xplane.pb"))
+
+
+def need(path: Path) -> Path:
+    """Skip the calling test with a clear reason when a shared input is missing."""
+    if not path.exists():
+        pytest.skip(f"{NO_REAL} ({path.name} not found)")
+    return path
