@@ -1,0 +1,504 @@
+"""Run and host discovery over fsspec.
+
+A logdir holds profiles laid out the way JAX, TensorFlow and XProf write them::
+
+    <logdir>/[<sub>/...]plugins/profile/<session>/<host>.xplane.pb[.gz]
+
+A *run* is one session directory. Its name follows XProf's "frontend run name": the path of the
+directory holding ``plugins/`` relative to the logdir, joined with the session name
+(``train/2024_01_02_03_04_05``), or just the session name when ``plugins/profile`` sits directly
+under the logdir. A *host* is one ``<host>.xplane.pb`` (or ``.xplane.pb.gz``) file in a session.
+
+For convenience the logdir may also point straight at a session directory (one run, named after
+that directory) or at a ``plugins/profile`` directory (one run per session, named by session).
+
+Discovery is read-only and tolerant: a directory or file that cannot be read is recorded as a
+problem (in :attr:`Run.problems` or :attr:`Logdir.problems`) and logged, never raised.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import mmap
+import os
+import posixpath
+import re
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import fsspec
+import fsspec.core
+import fsspec.utils
+from fsspec.implementations.local import LocalFileSystem
+from fsspec.spec import AbstractFileSystem
+
+from xprof_core.errors import DecodeError, ProfileNotFoundError, XprofError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "HOST_SUFFIXES",
+    "Host",
+    "HostBytes",
+    "HostNotFoundError",
+    "Logdir",
+    "LogdirError",
+    "MissingExtraError",
+    "Run",
+    "RunNotFoundError",
+    "host_name_from_file",
+    "open_host_bytes",
+]
+
+#: File name endings of host profiles, uncompressed first (it wins when both exist).
+HOST_SUFFIXES: tuple[str, ...] = (".xplane.pb", ".xplane.pb.gz")
+
+#: What a bytes-like host profile is: a read-only memory map for local files, bytes otherwise.
+HostBytes = bytes | mmap.mmap
+
+_PLUGINS_DIR = "plugins"
+_PROFILE_DIR = "profile"
+_SESSION_TIMESTAMP = re.compile(r"\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}")
+_MAX_DEPTH = 64  # directory levels below the logdir; deeper trees are reported, not walked
+_EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}
+_LOCAL_PROTOCOLS = frozenset({"file", "local"})
+
+
+class LogdirError(XprofError, ValueError):
+    """A logdir URL that cannot be opened (unknown protocol, malformed URL)."""
+
+
+class MissingExtraError(XprofError, ImportError):
+    """A logdir URL whose filesystem needs an optional dependency that is not installed."""
+
+
+class RunNotFoundError(ProfileNotFoundError, KeyError):
+    """A run name that does not exist in the logdir, or that is not a valid run name."""
+
+
+class HostNotFoundError(ProfileNotFoundError, KeyError):
+    """A host name that does not exist in a run."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """One host profile file of a run.
+
+    ``url`` is a plain local path for local logdirs and a full fsspec URL (``memory://``,
+    ``gs://``, ...) otherwise; either can be passed to :func:`open_host_bytes`.
+    """
+
+    name: str
+    url: str
+    size_bytes: int
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the file is gzip-compressed (``.xplane.pb.gz``)."""
+        return self.url.endswith(".gz")
+
+
+@dataclass
+class Run:
+    """One profiling session: its name, its directory and its hosts (sorted by name).
+
+    ``problems`` lists entries of the session directory that could not be read.
+    """
+
+    name: str
+    session_url: str
+    hosts: list[Host] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def session(self) -> str:
+        """The session directory name (the last component of the run name)."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def host_names(self) -> list[str]:
+        """The host names, sorted."""
+        return [host.name for host in self.hosts]
+
+    def host(self, name: str) -> Host:
+        """Return the host called ``name``; raise :class:`HostNotFoundError` when absent."""
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise HostNotFoundError(f"no host {name!r} in run {self.name!r}")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One listed directory entry, with symlinks resolved."""
+
+    name: str
+    path: str
+    kind: Literal["directory", "file", "other", "missing"]
+    size: int
+
+
+def host_name_from_file(file_name: str) -> str | None:
+    """Return the host name of a profile file name, or None when it is not a host profile."""
+    for suffix in HOST_SUFFIXES:
+        if file_name.endswith(suffix) and len(file_name) > len(suffix):
+            return file_name[: -len(suffix)]
+    return None
+
+
+class Logdir:
+    """A profile log directory on any fsspec filesystem.
+
+    ``url`` is a local path, a ``file://`` URL or any fsspec URL (``memory://``, ``gs://``,
+    ``s3://``, ...). ``storage_options`` are passed to the filesystem; ``fs`` overrides the
+    filesystem altogether (``url`` is then a path on it). Nothing is read until :meth:`runs` or
+    :meth:`run` is called, and nothing is ever written.
+    """
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        fs: AbstractFileSystem | None = None,
+    ) -> None:
+        text = os.fspath(url)
+        if not text:
+            raise LogdirError("empty logdir URL")
+        if fs is None:
+            fs, path = _filesystem_for(text, storage_options)
+        else:
+            path = fs._strip_protocol(text)
+        self.url: str = text
+        self.fs: AbstractFileSystem = fs
+        self.is_local: bool = _is_local_fs(fs)
+        #: The logdir's path on :attr:`fs` (no protocol, no trailing slash; normalised when local).
+        self.root: str = posixpath.normpath(path) if self.is_local else _strip_trailing_slashes(path)
+        #: Problems met by the last :meth:`runs` outside any session (unreadable sub-directories,
+        #: a missing logdir); problems inside a session are in that :attr:`Run.problems`.
+        self.problems: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"Logdir({self.url!r})"
+
+    # -- public API ------------------------------------------------------------------------------
+
+    def runs(self) -> list[Run]:
+        """List every run, newest session first.
+
+        Sessions named by timestamp (``YYYY_MM_DD_HH_MM_SS``) come first, newest first; runs
+        whose session name is not a timestamp follow in name order. Problems outside sessions
+        are stored in :attr:`problems`.
+        """
+        problems: list[str] = []
+        self.fs.invalidate_cache()  # remote filesystems cache listings; always list afresh
+        entries = self._list_root(problems)
+        runs: list[Run] = []
+        if entries is not None:
+            layout = self._layout(entries)
+            if layout == "session":
+                runs = [self._read_session(posixpath.basename(self.root), self.root, entries)]
+            elif layout == "profile":
+                runs = self._read_profile_dir((), self.root, entries, problems)
+            else:
+                runs = self._walk(entries, problems)
+        self.problems = problems
+        return _sorted_runs(runs)
+
+    def run(self, name: str) -> Run:
+        """Return the run called ``name`` (as listed by :meth:`runs`).
+
+        Raises :class:`RunNotFoundError` (a :class:`~xprof_core.errors.ProfileNotFoundError`) when
+        no such run exists or when the name is not a valid run name: names with ``..`` or ``.``
+        components, empty components, absolute paths or backslashes never reach the filesystem.
+        """
+        parts = _run_name_parts(name)
+        self.fs.invalidate_cache()
+        entries = self._list_root([])
+        if entries is None:
+            raise RunNotFoundError(f"no run {name!r} in {self.url!r}: the logdir cannot be listed")
+        layout = self._layout(entries)
+        if layout == "session":
+            if parts != (posixpath.basename(self.root),):
+                raise RunNotFoundError(f"no run {name!r} in {self.url!r}")
+            return self._read_session(parts[0], self.root, entries)
+        if layout == "profile":
+            if len(parts) != 1:
+                raise RunNotFoundError(f"no run {name!r} in {self.url!r}")
+            path = posixpath.join(self.root, parts[0])
+        else:
+            path = posixpath.join(self.root, *parts[:-1], _PLUGINS_DIR, _PROFILE_DIR, parts[-1])
+        if not self._is_inside_root(path) or not self._isdir(path):
+            raise RunNotFoundError(f"no run {name!r} in {self.url!r}")
+        return self._read_session("/".join(parts), path)
+
+    def host_url(self, run: Run | str, host: Host | str) -> str:
+        """Return the URL of ``host`` in ``run``; raise a ProfileNotFoundError when either is absent."""
+        run_obj = run if isinstance(run, Run) else self.run(run)
+        return run_obj.host(host.name if isinstance(host, Host) else host).url
+
+    def open_host_bytes(self, host: Host | str) -> HostBytes:
+        """Read a host profile (a :class:`Host` or its URL) through this logdir's filesystem."""
+        url = host.url if isinstance(host, Host) else host
+        return open_host_bytes(url, fs=None if self.is_local else self.fs)
+
+    # -- discovery -------------------------------------------------------------------------------
+
+    def _list_root(self, problems: list[str]) -> list[_Entry] | None:
+        """List the logdir itself, recording a problem when it is missing or not a directory."""
+        entries = self._list(self.root, problems)
+        if entries is None:
+            return None
+        if len(entries) == 1 and entries[0].path == self.root and entries[0].kind != "directory":
+            _report(problems, f"logdir {self.url!r} is not a directory")
+            return None
+        return [entry for entry in entries if entry.path != self.root]
+
+    def _layout(self, entries: list[_Entry]) -> Literal["session", "profile", "logdir"]:
+        """Tell what the logdir points at: a session dir, a plugins/profile dir, or a real logdir."""
+        if any(entry.kind == "file" and host_name_from_file(entry.name) for entry in entries):
+            return "session"
+        parent = posixpath.dirname(self.root)
+        if posixpath.basename(self.root) == _PROFILE_DIR and posixpath.basename(parent) == _PLUGINS_DIR:
+            return "profile"
+        return "logdir"
+
+    def _walk(self, root_entries: list[_Entry], problems: list[str]) -> list[Run]:
+        """Walk the logdir for ``<sub>/plugins/profile`` directories and read their sessions."""
+        runs: list[Run] = []
+        visited = {self._identity(self.root)}
+        # Each item: path components below the logdir, the directory path, its entries (None: list it).
+        stack: list[tuple[tuple[str, ...], str, list[_Entry] | None]] = [((), self.root, root_entries)]
+        while stack:
+            rel, path, entries = stack.pop()
+            if entries is None:
+                entries = self._list(path, problems)
+                if entries is None:
+                    continue
+            children = sorted((e for e in entries if e.kind == "directory"), key=lambda e: e.name)
+            for child in reversed(children):  # reversed: the stack pops them in name order
+                if rel and rel[-1] == _PLUGINS_DIR and child.name == _PROFILE_DIR:
+                    runs.extend(self._read_profile_dir(rel[:-1], child.path, None, problems))
+                    continue
+                if len(rel) + 1 > _MAX_DEPTH:
+                    _report(problems, f"{self._url(child.path)}: deeper than {_MAX_DEPTH} levels, skipped")
+                    continue
+                identity = self._identity(child.path)
+                if identity in visited:
+                    logger.debug("skipping %s: already visited (symlink loop?)", child.path)
+                    continue
+                visited.add(identity)
+                stack.append(((*rel, child.name), child.path, None))
+        return runs
+
+    def _read_profile_dir(
+        self,
+        sub: tuple[str, ...],
+        path: str,
+        entries: list[_Entry] | None,
+        problems: list[str],
+    ) -> list[Run]:
+        """Read every session directory of one ``plugins/profile`` directory."""
+        if entries is None:
+            entries = self._list(path, problems)
+            if entries is None:
+                return []
+        sessions = sorted((e for e in entries if e.kind == "directory"), key=lambda e: e.name)
+        return [self._read_session("/".join((*sub, e.name)), e.path) for e in sessions]
+
+    def _read_session(self, name: str, path: str, entries: list[_Entry] | None = None) -> Run:
+        """Read one session directory into a :class:`Run`."""
+        run = Run(name=name, session_url=self._url(path))
+        if entries is None:
+            entries = self._list(path, run.problems)
+            if entries is None:
+                return run
+        hosts: dict[str, Host] = {}
+        for entry in entries:
+            host_name = host_name_from_file(entry.name)
+            if host_name is None:
+                continue
+            url = self._url(entry.path)
+            if entry.kind == "missing":
+                _report(run.problems, f"{url}: broken link")
+                continue
+            if entry.kind != "file":
+                _report(run.problems, f"{url}: not a regular file")
+                continue
+            if self.is_local and not os.access(entry.path, os.R_OK):
+                _report(run.problems, f"{url}: not readable")
+                continue
+            host = Host(name=host_name, url=url, size_bytes=entry.size)
+            known = hosts.get(host_name)
+            if known is None or (known.compressed and not host.compressed):
+                hosts[host_name] = host
+        run.hosts = sorted(hosts.values(), key=lambda h: h.name)
+        return run
+
+    def _list(self, path: str, problems: list[str]) -> list[_Entry] | None:
+        """List a directory; on failure record a problem and return None."""
+        try:
+            raw = self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            _report(problems, f"{self._url(path)}: does not exist")
+            return None
+        except Exception as exc:  # any filesystem error (OSError, HTTP errors...) is a problem, not fatal
+            _report(problems, f"{self._url(path)}: cannot list: {exc}")
+            return None
+        return [self._entry(info) for info in raw]
+
+    def _entry(self, info: Mapping[str, Any]) -> _Entry:
+        """Turn an fsspec ``ls`` record into an :class:`_Entry`, following symlinks."""
+        entry_path = _strip_trailing_slashes(str(info["name"]))
+        kind = info.get("type")
+        size = int(info.get("size") or 0)
+        if kind not in ("directory", "file") and info.get("islink"):
+            try:
+                target = self.fs.info(entry_path)  # local info() follows the link
+            except Exception:  # a broken or unreadable link
+                return _Entry(posixpath.basename(entry_path), entry_path, "missing", 0)
+            kind = target.get("type")
+            size = int(target.get("size") or 0)
+        name = posixpath.basename(entry_path)
+        if kind == "directory":
+            return _Entry(name, entry_path, "directory", size)
+        if kind == "file":
+            return _Entry(name, entry_path, "file", size)
+        return _Entry(name, entry_path, "other", size)
+
+    # -- paths -----------------------------------------------------------------------------------
+
+    def _is_inside_root(self, path: str) -> bool:
+        """Lexical containment: ``path`` is below the logdir root after normalisation."""
+        root = posixpath.normpath(self.root).rstrip("/")
+        return posixpath.normpath(path).startswith(root + "/")
+
+    def _isdir(self, path: str) -> bool:
+        try:
+            return bool(self.fs.isdir(path))
+        except Exception:  # unreadable counts as absent
+            return False
+
+    def _identity(self, path: str) -> str:
+        """A key that is equal for two paths naming the same directory (local symlinks resolved)."""
+        return os.path.realpath(path) if self.is_local else path
+
+    def _url(self, path: str) -> str:
+        """The URL users see: a plain path for local files, a full fsspec URL otherwise."""
+        return path if self.is_local else str(self.fs.unstrip_protocol(path))
+
+
+def open_host_bytes(
+    url: str | os.PathLike[str],
+    *,
+    fs: AbstractFileSystem | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> HostBytes:
+    """Return the bytes of one host profile.
+
+    A local uncompressed file comes back as a read-only :class:`mmap.mmap` (``b""`` when empty);
+    a ``.gz`` file as its gunzipped bytes; any other fsspec URL as the bytes read. ``fs`` (or
+    ``storage_options``) selects the filesystem for remote URLs. Raises
+    :class:`~xprof_core.errors.ProfileNotFoundError` when the file does not exist and
+    :class:`~xprof_core.errors.DecodeError` when a ``.gz`` file is not valid gzip.
+    """
+    text = os.fspath(url)
+    compressed = text.endswith(".gz")
+    local_path = _local_path(text) if fs is None or _is_local_fs(fs) else None
+    if local_path is not None:
+        try:
+            with open(local_path, "rb") as handle:
+                if compressed:
+                    return _gunzip(handle.read(), text)
+                if os.fstat(handle.fileno()).st_size == 0:
+                    return b""
+                return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except FileNotFoundError as exc:
+            raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
+    if fs is None:
+        fs, path = _filesystem_for(text, storage_options)
+    else:
+        path = fs._strip_protocol(text)
+    try:
+        data = bytes(fs.cat_file(path))
+    except FileNotFoundError as exc:
+        raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
+    return _gunzip(data, text) if compressed else data
+
+
+def _gunzip(data: bytes, url: str) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DecodeError(f"{url}: not a valid gzip file: {exc}", 0, "gzip") from exc
+
+
+def _filesystem_for(url: str, storage_options: Mapping[str, Any] | None) -> tuple[AbstractFileSystem, str]:
+    """Resolve a URL to its fsspec filesystem and path, with a clear error for missing extras."""
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    except ImportError as exc:
+        protocol = fsspec.utils.get_protocol(url)
+        extra = _EXTRAS.get(protocol)
+        hint = (
+            f"pip install xprof-core[{extra}]"
+            if extra
+            else f"install the fsspec implementation for the {protocol!r} protocol"
+        )
+        raise MissingExtraError(
+            f"reading {protocol}:// URLs needs an optional dependency: {hint} ({exc})"
+        ) from exc
+    except ValueError as exc:
+        raise LogdirError(f"cannot open {url!r}: {exc}") from exc
+    return fs, path
+
+
+def _is_local_fs(fs: AbstractFileSystem) -> bool:
+    if isinstance(fs, LocalFileSystem):
+        return True
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return bool(_LOCAL_PROTOCOLS.intersection(protocols))
+
+
+def _local_path(url: str) -> str | None:
+    """The local path of a plain path or ``file://`` URL; None for any other protocol."""
+    if "::" in url or fsspec.utils.get_protocol(url) not in _LOCAL_PROTOCOLS:
+        return None
+    return str(LocalFileSystem._strip_protocol(url))
+
+
+def _strip_trailing_slashes(path: str) -> str:
+    stripped = path.rstrip("/")
+    return stripped or path[:1]
+
+
+def _run_name_parts(name: object) -> tuple[str, ...]:
+    """Split a run name into components, rejecting anything that could leave the logdir."""
+    if not isinstance(name, str) or not name:
+        raise RunNotFoundError(f"invalid run name {name!r}")
+    if name.startswith("/") or "\\" in name or "\x00" in name or "://" in name:
+        raise RunNotFoundError(f"invalid run name {name!r}")
+    parts = tuple(name.rstrip("/").split("/"))
+    if any(part in ("", ".", "..") for part in parts):
+        raise RunNotFoundError(f"invalid run name {name!r}")
+    return parts
+
+
+def _session_timestamp(session: str) -> str:
+    """The ``YYYY_MM_DD_HH_MM_SS`` prefix of a session name, or "" when it has none."""
+    match = _SESSION_TIMESTAMP.match(session)
+    return match.group(0) if match else ""
+
+
+def _sorted_runs(runs: list[Run]) -> list[Run]:
+    """Timestamped sessions newest first (ties by name), then the others by name."""
+    by_name = sorted(runs, key=lambda run: run.name)
+    return sorted(by_name, key=lambda run: _session_timestamp(run.session), reverse=True)
+
+
+def _report(problems: list[str], message: str) -> None:
+    logger.warning("%s", message)
+    problems.append(message)
