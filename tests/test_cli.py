@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from conftest import JAX_DATA, REAL, V100, need, real_xplane_files
 from xprof_core import cli
 from xprof_core.progress import ProgressBar
 from xprof_core.protos import xplane_pb2
+
+from conftest import JAX_DATA, REAL, V100, need, real_xplane_files
 
 FILES = real_xplane_files() + sorted(JAX_DATA.glob("*.xplane.pb"))
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import xprof_core
-from conftest import JAX_DATA, TPU, V100, need
 from xprof_core.protos import xplane_pb2
+
+from conftest import JAX_DATA, TPU, V100, need
 
 GPU_JAX = JAX_DATA / "gpu_mlp_train.xplane.pb"
 CPU_JAX = JAX_DATA / "cpu_mlp_train.xplane.pb"

@@ -49,7 +49,7 @@ def device_kind(stats: dict[str, Any]) -> str:
 def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str, Any]:
     """The numbers ``summary`` prints for one host, as plain JSON-ready data."""
     timed = xs.is_timed
-    planes = []
+    planes: list[dict[str, Any]] = []
     for p in xs.planes:
         b, e = p.event_begin, p.event_end
         starts = xs.start_ps[b:e][timed[b:e]]
@@ -129,7 +129,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
         target = str(DEMO_LOGDIR)
         print(f"no target given: summarising the bundled demo logdir {target}", file=sys.stderr)
-    items: list[tuple[str, str, str | None]] = []  # (run, host, url)
+    items: list[tuple[str, str, str]] = []  # (run, host, url)
     problems: list[str] = []
     if _is_profile_file(target):
         items.append(("", _host_name(target), target))
@@ -138,18 +138,17 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
         logdir = Logdir(target)
         runs = logdir.runs()
-        for run in runs:
-            problems.extend(run.problems)
-            for host in run.hosts:
-                items.append((run.name, host.name, host.url))
+        for found in runs:
+            problems.extend(found.problems)
+            for h in found.hosts:
+                items.append((found.name, h.name, h.url))
         problems.extend(getattr(logdir, "problems", []))
         if not items:
             print(f"no profiles found under {target}", file=sys.stderr)
             return 1
-    results = []
+    results: list[dict[str, Any]] = []
     failed = 0
     for run, host, url in items:
-        assert url is not None
         try:
             xs = _load(url, args)
         except (DecodeError, OSError) as exc:

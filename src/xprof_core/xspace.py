@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from xprof_core._fast import decoder as _decoder
+import xprof_core._fast.decoder as _decoder
 
 # Stat kinds, in the order of XStat's value oneof (as the decoder numbers them).
 KIND_NONE, KIND_DOUBLE, KIND_UINT64, KIND_INT64, KIND_STR, KIND_BYTES, KIND_REF = range(7)

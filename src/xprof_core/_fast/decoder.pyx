@@ -10,13 +10,14 @@ back as small Python lists and numpy columns.
 """
 
 cimport cython
-from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from xprof_core._fast.wire cimport (
     WT_I64, WT_LEN, WT_VARINT, Cursor, Failure, fail, read_fixed64, read_len, read_tag,
     read_varint, skip_field, sub_cursor,
 )
+
+import gc
 
 import numpy as np
 
@@ -52,43 +53,141 @@ cdef enum Where:
 
 # --- C interface ---
 
-@cython.final
-cdef class _I64Column:
-    """A growable int64 column backed by a numpy array.
-
-    Growth doubles the capacity through ndarray.resize, which reallocates in
-    place where the allocator can (large blocks are remapped, not copied).
+cdef extern from *:
     """
-    cdef object arr
-    cdef int64_t* data
+    /* Column memory. Most of a cold decode is page faults on fresh output
+       memory, so on Linux large columns live in anonymous mappings marked for
+       transparent huge pages (one fault per 2 MiB instead of per 4 KiB) and
+       grow with mremap (pages move, bytes are not copied). Elsewhere, and for
+       small columns, plain malloc/realloc. */
+    #include <stdlib.h>
+    #include <string.h>
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #define XP_HAVE_MAP 1
+    #else
+    #define XP_HAVE_MAP 0
+    #endif
+    #define XP_MAP_MIN ((size_t)1 << 21)
+
+    static size_t xp_round(size_t n) {
+        return (n + XP_MAP_MIN - 1) & ~(XP_MAP_MIN - 1);
+    }
+
+    /* Resize a block of old_bytes (0: none yet) to new_bytes; returns NULL on
+       failure, leaving the old block valid. *mapped tracks the block's kind. */
+    static void* xp_resize(void* p, size_t old_bytes, size_t new_bytes, int* mapped) {
+    #if XP_HAVE_MAP
+        if (*mapped) {
+            void* q = mremap(p, xp_round(old_bytes), xp_round(new_bytes), MREMAP_MAYMOVE);
+            return q == MAP_FAILED ? NULL : q;
+        }
+        if (new_bytes >= XP_MAP_MIN) {
+            void* q = mmap(NULL, xp_round(new_bytes), PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (q == MAP_FAILED) return NULL;
+    #ifdef MADV_HUGEPAGE
+            madvise(q, xp_round(new_bytes), MADV_HUGEPAGE);
+    #endif
+            if (p != NULL) {
+                memcpy(q, p, old_bytes < new_bytes ? old_bytes : new_bytes);
+                free(p);
+            }
+            *mapped = 1;
+            return q;
+        }
+    #endif
+        return realloc(p, new_bytes ? new_bytes : 1);
+    }
+
+    static void xp_release(void* p, size_t bytes, int mapped) {
+    #if XP_HAVE_MAP
+        if (mapped) { if (p != NULL) munmap(p, xp_round(bytes)); return; }
+    #endif
+        free(p);
+    }
+    """
+    void* xp_resize(void* p, size_t old_bytes, size_t new_bytes, int* mapped) nogil
+    void xp_release(void* p, size_t bytes, int mapped) nogil
+
+
+@cython.final
+cdef class _Column:
+    """A growable column of 4- or 8-byte integers handed to numpy without a copy.
+
+    Growth doubles the capacity without copying bytes where the platform
+    allows (see xp_resize), and nothing is zero-filled: only the rows written
+    are ever touched. ``finish`` trims the block and returns a numpy array that
+    views it through the buffer protocol (the column stays alive as the
+    array's base and frees the block when the array goes). ``kind`` is the
+    struct format of a row: "q" int64, "i" int32 or "I" uint32.
+    """
+    cdef char* data
     cdef Py_ssize_t n
     cdef Py_ssize_t cap
+    cdef Py_ssize_t itemsize
+    cdef int mapped
+    cdef bytes kind
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
 
-    def __cinit__(self, Py_ssize_t capacity):
-        self.cap = capacity if capacity > 16 else 16
-        self.arr = np.empty(self.cap, dtype=np.int64)
-        self.data = <int64_t*><size_t>self.arr.ctypes.data
+    def __cinit__(self, Py_ssize_t capacity, bytes kind=b"q"):
+        self.kind = kind
+        self.itemsize = 8 if kind == b"q" else 4
+        self.mapped = 0
+        self.data = NULL
+        self.cap = 0
         self.n = 0
+        self.resize(capacity if capacity > 16 else 16)
 
-    cdef int grow(self) except? -1:
-        self.cap = self.cap * 2
-        self.arr.resize(self.cap, refcheck=False)
-        self.data = <int64_t*><size_t>self.arr.ctypes.data
+    def __dealloc__(self):
+        xp_release(self.data, self.cap * self.itemsize, self.mapped)
+
+    cdef int resize(self, Py_ssize_t cap) except -1:
+        cdef void* p = xp_resize(self.data, self.cap * self.itemsize, cap * self.itemsize, &self.mapped)
+        if p == NULL:
+            raise MemoryError(f"cannot grow a column to {cap:,} rows")
+        self.data = <char*>p
+        self.cap = cap
         return 0
 
-    cdef inline int push(self, int64_t v) except? -1:
+    cdef inline int push(self, int64_t v) except -1:
         if self.n == self.cap:
-            self.grow()
-        self.data[self.n] = v
+            self.resize(self.cap * 2)
+        if self.itemsize == 8:
+            (<int64_t*>self.data)[self.n] = v
+        else:
+            (<int32_t*>self.data)[self.n] = <int32_t>v  # callers check the range
         self.n += 1
         return 0
 
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        self.shape[0] = self.n
+        self.strides[0] = self.itemsize
+        view.buf = <void*>self.data
+        view.obj = self
+        view.len = self.n * self.itemsize
+        view.readonly = 0
+        view.itemsize = self.itemsize
+        view.format = self.kind
+        view.ndim = 1
+        view.shape = self.shape
+        view.strides = self.strides
+        view.suboffsets = NULL
+        view.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer* view):
+        pass
+
     cdef object finish(self):
-        self.arr.resize(self.n, refcheck=False)
-        out = self.arr
-        self.arr = None
-        self.data = NULL
-        return out
+        if self.n < self.cap:
+            self.resize(self.n if self.n > 16 else 16)
+        # Once exported, the column is never written or resized again.
+        return np.frombuffer(self, dtype=np.dtype(self.kind.decode()))
+
+
+class _WideIds(Exception):
+    """An event metadata id outside int32: decode again with int64 ids."""
 
 
 cdef struct Path:
@@ -154,53 +253,63 @@ cdef class _Decoder:
     cdef const uint8_t* base
     cdef Failure failure
     cdef Path path
+    cdef bint wide_ids
     # events
-    cdef _I64Column ev_metadata_id
-    cdef _I64Column ev_start_ps
-    cdef _I64Column ev_duration_ps
-    cdef _I64Column ev_offset
-    cdef _I64Column agg_event
-    cdef _I64Column agg_count
+    cdef _Column ev_metadata_id
+    cdef _Column ev_start_ps
+    cdef _Column ev_duration_ps
+    cdef _Column ev_offset
+    cdef _Column agg_event
+    cdef _Column agg_count
     # lines
-    cdef list ln_plane, ln_id, ln_display_id, ln_name, ln_display_name
-    cdef list ln_timestamp_ns, ln_duration_ps, ln_event_begin, ln_event_end
+    cdef _Column ln_plane, ln_id, ln_display_id, ln_timestamp_ns, ln_duration_ps, ln_event_begin, ln_event_end
+    cdef list ln_name, ln_display_name
     # planes
-    cdef list pl_id, pl_name, pl_line_begin, pl_line_end
+    cdef _Column pl_id, pl_line_begin, pl_line_end
+    cdef list pl_name
     # event metadata (all planes)
-    cdef list em_plane, em_id, em_name, em_display_name, em_metadata, em_children
+    cdef _Column em_plane, em_id
+    cdef list em_name, em_display_name, em_metadata, em_children
     # stat metadata (all planes)
-    cdef list sm_plane, sm_id, sm_name, sm_description
+    cdef _Column sm_plane, sm_id
+    cdef list sm_name, sm_description
     # eager stats (plane stats and event-metadata stats)
-    cdef _I64Column st_owner_kind, st_owner, st_metadata_id, st_kind, st_value, st_length
+    cdef _Column st_owner_kind, st_owner, st_metadata_id, st_kind, st_value, st_length
     # space
     cdef list errors, warnings, hostnames
     cdef object progress
 
-    def __cinit__(self, const uint8_t[::1] buf, progress=None):
+    def __cinit__(self, const uint8_t[::1] buf, progress=None, bint wide_ids=False):
         self.buf = buf
         self.progress = progress
+        self.wide_ids = wide_ids
         self.base = &buf[0] if buf.shape[0] > 0 else NULL
         self.failure.msg = NULL
         self.failure.at = NULL
         # A compact JAX profile spends about 25-40 bytes per event; start near
         # that and let geometric growth handle the rest.
         cdef Py_ssize_t guess = buf.shape[0] // 32 + 64
-        self.ev_metadata_id = _I64Column(guess)
-        self.ev_start_ps = _I64Column(guess)
-        self.ev_duration_ps = _I64Column(guess)
-        self.ev_offset = _I64Column(guess)
-        self.agg_event = _I64Column(16)
-        self.agg_count = _I64Column(16)
-        self.ln_plane = []; self.ln_id = []; self.ln_display_id = []; self.ln_name = []
-        self.ln_display_name = []; self.ln_timestamp_ns = []; self.ln_duration_ps = []
-        self.ln_event_begin = []; self.ln_event_end = []
-        self.pl_id = []; self.pl_name = []; self.pl_line_begin = []; self.pl_line_end = []
-        self.em_plane = []; self.em_id = []; self.em_name = []; self.em_display_name = []
-        self.em_metadata = []; self.em_children = []
-        self.sm_plane = []; self.sm_id = []; self.sm_name = []; self.sm_description = []
-        self.st_owner_kind = _I64Column(64); self.st_owner = _I64Column(64)
-        self.st_metadata_id = _I64Column(64); self.st_kind = _I64Column(64)
-        self.st_value = _I64Column(64); self.st_length = _I64Column(64)
+        # Narrow columns where the values provably fit: offsets into an input
+        # under 4 GiB, and metadata ids (retried as int64 if one does not fit).
+        self.ev_metadata_id = _Column(guess, b"q" if wide_ids else b"i")
+        self.ev_start_ps = _Column(guess)
+        self.ev_duration_ps = _Column(guess)
+        self.ev_offset = _Column(guess, b"I" if buf.shape[0] <= 0xFFFFFFFF else b"q")
+        self.agg_event = _Column(16)
+        self.agg_count = _Column(16)
+        self.ln_plane = _Column(16, b"i"); self.ln_id = _Column(16); self.ln_display_id = _Column(16)
+        self.ln_timestamp_ns = _Column(16); self.ln_duration_ps = _Column(16)
+        self.ln_event_begin = _Column(16); self.ln_event_end = _Column(16)
+        self.ln_name = []; self.ln_display_name = []
+        self.pl_id = _Column(16); self.pl_line_begin = _Column(16); self.pl_line_end = _Column(16)
+        self.pl_name = []
+        self.em_plane = _Column(64, b"i"); self.em_id = _Column(64)
+        self.em_name = []; self.em_display_name = []; self.em_metadata = []; self.em_children = []
+        self.sm_plane = _Column(64, b"i"); self.sm_id = _Column(64)
+        self.sm_name = []; self.sm_description = []
+        self.st_owner_kind = _Column(64); self.st_owner = _Column(64)
+        self.st_metadata_id = _Column(64); self.st_kind = _Column(64)
+        self.st_value = _Column(64); self.st_length = _Column(64)
         self.errors = []; self.warnings = []; self.hostnames = []
 
     # ---- error reporting (cold) ----
@@ -281,6 +390,8 @@ cdef class _Decoder:
                 self.path.stat += 1
             elif skip_field(c, field, wt) < 0:
                 return -1
+        if not self.wide_ids and (metadata_id > 2147483647 or metadata_id < -2147483648):
+            raise _WideIds()
         if aggregated:
             self.agg_event.push(self.ev_offset.n)
             self.agg_count.push(occurrences)
@@ -343,34 +454,38 @@ cdef class _Decoder:
         # Unsigned arithmetic: hostile values wrap instead of being undefined.
         if timestamp_ns != 0:
             base_ps = <int64_t>(<uint64_t>timestamp_ns * <uint64_t>1000)
-            starts = self.ev_start_ps.data
+            starts = <int64_t*>self.ev_start_ps.data
             for i in range(begin, self.ev_offset.n):
                 starts[i] = <int64_t>(<uint64_t>starts[i] + <uint64_t>base_ps)
-        self.ln_plane.append(plane)
-        self.ln_id.append(line_id)
-        self.ln_display_id.append(display_id)
+        self.ln_plane.push(plane)
+        self.ln_id.push(line_id)
+        self.ln_display_id.push(display_id)
         self.ln_name.append(name)
         self.ln_display_name.append(display_name)
-        self.ln_timestamp_ns.append(timestamp_ns)
-        self.ln_duration_ps.append(duration_ps)
-        self.ln_event_begin.append(begin)
-        self.ln_event_end.append(self.ev_offset.n)
+        self.ln_timestamp_ns.push(timestamp_ns)
+        self.ln_duration_ps.push(duration_ps)
+        self.ln_event_begin.push(begin)
+        self.ln_event_end.push(self.ev_offset.n)
         return 0
 
     cdef int parse_event_metadata(self, Cursor* c, Py_ssize_t plane) except? -1:
-        """One map entry: key=1 (id), value=2 (XEventMetadata)."""
+        """One map entry: key=1 (id), value=2 (XEventMetadata).
+
+        A value that occurs more than once is merged, as protobuf merges
+        repeated occurrences of a message field: scalars last-wins, repeated
+        fields appended.
+        """
         cdef uint32_t field, wt, f2, w2
         cdef uint64_t v
         cdef int64_t key = 0
         cdef const uint8_t* s
         cdef const uint8_t* e
-        cdef const uint8_t* vs = NULL
-        cdef const uint8_t* ve = NULL
         cdef Cursor val, sub
-        cdef Py_ssize_t index = len(self.em_id)
+        cdef Py_ssize_t index = self.em_id.n
         cdef str name = "", display_name = ""
         cdef object metadata = None
-        cdef list children = []
+        cdef list children = None
+        self.path.stat = 0
         while c.p < c.end:
             if read_tag(c, &field, &wt) < 0:
                 return -1
@@ -379,65 +494,64 @@ cdef class _Decoder:
                     return -1
                 key = <int64_t>v
             elif field == 2 and wt == WT_LEN:
-                if read_len(c, &vs, &ve) < 0:
+                if read_len(c, &s, &e) < 0:
                     return -1
+                val = sub_cursor(c, s, e)
+                while val.p < val.end:
+                    if read_tag(&val, &f2, &w2) < 0:
+                        return -1
+                    if (f2 == 2 or f2 == 4 or f2 == 3) and w2 == WT_LEN:
+                        if read_len(&val, &s, &e) < 0:
+                            return -1
+                        if f2 == 2:
+                            name = self.text(s, e)
+                        elif f2 == 4:
+                            display_name = self.text(s, e)
+                        else:
+                            metadata = (s - self.base, e - s)
+                    elif f2 == 5 and w2 == WT_LEN:
+                        if read_len(&val, &s, &e) < 0:
+                            return -1
+                        sub = sub_cursor(&val, s, e)
+                        self.path.where = IN_EVENT_METADATA_STAT
+                        if self.push_stat(&sub, OWNER_EVENT_METADATA, index) < 0:
+                            return -1
+                        self.path.where = IN_EVENT_METADATA
+                        self.path.stat += 1
+                    elif f2 == 6 and (w2 == WT_VARINT or w2 == WT_LEN):
+                        if children is None:
+                            children = []
+                        if w2 == WT_VARINT:
+                            if read_varint(&val, &v) < 0:
+                                return -1
+                            children.append(<int64_t>v)
+                        else:  # packed repeated int64
+                            if read_len(&val, &s, &e) < 0:
+                                return -1
+                            sub = sub_cursor(&val, s, e)
+                            while sub.p < sub.end:
+                                if read_varint(&sub, &v) < 0:
+                                    return -1
+                                children.append(<int64_t>v)
+                    elif skip_field(&val, f2, w2) < 0:
+                        return -1
             elif skip_field(c, field, wt) < 0:
                 return -1
-        self.path.stat = 0
-        if vs != NULL:
-            val = sub_cursor(c, vs, ve)
-            while val.p < val.end:
-                if read_tag(&val, &f2, &w2) < 0:
-                    return -1
-                if (f2 == 2 or f2 == 4 or f2 == 3) and w2 == WT_LEN:
-                    if read_len(&val, &s, &e) < 0:
-                        return -1
-                    if f2 == 2:
-                        name = self.text(s, e)
-                    elif f2 == 4:
-                        display_name = self.text(s, e)
-                    else:
-                        metadata = (s - self.base, e - s)
-                elif f2 == 5 and w2 == WT_LEN:
-                    if read_len(&val, &s, &e) < 0:
-                        return -1
-                    sub = sub_cursor(&val, s, e)
-                    self.path.where = IN_EVENT_METADATA_STAT
-                    if self.push_stat(&sub, OWNER_EVENT_METADATA, index) < 0:
-                        return -1
-                    self.path.where = IN_EVENT_METADATA
-                    self.path.stat += 1
-                elif f2 == 6 and w2 == WT_VARINT:
-                    if read_varint(&val, &v) < 0:
-                        return -1
-                    children.append(<int64_t>v)
-                elif f2 == 6 and w2 == WT_LEN:
-                    # Packed repeated int64.
-                    if read_len(&val, &s, &e) < 0:
-                        return -1
-                    sub = sub_cursor(&val, s, e)
-                    while sub.p < sub.end:
-                        if read_varint(&sub, &v) < 0:
-                            return -1
-                        children.append(<int64_t>v)
-                elif skip_field(&val, f2, w2) < 0:
-                    return -1
-        self.em_plane.append(plane)
-        self.em_id.append(key)
+        self.em_plane.push(plane)
+        self.em_id.push(key)
         self.em_name.append(name)
         self.em_display_name.append(display_name)
         self.em_metadata.append(metadata)
-        self.em_children.append(children)
+        self.em_children.append(tuple(children) if children else ())
         return 0
 
     cdef int parse_stat_metadata(self, Cursor* c, Py_ssize_t plane) except? -1:
+        """One map entry: key=1 (id), value=2 (XStatMetadata), values merged."""
         cdef uint32_t field, wt, f2, w2
         cdef uint64_t v
         cdef int64_t key = 0
         cdef const uint8_t* s
         cdef const uint8_t* e
-        cdef const uint8_t* vs = NULL
-        cdef const uint8_t* ve = NULL
         cdef Cursor val
         cdef str name = "", description = ""
         while c.p < c.end:
@@ -448,26 +562,25 @@ cdef class _Decoder:
                     return -1
                 key = <int64_t>v
             elif field == 2 and wt == WT_LEN:
-                if read_len(c, &vs, &ve) < 0:
+                if read_len(c, &s, &e) < 0:
                     return -1
+                val = sub_cursor(c, s, e)
+                while val.p < val.end:
+                    if read_tag(&val, &f2, &w2) < 0:
+                        return -1
+                    if (f2 == 2 or f2 == 3) and w2 == WT_LEN:
+                        if read_len(&val, &s, &e) < 0:
+                            return -1
+                        if f2 == 2:
+                            name = self.text(s, e)
+                        else:
+                            description = self.text(s, e)
+                    elif skip_field(&val, f2, w2) < 0:
+                        return -1
             elif skip_field(c, field, wt) < 0:
                 return -1
-        if vs != NULL:
-            val = sub_cursor(c, vs, ve)
-            while val.p < val.end:
-                if read_tag(&val, &f2, &w2) < 0:
-                    return -1
-                if (f2 == 2 or f2 == 3) and w2 == WT_LEN:
-                    if read_len(&val, &s, &e) < 0:
-                        return -1
-                    if f2 == 2:
-                        name = self.text(s, e)
-                    else:
-                        description = self.text(s, e)
-                elif skip_field(&val, f2, w2) < 0:
-                    return -1
-        self.sm_plane.append(plane)
-        self.sm_id.append(key)
+        self.sm_plane.push(plane)
+        self.sm_id.push(key)
         self.sm_name.append(name)
         self.sm_description.append(description)
         return 0
@@ -480,8 +593,8 @@ cdef class _Decoder:
         cdef const uint8_t* s
         cdef const uint8_t* e
         cdef Cursor sub
-        cdef Py_ssize_t plane = len(self.pl_id)
-        cdef Py_ssize_t line_begin = len(self.ln_id)
+        cdef Py_ssize_t plane = self.pl_id.n
+        cdef Py_ssize_t line_begin = self.ln_id.n
         cdef Py_ssize_t n_em = 0, n_sm = 0, n_st = 0
         self.path.line = 0
         while c.p < c.end:
@@ -533,10 +646,10 @@ cdef class _Decoder:
             elif skip_field(c, field, wt) < 0:
                 return -1
             self.path.where = IN_PLANE
-        self.pl_id.append(plane_id)
+        self.pl_id.push(plane_id)
         self.pl_name.append(name)
-        self.pl_line_begin.append(line_begin)
-        self.pl_line_end.append(len(self.ln_id))
+        self.pl_line_begin.push(line_begin)
+        self.pl_line_end.push(self.ln_id.n)
         return 0
 
     cdef int parse_space(self, Cursor* c) except? -1:
@@ -577,7 +690,6 @@ cdef class _Decoder:
             raise self.error()
         if self.progress is not None:
             self.progress(self.buf.shape[0], self.buf.shape[0])
-        i64 = np.int64
         return {
             "events": {
                 "metadata_id": self.ev_metadata_id.finish(),
@@ -590,33 +702,33 @@ cdef class _Decoder:
                 "num_occurrences": self.agg_count.finish(),
             },
             "lines": {
-                "plane": np.asarray(self.ln_plane, dtype=np.int32),
-                "id": np.asarray(self.ln_id, dtype=i64),
-                "display_id": np.asarray(self.ln_display_id, dtype=i64),
+                "plane": self.ln_plane.finish(),
+                "id": self.ln_id.finish(),
+                "display_id": self.ln_display_id.finish(),
                 "name": self.ln_name,
                 "display_name": self.ln_display_name,
-                "timestamp_ns": np.asarray(self.ln_timestamp_ns, dtype=i64),
-                "duration_ps": np.asarray(self.ln_duration_ps, dtype=i64),
-                "event_begin": np.asarray(self.ln_event_begin, dtype=i64),
-                "event_end": np.asarray(self.ln_event_end, dtype=i64),
+                "timestamp_ns": self.ln_timestamp_ns.finish(),
+                "duration_ps": self.ln_duration_ps.finish(),
+                "event_begin": self.ln_event_begin.finish(),
+                "event_end": self.ln_event_end.finish(),
             },
             "planes": {
-                "id": np.asarray(self.pl_id, dtype=i64),
+                "id": self.pl_id.finish(),
                 "name": self.pl_name,
-                "line_begin": np.asarray(self.pl_line_begin, dtype=i64),
-                "line_end": np.asarray(self.pl_line_end, dtype=i64),
+                "line_begin": self.pl_line_begin.finish(),
+                "line_end": self.pl_line_end.finish(),
             },
             "event_metadata": {
-                "plane": np.asarray(self.em_plane, dtype=np.int32),
-                "id": np.asarray(self.em_id, dtype=i64),
+                "plane": self.em_plane.finish(),
+                "id": self.em_id.finish(),
                 "name": self.em_name,
                 "display_name": self.em_display_name,
                 "metadata": self.em_metadata,
                 "child_id": self.em_children,
             },
             "stat_metadata": {
-                "plane": np.asarray(self.sm_plane, dtype=np.int32),
-                "id": np.asarray(self.sm_id, dtype=i64),
+                "plane": self.sm_plane.finish(),
+                "id": self.sm_id.finish(),
                 "name": self.sm_name,
                 "description": self.sm_description,
             },
@@ -648,10 +760,26 @@ def decode_columns(buf, progress=None):
         view = b"\0"[:0]
     else:
         view = buf
-    return _Decoder(view, progress).run()
+    # The decoder makes many small, acyclic objects (names, tuples): keep the
+    # cyclic collector from scanning them again and again mid-decode.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        try:
+            return _Decoder(view, progress).run()
+        except _WideIds:
+            return _Decoder(view, progress, True).run()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
 
 
-def gather_event_stats(buf, const int64_t[::1] event_offset, const int64_t[::1] rows,
+ctypedef fused offset_t:
+    uint32_t
+    int64_t
+
+
+def gather_event_stats(buf, const offset_t[::1] event_offset, const int64_t[::1] rows,
                        const int64_t[::1] metadata_ids):
     """Decode the stats of selected events.
 
@@ -673,17 +801,17 @@ def gather_event_stats(buf, const int64_t[::1] event_offset, const int64_t[::1] 
     cdef const uint8_t* e
     cdef StatOut st
     cdef bint keep
-    cdef _I64Column out_row = _I64Column(rows.shape[0])
-    cdef _I64Column out_md = _I64Column(rows.shape[0])
-    cdef _I64Column out_kind = _I64Column(rows.shape[0])
-    cdef _I64Column out_value = _I64Column(rows.shape[0])
-    cdef _I64Column out_length = _I64Column(rows.shape[0])
+    cdef _Column out_row = _Column(rows.shape[0])
+    cdef _Column out_md = _Column(rows.shape[0])
+    cdef _Column out_kind = _Column(rows.shape[0])
+    cdef _Column out_value = _Column(rows.shape[0])
+    cdef _Column out_length = _Column(rows.shape[0])
     failure.msg = NULL
     failure.at = NULL
     for i in range(rows.shape[0]):
         if rows[i] < 0 or rows[i] >= event_offset.shape[0]:
             raise IndexError(f"event row {rows[i]} out of range")
-        off = event_offset[rows[i]]
+        off = <int64_t>event_offset[rows[i]]
         if off < 0 or off >= n:
             raise DecodeError("event offset outside the buffer", off, "XEvent")
         c.p = base + off

@@ -81,8 +81,10 @@ cdef inline int read_tag(Cursor* c, uint32_t* field, uint32_t* wtype) noexcept n
     cdef const uint8_t* at = c.p
     if read_varint(c, &key) < 0:
         return -1
-    if key >> 3 == 0 or key >> 3 > 536870911:
+    if key >> 3 == 0:
         return fail(c, "invalid field number 0", at)
+    if key >> 3 > 536870911 or c.p - at > 5:
+        return fail(c, "invalid tag (field number above 2^29-1 or tag longer than 5 bytes)", at)
     field[0] = <uint32_t>(key >> 3)
     wtype[0] = <uint32_t>(key & 7)
     return 0
@@ -121,6 +123,7 @@ cdef inline int skip_field(Cursor* c, uint32_t field, uint32_t wtype) noexcept n
     cdef const uint8_t* e
     cdef uint32_t f2, w2
     cdef int depth
+    cdef uint32_t open_fields[MAX_GROUP_DEPTH + 1]
     if wtype == WT_VARINT:
         return read_varint(c, &v)
     if wtype == WT_I64:
@@ -134,18 +137,23 @@ cdef inline int skip_field(Cursor* c, uint32_t field, uint32_t wtype) noexcept n
         return 0
     if wtype == WT_SGROUP:
         # Deprecated groups: skip nested fields up to the matching end tag.
+        # Each end tag must close the innermost open group's field number.
         depth = 1
+        open_fields[0] = field
         while depth > 0:
             if c.p >= c.end:
                 return fail(c, "unterminated group", c.p)
             if read_tag(c, &f2, &w2) < 0:
                 return -1
             if w2 == WT_SGROUP:
-                depth += 1
-                if depth > MAX_GROUP_DEPTH:
+                if depth >= MAX_GROUP_DEPTH:
                     return fail(c, "groups nested too deeply", c.p)
+                open_fields[depth] = f2
+                depth += 1
             elif w2 == WT_EGROUP:
                 depth -= 1
+                if open_fields[depth] != f2:
+                    return fail(c, "end-group tag does not match its start", c.p)
             elif skip_field(c, f2, w2) < 0:
                 return -1
         return 0
