@@ -24,28 +24,6 @@ from xprof_core.xspace import XSpace
 
 PS_PER_MS = 1_000_000_000
 
-# Plane stats that name the hardware, most specific first.
-_DEVICE_STATS = ("gpu_device_name", "device_type_string", "device_vendor")
-
-
-def device_kind(stats: dict[str, Any]) -> str:
-    """A short hardware description from a plane's stats ("" when unknown).
-
-    Newer profiles name the device; older GPU profiles only carry capability
-    stats, from which a description is built (no vendor stat means NVIDIA:
-    only AMD's plugin writes ``device_vendor``, and CUPTI predates it).
-    """
-    for key in _DEVICE_STATS[:2]:
-        if stats.get(key):
-            return str(stats[key])
-    if "compute_cap_major" in stats:
-        vendor = stats.get("device_vendor") or "NVIDIA"
-        cc = f"{stats['compute_cap_major']}.{stats.get('compute_cap_minor', 0)}"
-        cores = f", {stats['core_count']} cores" if "core_count" in stats else ""
-        return f"{vendor} GPU (compute capability {cc}{cores})"
-    return str(stats.get("device_vendor", ""))
-
-
 def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str, Any]:
     """The numbers ``summary`` prints for one host, as plain JSON-ready data."""
     timed = xs.is_timed
@@ -61,7 +39,7 @@ def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str,
             "events": p.num_events,
             "event_metadata": len(p.metadata_ids),
             "span_ms": float(ends.max() - starts.min()) / PS_PER_MS if len(starts) else 0.0,
-            "device": device_kind(p.stats),
+            "device": p.device_kind,
         })
     starts = xs.start_ps[timed]
     span_ms = float((starts + xs.duration_ps[timed]).max() - starts.min()) / PS_PER_MS if len(starts) else 0.0

@@ -190,6 +190,25 @@ class Plane:
         """Plane-level stats by name (device capabilities and the like)."""
         return self.xspace._owner_stats(OWNER_PLANE, self.index, self)
 
+    @cached_property
+    def device_kind(self) -> str:
+        """A short hardware description from the plane's stats ("" when unknown).
+
+        Newer profiles name the device; older GPU profiles only carry
+        capability stats, from which a description is built (no vendor stat
+        means NVIDIA: only AMD's plugin writes ``device_vendor``).
+        """
+        stats = self.stats
+        for key in ("gpu_device_name", "device_type_string"):
+            if stats.get(key):
+                return str(stats[key])
+        if "compute_cap_major" in stats:
+            vendor = stats.get("device_vendor") or "NVIDIA"
+            cc = f"{stats['compute_cap_major']}.{stats.get('compute_cap_minor', 0)}"
+            cores = f", {stats['core_count']} cores" if "core_count" in stats else ""
+            return f"{vendor} GPU (compute capability {cc}{cores})"
+        return str(stats.get("device_vendor", ""))
+
     def event_name(self, metadata_id: int) -> str:
         md = self.event_metadata.get(int(metadata_id))
         return md.name if md is not None else ""

@@ -1,0 +1,116 @@
+"""The analysis tools and their registry.
+
+Every tool is a :class:`~xprof_core.tools.base.Tool` registered under XProf's
+name for it. ``run_tool`` is the headless entry point: it maps each host in
+process and reduces (the aggregator fans the same map tasks out to workers).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from xprof_core.errors import UnknownToolError
+from xprof_core.tools.base import Partial, Tool
+
+# Modules that define tools, imported on first use (each sets ``TOOL``).
+_TOOL_MODULES = {
+    "overview_page": "xprof_core.tools.overview_page",
+    "input_pipeline_analyzer": "xprof_core.tools.input_pipeline",
+    "framework_op_stats": "xprof_core.tools.op_stats",
+    "hlo_stats": "xprof_core.tools.op_stats",
+    "op_profile": "xprof_core.tools.op_stats",
+    "kernel_stats": "xprof_core.tools.kernel_stats",
+    "trace_viewer": "xprof_core.tools.trace_viewer",
+}
+
+
+def tool_names() -> list[str]:
+    """Names of every tool this build provides (those whose module is present)."""
+    names = []
+    for name, module in _TOOL_MODULES.items():
+        spec = importlib.util.find_spec(module)
+        if spec is not None:
+            names.append(name)
+    return names
+
+
+def get_tool(name: str) -> Tool:
+    """The tool registered as ``name``; UnknownToolError lists the valid names."""
+    module = _TOOL_MODULES.get(name)
+    if module is None or importlib.util.find_spec(module) is None:
+        raise UnknownToolError(f"unknown tool {name!r}; valid tools: {', '.join(tool_names())}")
+    tools = importlib.import_module(module).TOOLS
+    return tools[name]  # type: ignore[no-any-return]
+
+
+def _host_name(path: str) -> str:
+    base = os.path.basename(path.rstrip("/"))
+    for suffix in (".xplane.pb.gz", ".xplane.pb"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def resolve_hosts(source: Any) -> list[tuple[str, str]]:
+    """(host name, url) pairs from a file, a list of files, a session dir, a ``Run``, or (logdir, run)."""
+    from xprof_core.logdir import Logdir, Run
+
+    if isinstance(source, Run):
+        return [(h.name, h.url) for h in source.hosts]
+    if isinstance(source, tuple) and len(source) == 2:
+        run = Logdir(str(source[0])).run(str(source[1]))
+        return [(h.name, h.url) for h in run.hosts]
+    if isinstance(source, (list, tuple)):
+        return [(_host_name(str(p)), str(p)) for p in source]
+    text = str(source)
+    if isinstance(source, Path) or "://" not in text:
+        if os.path.isdir(text):
+            runs = Logdir(text).runs()
+            if len(runs) != 1:
+                names = [r.name for r in runs]
+                raise ValueError(f"{text} holds {len(runs)} runs {names}: pass (logdir, run) to choose one")
+            return [(h.name, h.url) for h in runs[0].hosts]
+    return [(_host_name(text), text)]
+
+
+def map_host(tool: str, url: str, params: dict[str, Any] | None = None) -> Partial:
+    """Decode one host file and run the tool's map on it."""
+    from xprof_core.loader import load
+
+    return get_tool(tool).map(load(url), params or {})
+
+
+def reduce_partials(tool: str, partials: Sequence[Partial], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return get_tool(tool).reduce(partials, params or {})
+
+
+def run_tool(tool: str, source: Any, hosts: Iterable[str] | None = None, **params: Any) -> dict[str, Any]:
+    """Run a tool headless: map every selected host in process, then reduce.
+
+    ``source`` is a host file path/URL, a list of them, a session or run
+    directory, a :class:`~xprof_core.logdir.Run`, or ``(logdir, run_name)``;
+    ``hosts`` restricts to those host names. Extra keyword arguments are the
+    tool's parameters (as in XProf's ``/data`` query string).
+    """
+    get_tool(tool)  # fail fast on an unknown name
+    pairs = resolve_hosts(source)
+    if hosts is not None:
+        wanted = set(hosts)
+        pairs = [p for p in pairs if p[0] in wanted]
+        missing = wanted - {p[0] for p in pairs}
+        if missing:
+            raise ValueError(f"unknown hosts {sorted(missing)}")
+    partials = []
+    for name, url in pairs:
+        partial = map_host(tool, url, params)
+        partial.setdefault("host", name)
+        partials.append(partial)
+    return reduce_partials(tool, partials, params)
+
+
+__all__ = ["get_tool", "map_host", "reduce_partials", "resolve_hosts", "run_tool", "tool_names"]

@@ -1,0 +1,127 @@
+"""input_pipeline_analyzer: is the run input-bound?
+
+Per step, the time the host spent waiting for input data against the rest of
+the step, a verdict on the whole run, and the host input ops (tf.data
+iterators, infeed, data loaders) that took the most time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xprof_core.tools.base import Params, Partial
+from xprof_core.tools.datatable import datatable
+from xprof_core.tools.steps import _INPUT, StepTable, _host_rows, align_steps, build_step_table
+from xprof_core.xspace import XSpace
+
+PS_PER_MS = 1e9
+# Input share of step time above which a run is called input-bound (XProf's thresholds).
+HIGHLY_INPUT_BOUND_PCT = 50.0
+MODERATELY_INPUT_BOUND_PCT = 5.0
+TOP_INPUT_OPS = 20
+
+
+def input_ops(xs: XSpace) -> list[tuple[str, int, int, int]]:
+    """(name, occurrences, total ps, self ps) of host input-pipeline events, most time first.
+
+    Self time subtracts the time of input events nested inside (same thread).
+    """
+    rows = _host_rows(xs)
+    if len(rows) == 0:
+        return []
+    names = xs.event_names(rows).astype(str)
+    uniq, inv = np.unique(names, return_inverse=True)
+    is_input = np.fromiter((bool(_INPUT.search(u)) for u in uniq), dtype=bool, count=len(uniq))
+    sel = is_input[inv]
+    if not sel.any():
+        return []
+    rows, inv = rows[sel], inv[sel]
+    start = xs.start_ps[rows]
+    dur = xs.duration_ps[rows]
+    line = xs.line_of_event[rows].astype(np.int64)
+    # Direct parent among input events of the same line: the nearest earlier event still open.
+    order = np.lexsort((-dur, start, line))
+    child_time = np.zeros(len(rows), dtype=np.int64)
+    stack: list[int] = []
+    for k in order.tolist():  # one pass over the (few) input events only
+        while stack and (line[stack[-1]] != line[k] or start[k] >= start[stack[-1]] + dur[stack[-1]]):
+            stack.pop()
+        if stack:
+            child_time[stack[-1]] += dur[k]
+        stack.append(k)
+    total = np.bincount(inv, weights=dur.astype(np.float64), minlength=len(uniq))
+    self_ = np.bincount(inv, weights=(dur - child_time).astype(np.float64), minlength=len(uniq))
+    count = np.bincount(inv, minlength=len(uniq))
+    used = np.flatnonzero(count)
+    used = used[np.argsort(-self_[used], kind="stable")][:TOP_INPUT_OPS * 2]
+    return [(str(uniq[i]), int(count[i]), int(total[i]), int(self_[i])) for i in used]
+
+
+@dataclass(frozen=True)
+class InputPipelineAnalyzer:
+    name: str = "input_pipeline_analyzer"
+    version: int = 1
+    description: str = "per-step input wait versus compute, input-bound verdict, top host input ops"
+
+    def map(self, xs: XSpace, params: Params) -> Partial:
+        return {"version": self.version, "steps": build_step_table(xs).to_partial(), "input_ops": input_ops(xs)}
+
+    def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        tables = [StepTable.from_partial(p["steps"]) for p in partials]
+        steps, index = align_steps(tables)
+        n = len(steps)
+        if n:
+            time = np.stack([t.step_time_ps[ix] for t, ix in zip(tables, index, strict=True)]).max(axis=0)
+            wait = np.stack([t.breakdown_ps["host_wait_input"][ix] for t, ix in zip(tables, index, strict=True)]
+                            ).max(axis=0)
+        else:
+            time = wait = np.zeros(0, dtype=np.int64)
+        compute = np.maximum(time - wait, 0)
+        input_pct = 100.0 * float(wait.sum()) / float(time.sum()) if n and time.sum() else 0.0
+        if not n:
+            verdict = "unknown"
+        elif input_pct > HIGHLY_INPUT_BOUND_PCT:
+            verdict = "HIGHLY input-bound"
+        elif input_pct > MODERATELY_INPUT_BOUND_PCT:
+            verdict = "MODERATELY input-bound"
+        else:
+            verdict = "NOT input-bound"
+        merged: dict[str, list[int]] = {}
+        for p in partials:
+            for name, count, total, self_ in p["input_ops"]:
+                agg = merged.setdefault(name, [0, 0, 0])
+                agg[0] += count
+                agg[1] += total
+                agg[2] += self_
+        all_self = sum(v[2] for v in merged.values()) or 1
+        ops = sorted(merged.items(), key=lambda kv: -kv[1][2])[:TOP_INPUT_OPS]
+        reasons = sorted({t.reason for t in tables if t.reason})
+        return {
+            "version": self.version,
+            "reason": "; ".join(reasons) if reasons else None,
+            "summary": {
+                "steps": n,
+                "input_percent": input_pct,
+                "verdict": verdict,
+                "avg_step_ms": float(time.mean()) / PS_PER_MS if n else None,
+                "avg_input_ms": float(wait.mean()) / PS_PER_MS if n else None,
+            },
+            "step_table": datatable(
+                [("stepnum", "Step", "number"), ("steptime_ms", "Step time (ms)", "number"),
+                 ("input_ms", "Waiting for input (ms)", "number"), ("compute_ms", "Other (ms)", "number")],
+                [[int(steps[i]), float(time[i]) / PS_PER_MS, float(wait[i]) / PS_PER_MS,
+                  float(compute[i]) / PS_PER_MS] for i in range(n)]),
+            "input_ops": datatable(
+                [("op_name", "Input op", "string"), ("count", "Count", "number"),
+                 ("time_in_ms", "Total time (ms)", "number"), ("self_time_in_ms", "Self time (ms)", "number"),
+                 ("self_time_in_percent", "Self time (%)", "number")],
+                [[name, c, t / PS_PER_MS, s / PS_PER_MS, 100.0 * s / all_self] for name, (c, t, s) in ops]),
+        }
+
+
+INPUT_PIPELINE_ANALYZER = InputPipelineAnalyzer()
+TOOLS = {"input_pipeline_analyzer": INPUT_PIPELINE_ANALYZER}

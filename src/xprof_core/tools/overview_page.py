@@ -1,0 +1,153 @@
+"""overview_page: the headline view of a run.
+
+Steps (count, average/min/max/std-dev step time), the per-step breakdown
+into event types, hosts, device kind and count, device idle share, the top
+device ops by time, and a per-step table. Multi-host: steps are aligned
+across hosts (only steps every host has are kept) and each step's time is the
+slowest host's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xprof_core.tools.base import Params, Partial
+from xprof_core.tools.datatable import datatable
+from xprof_core.tools.steps import CATEGORIES, UNKNOWN, StepTable, _device_rows, align_steps, build_step_table
+from xprof_core.xspace import XSpace
+
+PS_PER_MS = 1e9
+TOP_OPS = 10
+
+
+def device_description(xs: XSpace) -> tuple[str, int, str]:
+    """(device type, number of device planes with events, hardware class) of one host."""
+    kinds: list[str] = []
+    for p in xs.planes:
+        if p.name.startswith("/device:") and p.num_events and not p.name.startswith("/device:CUSTOM"):
+            kinds.append(p.device_kind or p.name.split(":")[1])
+    if not kinds:
+        return "CPU", 0, "CPU_ONLY"
+    hardware = "TPU" if any(p.name.startswith("/device:TPU") for p in xs.planes) else "GPU"
+    return max(set(kinds), key=kinds.count), len(kinds), hardware
+
+
+def device_idle_fraction(xs: XSpace, start_ps: int, end_ps: int) -> float | None:
+    """Share of [start, end) during which the average device plane runs nothing."""
+    rows = _device_rows(xs)
+    if len(rows) == 0 or end_ps <= start_ps:
+        return None
+    from xprof_core.tools.steps import union_length_by_group
+
+    planes = xs.plane_of_event[rows]
+    uniq, group = np.unique(planes, return_inverse=True)
+    s = np.clip(xs.start_ps[rows], start_ps, end_ps)
+    e = np.clip(xs.start_ps[rows] + xs.duration_ps[rows], start_ps, end_ps)
+    busy = union_length_by_group(s, e, group.astype(np.int64), len(uniq))
+    return float(1.0 - busy.mean() / (end_ps - start_ps))
+
+
+def top_device_ops(xs: XSpace) -> list[tuple[str, int, int]]:
+    """(op name, occurrences, total time ps) of the device ops with the most time."""
+    rows = _device_rows(xs)
+    if len(rows) == 0:
+        return []
+    names = xs.event_names(rows).astype(str)
+    uniq, inv = np.unique(names, return_inverse=True)
+    total = np.bincount(inv, weights=xs.duration_ps[rows].astype(np.float64), minlength=len(uniq))
+    count = np.bincount(inv, minlength=len(uniq))
+    order = np.argsort(-total, kind="stable")[:TOP_OPS * 4]
+    return [(str(uniq[i]), int(count[i]), int(total[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class OverviewPage:
+    name: str = "overview_page"
+    version: int = 1
+    description: str = "steps, step-time breakdown, device idle share, top ops, run environment"
+
+    def map(self, xs: XSpace, params: Params) -> Partial:
+        table = build_step_table(xs)
+        device_type, device_count, hardware = device_description(xs)
+        idle = (device_idle_fraction(xs, int(table.start_ps.min()), int(table.end_ps.max()))
+                if len(table) else None)
+        return {
+            "version": self.version,
+            "steps": table.to_partial(),
+            "device_type": device_type,
+            "device_count": device_count,
+            "hardware_type": hardware,
+            "device_idle_fraction": idle,
+            "top_ops": top_device_ops(xs),
+            "hostnames": xs.hostnames,
+        }
+
+    def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        hosts = [p.get("host", f"host{i}") for i, p in enumerate(partials)]
+        tables = [StepTable.from_partial(p["steps"]) for p in partials]
+        steps, index = align_steps(tables)
+        n = len(steps)
+        cats = [*CATEGORIES, UNKNOWN]
+        if n:
+            per_host_time = np.stack([t.step_time_ps[ix] for t, ix in zip(tables, index, strict=True)])
+            step_time = per_host_time.max(axis=0)
+            breakdown = {c: np.stack([t.breakdown_ps[c][ix] for t, ix in zip(tables, index, strict=True)]
+                                     ).mean(axis=0) for c in cats}
+        else:
+            step_time = np.zeros(0)
+            breakdown = {c: np.zeros(0) for c in cats}
+        window_total = sum(float(b.sum()) for b in breakdown.values())
+        breakdown_pct = {c: (100.0 * float(breakdown[c].sum()) / window_total if window_total else 0.0)
+                         for c in cats}
+        ms = step_time / PS_PER_MS
+        reasons = sorted({t.reason for t in tables if t.reason})
+        idle = [p["device_idle_fraction"] for p in partials if p["device_idle_fraction"] is not None]
+        top: dict[str, list[int]] = {}
+        for p in partials:
+            for name, count, total in p["top_ops"]:
+                agg = top.setdefault(name, [0, 0])
+                agg[0] += count
+                agg[1] += total
+        all_time = sum(v[1] for v in top.values()) or 1
+        top_rows = sorted(top.items(), key=lambda kv: -kv[1][1])[:TOP_OPS]
+        step_cols = [("stepnum", "Step", "number"), ("steptime_ms", "Step time (ms)", "number")]
+        step_cols += [(f"{c}_ms", f"{c.replace('_', ' ').capitalize()} (ms)", "number") for c in cats]
+        step_rows = [[int(steps[i]), float(ms[i])] + [float(breakdown[c][i]) / PS_PER_MS for c in cats]
+                     for i in range(n)]
+        device_types = sorted({p["device_type"] for p in partials})
+        return {
+            "version": self.version,
+            "hosts": hosts,
+            "run_environment": {
+                "host_count": len(partials),
+                "hostnames": sorted({h for p in partials for h in p.get("hostnames", [])}),
+                "hardware_type": partials[0]["hardware_type"] if partials else "",
+                "device_type": ", ".join(device_types),
+                "device_count": int(sum(p["device_count"] for p in partials)),
+            },
+            "step_source": tables[0].source if tables else "none",
+            "step_name": tables[0].name if tables else "",
+            "reason": "; ".join(reasons) if reasons else None,
+            "steps": {
+                "count": n,
+                "avg_ms": float(ms.mean()) if n else None,
+                "min_ms": float(ms.min()) if n else None,
+                "max_ms": float(ms.max()) if n else None,
+                "stddev_ms": float(ms.std()) if n else None,
+            },
+            "breakdown_pct": breakdown_pct,
+            "device_idle_pct": 100.0 * float(np.mean(idle)) if idle else None,
+            "top_ops": datatable(
+                [("op_name", "Operation", "string"), ("occurrences", "Occurrences", "number"),
+                 ("total_time_ms", "Total time (ms)", "number"), ("time_fraction", "Time (%)", "number")],
+                [[name, c, t / PS_PER_MS, 100.0 * t / all_time] for name, (c, t) in top_rows]),
+            "step_table": datatable(step_cols, step_rows),
+        }
+
+
+OVERVIEW_PAGE = OverviewPage()
+TOOLS = {"overview_page": OVERVIEW_PAGE}
