@@ -68,13 +68,12 @@ def resolve_hosts(source: Any) -> list[tuple[str, str]]:
     if isinstance(source, (list, tuple)):
         return [(_host_name(str(p)), str(p)) for p in source]
     text = str(source)
-    if isinstance(source, Path) or "://" not in text:
-        if os.path.isdir(text):
-            runs = Logdir(text).runs()
-            if len(runs) != 1:
-                names = [r.name for r in runs]
-                raise ValueError(f"{text} holds {len(runs)} runs {names}: pass (logdir, run) to choose one")
-            return [(h.name, h.url) for h in runs[0].hosts]
+    if (isinstance(source, Path) or "://" not in text) and os.path.isdir(text):
+        runs = Logdir(text).runs()
+        if len(runs) != 1:
+            names = [r.name for r in runs]
+            raise ValueError(f"{text} holds {len(runs)} runs {names}: pass (logdir, run) to choose one")
+        return [(h.name, h.url) for h in runs[0].hosts]
     return [(_host_name(text), text)]
 
 
