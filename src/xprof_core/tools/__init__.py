@@ -44,8 +44,8 @@ def get_tool(name: str) -> Tool:
     module = _TOOL_MODULES.get(name)
     if module is None or importlib.util.find_spec(module) is None:
         raise UnknownToolError(f"unknown tool {name!r}; valid tools: {', '.join(tool_names())}")
-    tools = importlib.import_module(module).TOOLS
-    return tools[name]  # type: ignore[no-any-return]
+    tools: dict[str, Tool] = importlib.import_module(module).TOOLS
+    return tools[name]
 
 
 def _host_name(path: str) -> str:

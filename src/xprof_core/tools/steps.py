@@ -364,8 +364,8 @@ def align_steps(tables: Sequence[StepTable]) -> tuple[np.ndarray, list[np.ndarra
         common = np.intersect1d(common, t.step_num, assume_unique=False)
     if len(common) == 0 and len({len(t) for t in tables}) == 1 and len(tables[ref]):
         # Offset numbering: align by position.
-        order = [np.argsort(t.step_num, kind="stable") for t in tables]
-        return tables[ref].step_num[order[ref]], order
+        by_position = [np.argsort(t.step_num, kind="stable") for t in tables]
+        return tables[ref].step_num[by_position[ref]], by_position
     index = []
     for t in tables:
         order = np.argsort(t.step_num, kind="stable")
