@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from figures import real_files, record
 from xprof_core._fast.decoder import decode_columns
 from xprof_core.protos.xplane_pb2 import XSpace
+
+from figures import real_files, record
 
 RSS_SCRIPT = r"""
 import json, mmap, resource, sys
@@ -29,6 +30,15 @@ import numpy  # imports first, so the baseline holds the interpreter and librari
 from xprof_core._fast.decoder import decode_columns
 from xprof_core.protos.xplane_pb2 import XSpace
 def rss_kb():
+    # Peak RSS of this process alone: VmHWM restarts at exec, while ru_maxrss
+    # carries the parent's peak across fork+exec on Linux.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 base = rss_kb()
 with open(path, "rb") as f:
