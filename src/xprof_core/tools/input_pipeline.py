@@ -80,9 +80,18 @@ class InputPipelineAnalyzer:
                             ).max(axis=0)
         else:
             time = wait = np.zeros(0, dtype=np.int64)
+        if tables and all(t.source == "none" for t in tables):
+            # No step markers: no per-step table; the verdict covers the whole profile.
+            whole_time, whole_wait = int(time.sum()), int(wait.sum())
+            n, steps, time, wait = 0, steps[:0], time[:0], wait[:0]
+        else:
+            whole_time = whole_wait = 0
         compute = np.maximum(time - wait, 0)
-        input_pct = 100.0 * float(wait.sum()) / float(time.sum()) if n and time.sum() else 0.0
-        if not n:
+        if n:
+            input_pct = 100.0 * float(wait.sum()) / float(time.sum()) if time.sum() else 0.0
+        else:
+            input_pct = 100.0 * whole_wait / whole_time if whole_time else 0.0
+        if not n and not whole_time:
             verdict = "unknown"
         elif input_pct > HIGHLY_INPUT_BOUND_PCT:
             verdict = "HIGHLY input-bound"

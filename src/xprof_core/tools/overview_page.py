@@ -105,6 +105,12 @@ class OverviewPage:
                          for c in cats}
         ms = step_time / PS_PER_MS
         reasons = sorted({t.reason for t in tables if t.reason})
+        # Without step markers the single pseudo-step spans the whole profile:
+        # report no steps, and give its length and breakdown as whole-profile figures.
+        no_markers = bool(tables) and all(t.source == "none" for t in tables)
+        whole_profile_ms = float(ms.max()) if no_markers and n else None
+        if no_markers:
+            n, ms = 0, ms[:0]
         idle = [p["device_idle_fraction"] for p in partials if p["device_idle_fraction"] is not None]
         top: dict[str, list[int]] = {}
         for p in partials:
@@ -139,6 +145,7 @@ class OverviewPage:
                 "max_ms": float(ms.max()) if n else None,
                 "stddev_ms": float(ms.std()) if n else None,
             },
+            "whole_profile_ms": whole_profile_ms,
             "breakdown_pct": breakdown_pct,
             "device_idle_pct": 100.0 * float(np.mean(idle)) if idle else None,
             "top_ops": datatable(

@@ -300,7 +300,7 @@ def build_step_table(xs: XSpace) -> StepTable:
         step_num = np.array([0], np.int64)
         host_start, host_end = np.array([lo], np.int64), np.array([hi], np.int64)
         reason = ("no step markers found (no 'Steps' line and no host events with step_num or step_name): "
-                  "the whole profile is reported as one step")
+                  "figures cover the whole profile")
     n = len(step_num)
     dev_step = _assign_device_to_steps(xs, device_rows, host_rows, host_start, host_end)
     d_ok = dev_step >= 0

@@ -1,0 +1,535 @@
+"""XProf's ``kernel_stats`` tool: one row per GPU kernel and launch configuration.
+
+A *kernel* is an event with a non-empty ``kernel_details`` stat on a GPU
+device plane (``/device:GPU:<n>``), on a line that is not a derived line
+(``Steps``, ``TensorFlow Ops``, ``XLA Ops`` ...), with a non-zero duration.
+Memcpy/memset events carry ``memcpy_details`` instead and so drop out; NVIDIA
+``Stream #N(Compute)`` and AMD ``Stream #N(Kernel)`` lines both qualify.
+
+Kernels are grouped like XProf's ``KernelReport`` key: kernel name, grid and
+block dims, registers per thread, static and dynamic shared memory, whether
+the kernel uses Tensor/Matrix Cores, whether its op is Tensor-Core eligible,
+and the op name. The occupancy of a group is that of its first kernel (XProf
+keeps the first key it inserted; occupancy is not part of the key).
+
+The op name follows XProf: the name part of the ``tf_op`` stat
+(``"XlaModule:"`` gives ``XlaModule``), replaced by the ``op_name`` metadata
+of the HLO instruction named by ``hlo_op`` when the module of that
+``program_id`` is among the HLO protos of ``/host:metadata`` (keyed, as in
+XProf, by the event-metadata id unless it carries a ``program_id`` stat).
+
+``map`` returns per-group aggregates (durations in ps); ``reduce`` merges the
+hosts' groups (sum of occurrences and totals, min of mins, max of maxes) and
+builds XProf's DataTable, rows by total duration descending, at most
+``max_kernels`` of them (XProf keeps 1000).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from xprof_core.tools.base import Params, Partial, param_int
+from xprof_core.tools.datatable import datatable
+from xprof_core.xspace import XSpace
+
+VERSION = 1
+MAX_KERNELS = 1000  # XProf's kMaxNumOfKernels
+
+GPU_PLANE = re.compile(r"^/device:GPU:\d+$")
+
+# XProf's derived (synthetic) line ids: 0xdeadbeef as a signed 32-bit int and
+# the 289 ids after it. Older TF profiles put "Steps", "TensorFlow Ops",
+# "TensorFlow Name Scope", "XLA Ops", "XLA Modules" there.
+DERIVED_LINE_MIN = -559038737
+DERIVED_LINE_MAX = DERIVED_LINE_MIN + 289
+DERIVED_LINE_NAMES = frozenset({
+    "Steps", "Launch Stats", "TensorFlow Ops", "TensorFlow Name Scope", "Framework Ops",
+    "Framework Name Scope", "XLA Ops", "Async XLA Ops", "XLA Modules", "Source code",
+})
+
+# (id, label, type): XProf's columns in XProf's order, then the two shared-memory
+# halves that XProf's KernelReport has but its table sums into shmem_bytes.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("rank", "Rank", "number"),
+    ("kernel_name", "Kernel Name", "string"),
+    ("registers_per_thread", "Registers per thread", "number"),
+    ("shmem_bytes", "Shared Mem bytes", "number"),
+    ("block_dim", "Block dim", "string"),
+    ("grid_dim", "Grid dim", "string"),
+    ("occupancy_pct", "Theoretical Occupancy %", "number"),
+    ("is_op_tensor_core_eligible", "Op is TensorCore eligible", "boolean"),
+    ("is_kernel_using_tensor_core", "Kernel uses TensorCore", "boolean"),
+    ("op_name", "Op Name", "string"),
+    ("occurrences", "Occurrences", "number"),
+    ("total_duration_us", "Total Duration (μs)", "number"),
+    ("avg_duration_us", "Avg Duration (μs)", "number"),
+    ("min_duration_us", "Min Duration (μs)", "number"),
+    ("max_duration_us", "Max Duration (μs)", "number"),
+    ("static_shmem_bytes", "Static Shared Mem bytes", "number"),
+    ("dynamic_shmem_bytes", "Dynamic Shared Mem bytes", "number"),
+)
+
+# Per-group launch configuration, in the order of the partial's "config" rows.
+CONFIG_FIELDS = ("registers_per_thread", "static_shmem_bytes", "dynamic_shmem_bytes",
+                 "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z")
+
+# ---- launch parameters -----------------------------------------------------
+
+_UINT32 = re.compile(r"\s*\+?\d+\s*")
+
+
+def _uint32(text: str) -> int | None:
+    if not _UINT32.fullmatch(text):
+        return None
+    value = int(text)
+    return value if value <= 0xFFFFFFFF else None
+
+
+def parse_kernel_details(details: str) -> tuple[tuple[int, ...], float]:
+    """Launch config and occupancy % from a ``kernel_details`` string.
+
+    Returns ``((regs, static_shared, dynamic_shared, grid x, y, z, block x, y, z), occ_pct)``.
+    Tokens are ``key:value`` split on spaces and newlines; unknown or malformed
+    tokens are ignored (AMD's ``private_mem`` / ``group_mem``, old TF's
+    ``shm``), grid and block default to 1,1,1 and the rest to 0, as in XProf.
+    """
+    regs = static = dynamic = 0
+    grid = [1, 1, 1]
+    block = [1, 1, 1]
+    occ = 0.0
+    for token in re.split(r"[ \n]", details):
+        parts = token.split(":")
+        if len(parts) != 2:
+            continue
+        key, text = parts
+        if key in ("regs", "static_shared", "dynamic_shared"):
+            value = _uint32(text)
+            if value is None:
+                continue
+            if key == "regs":
+                regs = value
+            elif key == "static_shared":
+                static = value
+            else:
+                dynamic = value
+        elif key in ("grid", "block"):
+            dims = [_uint32(d) for d in text.split(",")]
+            if len(dims) == 3 and all(d is not None for d in dims):
+                (grid if key == "grid" else block)[:] = dims  # type: ignore[assignment]
+        elif key == "occ_pct":
+            try:
+                occ = float(text)
+            except ValueError:
+                continue
+    return (regs, static, dynamic, *grid, *block), occ
+
+
+# ---- Tensor Core heuristics ---------------------------------------------------
+
+# XProf's list of kernel-name fragments of NVIDIA kernels that use Tensor Cores
+# (cuBLAS/cuDNN naming: volta_h884gemm, turing_fp16_s1688cudnn, sm80_xmma_gemm),
+# plus fragments of newer kernels: CUTLASS "tensorop", Hopper wgmma, cuBLASLt
+# "nvjet" GEMMs and fused multi-head attention.
+NVIDIA_TENSOR_CORE_FRAGMENTS = (
+    "16816", "c1688", "conv1x1", "conv2d_c1_k1", "dgrad_1x1_stride_2x2", "direct_group",
+    "first_layer_wgrad_kernel", "h1688", "h884", "hmma", "i16832", "i8816", "s884", "s1688",
+    "xmma_gemm", "xmma_implicit_gemm", "xmma_sparse_conv", "xmma_sparse_gemm",
+    "xmma_warp_specialized_implicit_gemm",
+    "tensorop", "wgmma", "nvjet", "fmha", "flash_fwd", "flash_bwd",
+)
+# AMD Matrix Cores (MFMA/WMMA): rocBLAS/hipBLASLt Tensile kernels name their
+# MFMA tile (Cijk_..._MI16x16x16x1_...), Composable Kernel uses "xdl"/"Xdl",
+# CK-tile attention kernels are Fmha*.
+_AMD_MATRIX_CORE = re.compile(r"_MI\d+x\d+x\d+|mfma|wmma|xdl|fmha", re.IGNORECASE)
+
+
+def is_kernel_using_tensor_core(kernel_name: str, device_vendor: str = "") -> bool:
+    """Name heuristic: does this kernel run on Tensor Cores (NVIDIA) or Matrix Cores (AMD)?"""
+    if device_vendor.lower() == "amd":
+        return _AMD_MATRIX_CORE.search(kernel_name) is not None
+    return any(f in kernel_name for f in NVIDIA_TENSOR_CORE_FRAGMENTS)
+
+
+def is_op_tensor_core_eligible(op_name: str) -> bool:
+    """XProf's (non-exhaustive) list of ops that can use Tensor Cores, plus XLA dots/convolutions."""
+    ends = ("Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "Conv3D", "DepthwiseConv2dNative",
+            "DepthwiseConv2dNativeBackpropFilter", "DepthwiseConv2dNativeBackpropInput", "/MatMul",
+            "FusedMatMul", "/CudnnRNN", "XlaDot", "XlaDotV2")
+    contains = ("BatchMatMul", "CudnnRNNV", "CudnnRNNForward", "CudnnRNNBackprop",
+                "dot_general", "conv_general_dilated")
+    return op_name.endswith(ends) or any(c in op_name for c in contains)
+
+
+def is_einsum_tensor_core_eligible(equation: str) -> bool:
+    """An einsum with exactly two operands (``ab,bc->ac``)."""
+    sides = equation.split("->") if equation else []
+    return len(sides) == 2 and len(sides[0].split(",")) == 2
+
+
+# ---- op names -------------------------------------------------------------------
+
+_TF_OP_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_./>\\-]*")
+_TF_OP_TYPE = re.compile(r"[A-Z_][a-zA-Z0-9_]*")
+_JAX_OP_TYPE = re.compile(r"[a-z_][a-z0-9_]*(\[.*\])?")
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def _derive_op_type(op_name: str) -> str:
+    """``model/layer/MatMul_1`` -> ``MatMul``: the last scope, without a numeric suffix."""
+    last = op_name.split("/")[-1]
+    suffix = last.split("_")[-1]
+    return last[: len(last) - len(suffix) - 1] if _INTEGER.fullmatch(suffix) else last
+
+
+def tf_op_name(tf_op_fullname: str) -> str:
+    """The op name part of a ``tf_op`` stat (``name:type``), as XProf's ParseTfOpFullname reads it."""
+    if ":" not in tf_op_fullname:
+        return tf_op_fullname
+    name, op_type = tf_op_fullname.split(":", 1)
+    if name == "Iterator":
+        return tf_op_fullname
+    if _TF_OP_NAME.fullmatch(name) and _TF_OP_TYPE.fullmatch(op_type):
+        return name
+    if _JAX_OP_TYPE.fullmatch(op_type or _derive_op_type(name)):
+        return name
+    return name if not op_type else tf_op_fullname
+
+
+@lru_cache(maxsize=1)
+def _hlo_proto_class() -> Any:
+    """A protobuf class reading only what op names need from an ``xla.HloProto``.
+
+    Field numbers are those of xla/service/hlo.proto and xla_data.proto
+    (HloProto.hlo_module=1, HloModuleProto.computations=3,
+    HloComputationProto.instructions=2, HloInstructionProto.name=1 /
+    metadata=7, OpMetadata.op_type=1 / op_name=2); everything else is skipped
+    as unknown fields by protobuf's C parser.
+    """
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    package = "xprof_core.kernel_stats_hlo"
+    fd = descriptor_pb2.FileDescriptorProto(name="xprof_core_kernel_stats_hlo.proto", package=package,
+                                           syntax="proto3")
+    field_type = descriptor_pb2.FieldDescriptorProto
+    layout: dict[str, list[tuple[str, int, str | None, bool]]] = {
+        "OpMetadata": [("op_type", 1, None, False), ("op_name", 2, None, False)],
+        "Instruction": [("name", 1, None, False), ("metadata", 7, "OpMetadata", False)],
+        "Computation": [("instructions", 2, "Instruction", True)],
+        "Module": [("computations", 3, "Computation", True)],
+        "HloProto": [("hlo_module", 1, "Module", False)],
+    }
+    for message, fields in layout.items():
+        m = fd.message_type.add(name=message)
+        for name, number, type_name, repeated in fields:
+            f = m.field.add(name=name, number=number,
+                            label=field_type.LABEL_REPEATED if repeated else field_type.LABEL_OPTIONAL)
+            if type_name is None:
+                f.type = field_type.TYPE_STRING
+            else:
+                f.type = field_type.TYPE_MESSAGE
+                f.type_name = f".{package}.{type_name}"
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.HloProto"))
+
+
+class HloOpNames:
+    """HLO instruction op names of the modules in ``/host:metadata``, parsed on first use per module."""
+
+    def __init__(self, xs: XSpace) -> None:
+        self._protos: dict[int, bytes] = {}
+        self._modules: dict[int, dict[str, str] | None] = {}
+        for plane in xs.find_planes(r"^/host:metadata$"):
+            for md_id, md in plane.event_metadata.items():
+                proto = md.stats.get("Hlo Proto")
+                if not isinstance(proto, bytes):
+                    continue
+                program_id = md.stats.get("program_id", md_id)
+                if isinstance(program_id, int):
+                    self._protos.setdefault(program_id, proto)
+
+    def __len__(self) -> int:
+        return len(self._protos)
+
+    def _module(self, program_id: int) -> dict[str, str] | None:
+        if program_id not in self._modules:
+            raw = self._protos.get(program_id)
+            names: dict[str, str] | None = None
+            if raw is not None:
+                try:
+                    proto = _hlo_proto_class().FromString(raw)
+                except Exception:  # noqa: BLE001 - protobuf's DecodeError; XProf skips such modules too
+                    proto = None
+                if proto is not None:
+                    names = {}
+                    for comp in proto.hlo_module.computations:
+                        for ins in comp.instructions:
+                            names.setdefault(ins.name, ins.metadata.op_name)
+            self._modules[program_id] = names
+        return self._modules[program_id]
+
+    def op_name(self, program_id: int, instruction: str) -> str | None:
+        """The instruction's metadata op_name; None when the module or the instruction is unknown."""
+        module = self._module(program_id)
+        return None if module is None else module.get(instruction)
+
+
+# ---- map ------------------------------------------------------------------------
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(uniques, codes) of a 1-D array (object arrays of str included)."""
+    uniques, codes = np.unique(values, return_inverse=True)
+    return uniques, codes.reshape(-1).astype(np.int64)
+
+
+def _strings(xs: XSpace, rows: np.ndarray, name: str) -> np.ndarray:
+    """The string stat ``name`` of each row as an object array of str, "" where absent.
+
+    A stat that is not a string (an integer column) reads as absent.
+    """
+    col = xs.stat(rows, name)
+    out = np.full(len(rows), "", dtype=object)
+    if col.values.dtype == object:
+        out[col.present] = col.values[col.present]
+    return out
+
+
+def _kernel_rows(xs: XSpace) -> np.ndarray:
+    """Event rows of kernel candidates: GPU planes, non-derived lines, non-zero duration (file order)."""
+    ranges = []
+    for plane in xs.planes:
+        if not GPU_PLANE.match(plane.name):
+            continue
+        for line in plane.lines:
+            derived = DERIVED_LINE_MIN <= line.id <= DERIVED_LINE_MAX or line.name in DERIVED_LINE_NAMES
+            if not derived and line.end > line.begin:
+                ranges.append(np.arange(line.begin, line.end, dtype=np.int64))
+    rows = np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
+    return rows[xs.duration_ps[rows] > 0]
+
+
+def _empty_partial(reason: str | None) -> Partial:
+    return {
+        "version": VERSION,
+        "reason": reason,
+        "kernel_name": [],
+        "op_name": [],
+        "config": np.zeros((0, len(CONFIG_FIELDS)), dtype=np.int64),
+        "occupancy_pct": np.zeros(0, dtype=np.float64),
+        "is_kernel_using_tensor_core": np.zeros(0, dtype=bool),
+        "is_op_tensor_core_eligible": np.zeros(0, dtype=bool),
+        "occurrences": np.zeros(0, dtype=np.int64),
+        "total_ps": np.zeros(0, dtype=np.int64),
+        "min_ps": np.zeros(0, dtype=np.int64),
+        "max_ps": np.zeros(0, dtype=np.int64),
+    }
+
+
+def _no_kernels_reason(xs: XSpace) -> str:
+    names = [p.name for p in xs.planes]
+    if not any(GPU_PLANE.match(n) for n in names):
+        devices = sorted({re.sub(r":\d+$", "", n) for n in names if n.startswith("/device:")})
+        kind = f"device planes {devices}" if devices else "no device planes (CPU-only profile)"
+        return f"kernel_stats applies to GPU profiles; this profile has no /device:GPU planes ({kind})"
+    return "the GPU planes hold no kernel events (no event with a kernel_details stat)"
+
+
+def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
+    """One host's kernel groups: names, op names, launch configs and duration aggregates (ps)."""
+    rows = _kernel_rows(xs)
+    details = _strings(xs, rows, "kernel_details")
+    is_kernel = details != ""
+    rows, details = rows[is_kernel], details[is_kernel]
+    if len(rows) == 0:
+        return _empty_partial(_no_kernels_reason(xs))
+
+    # Kernel names and Tensor Core use, per distinct event metadata (a metadata row belongs to one plane).
+    md_rows = xs.event_metadata_row[rows]
+    _, md_first, md_code = np.unique(md_rows, return_index=True, return_inverse=True)
+    md_code = md_code.reshape(-1)
+    md_names = xs.event_names(rows[md_first])
+    md_planes = xs.plane_of_event[rows[md_first]].tolist()
+    vendors = [str(p.stats.get("device_vendor", "")) for p in xs.planes]
+    md_tc = np.array([is_kernel_using_tensor_core(str(n), vendors[p])
+                      for n, p in zip(md_names, md_planes, strict=True)], dtype=bool)
+    name_uniques, md_name_code = _factorize(md_names)
+    name_code = md_name_code[md_code]
+    using_tc = md_tc[md_code]
+
+    # Launch configs, parsed once per distinct kernel_details string.
+    detail_uniques, detail_code = _factorize(details)
+    parsed = [parse_kernel_details(str(d)) for d in detail_uniques]
+    detail_config = np.array([p[0] for p in parsed], dtype=np.int64).reshape(-1, len(CONFIG_FIELDS))
+    detail_occ = np.array([p[1] for p in parsed], dtype=np.float64)
+    config_uniques, config_of_detail = np.unique(detail_config, axis=0, return_inverse=True)
+    config_code = config_of_detail.reshape(-1)[detail_code]
+
+    # Op name and eligibility per distinct (tf_op, equation, hlo_op, program_id, Tensor Core use).
+    tf_uniques, tf_code = _factorize(_strings(xs, rows, "tf_op"))
+    eq_uniques, eq_code = _factorize(_strings(xs, rows, "equation"))
+    hlo_uniques, hlo_code = _factorize(_strings(xs, rows, "hlo_op"))
+    pid = xs.stat(rows, "program_id")
+    pid_present = pid.present if pid.values.dtype != object else np.zeros(len(rows), dtype=bool)
+    pid_values = np.where(pid_present, pid.values, 0).astype(np.int64) if pid.values.dtype != object else \
+        np.zeros(len(rows), dtype=np.int64)
+    context = np.stack([tf_code, eq_code, hlo_code, pid_present, pid_values, using_tc], axis=1)
+    ctx_uniques, ctx_code = np.unique(context, axis=0, return_inverse=True)
+    ctx_code = ctx_code.reshape(-1)
+    hlo_names = HloOpNames(xs)
+    op_names: dict[str, int] = {}
+    ctx_op = np.empty(len(ctx_uniques), dtype=np.int64)
+    ctx_eligible = np.empty(len(ctx_uniques), dtype=bool)
+    for i, (tf, eq, h, p_ok, p, tc) in enumerate(ctx_uniques.tolist()):
+        op, eligible = "", False
+        tf_full = str(tf_uniques[tf])
+        if tf_full:
+            op = tf_op_name(tf_full)
+            eligible = is_einsum_tensor_core_eligible(str(eq_uniques[eq])) or is_op_tensor_core_eligible(op) \
+                or bool(tc)
+        hlo_full = str(hlo_uniques[h])
+        if hlo_full and p_ok and len(hlo_names):
+            # XProf looks up the last "::"-separated name of hlo_op.
+            hlo_op = hlo_names.op_name(p, hlo_full.split("::")[-1])
+            if hlo_op is not None:
+                op = hlo_op
+                eligible = is_op_tensor_core_eligible(op) or eligible
+        ctx_op[i] = op_names.setdefault(op, len(op_names))
+        ctx_eligible[i] = eligible
+
+    # Group by XProf's key; rows are in file order, so the first of a group is its XProf key.
+    key = np.stack([name_code, config_code, ctx_op[ctx_code], ctx_eligible[ctx_code], using_tc], axis=1)
+    group_keys, first, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    group = group.reshape(-1)
+    order = np.argsort(group, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
+    durations = xs.duration_ps[rows][order]
+    op_table = np.array(list(op_names), dtype=object)
+    return {
+        "version": VERSION,
+        "reason": None,
+        "kernel_name": [str(n) for n in name_uniques[group_keys[:, 0]]],
+        "op_name": [str(n) for n in op_table[group_keys[:, 2]]],
+        "config": config_uniques[group_keys[:, 1]].astype(np.int64),
+        "occupancy_pct": detail_occ[detail_code[first]],
+        "is_kernel_using_tensor_core": group_keys[:, 4].astype(bool),
+        "is_op_tensor_core_eligible": group_keys[:, 3].astype(bool),
+        "occurrences": np.diff(np.r_[starts, len(order)]).astype(np.int64),
+        "total_ps": np.add.reduceat(durations, starts).astype(np.int64),
+        "min_ps": np.minimum.reduceat(durations, starts).astype(np.int64),
+        "max_ps": np.maximum.reduceat(durations, starts).astype(np.int64),
+    }
+
+
+# ---- reduce ---------------------------------------------------------------------
+
+# A group's identity across hosts: XProf's KernelReport key.
+GroupKey = tuple[str, tuple[int, ...], bool, bool, str]
+
+
+@dataclass
+class _Group:
+    occupancy_pct: float
+    occurrences: int
+    total_ps: int
+    min_ps: int
+    max_ps: int
+
+
+def _sort_key(item: tuple[GroupKey, _Group]) -> tuple[Any, ...]:
+    """Total duration descending, then XProf's tie order (name, grid, block, regs, shmem, flags, op)."""
+    (name, config, tc, eligible, op), group = item
+    regs, static, dynamic, gx, gy, gz, bx, by, bz = config
+    return (-group.total_ps, name, gx, gy, gz, bx, by, bz, regs, static, dynamic, tc, eligible, op)
+
+
+def _merge(partials: Sequence[Partial], merge_hosts: bool) -> dict[tuple[int, GroupKey], _Group]:
+    groups: dict[tuple[int, GroupKey], _Group] = {}
+    for host, part in enumerate(partials):
+        configs = np.asarray(part["config"], dtype=np.int64).reshape(-1, len(CONFIG_FIELDS)).tolist()
+        columns = zip(part["kernel_name"], configs, np.asarray(part["is_kernel_using_tensor_core"]).tolist(),
+                      np.asarray(part["is_op_tensor_core_eligible"]).tolist(), part["op_name"],
+                      np.asarray(part["occupancy_pct"]).tolist(), np.asarray(part["occurrences"]).tolist(),
+                      np.asarray(part["total_ps"]).tolist(), np.asarray(part["min_ps"]).tolist(),
+                      np.asarray(part["max_ps"]).tolist(), strict=True)
+        for name, config, tc, eligible, op, occ, count, total, lo, hi in columns:
+            key = (0 if merge_hosts else host, (str(name), tuple(config), bool(tc), bool(eligible), str(op)))
+            g = groups.get(key)
+            if g is None:
+                groups[key] = _Group(float(occ), int(count), int(total), int(lo), int(hi))
+            else:  # the first host's occupancy stays, as XProf keeps the first key inserted
+                g.occurrences += int(count)
+                g.total_ps += int(total)
+                g.min_ps = min(g.min_ps, int(lo))
+                g.max_ps = max(g.max_ps, int(hi))
+    return groups
+
+
+def reduce_kernel_stats(partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+    """Merge the hosts' kernel groups into XProf's kernel_stats DataTable.
+
+    Parameters: ``max_kernels`` (rows kept, longest total first; default
+    1000 as XProf, 0 keeps all) and ``merge_hosts`` (1, the default, sums a
+    kernel over hosts; 0 keeps one row per host and kernel, as XProf's
+    multi-host table does).
+    """
+    max_kernels = param_int(params, "max_kernels", MAX_KERNELS, lo=0)
+    merge_hosts = bool(param_int(params, "merge_hosts", 1, lo=0, hi=1))
+    for part in partials:
+        if part.get("version") != VERSION:
+            raise ValueError(f"kernel_stats partial version {part.get('version')!r}, expected {VERSION}")
+    groups = _merge(partials, merge_hosts)
+    ranked = sorted(((k, g) for (_, k), g in groups.items()), key=_sort_key)
+    kept = ranked[:max_kernels] if max_kernels else ranked
+    rows = []
+    for rank, ((name, config, tc, eligible, op), g) in enumerate(kept, start=1):
+        regs, static, dynamic, gx, gy, gz, bx, by, bz = config
+        rows.append((
+            rank, name, regs, static + dynamic, f"{bx},{by},{bz}", f"{gx},{gy},{gz}", g.occupancy_pct,
+            eligible, tc, op, g.occurrences, g.total_ps / 1e6, g.total_ps / g.occurrences / 1e6,
+            g.min_ps / 1e6, g.max_ps / 1e6, static, dynamic,
+        ))
+    reason: str | None = None
+    if not groups:
+        reasons = list(dict.fromkeys(str(p["reason"]) for p in partials if p.get("reason")))
+        reason = "; ".join(reasons) if reasons else "no hosts selected"
+    total_ps = sum(g.total_ps for g in groups.values())
+    return {
+        "kernel_stats": datatable(COLUMNS, rows),
+        "reason": reason,
+        "hosts": [p.get("host") for p in partials],
+        "num_kernels": len(ranked),
+        "num_rows_dropped": len(ranked) - len(kept),
+        "total_occurrences": sum(g.occurrences for g in groups.values()),
+        "total_duration_us": total_ps / 1e6,
+    }
+
+
+@dataclass(frozen=True)
+class KernelStatsTool:
+    """The kernel_stats tool object the registry hands out."""
+
+    name: str = "kernel_stats"
+    version: int = VERSION
+    description: str = "GPU kernels by name and launch configuration: occurrences, durations, occupancy, Tensor Cores"
+
+    def map(self, xs: XSpace, params: Params) -> Partial:
+        return map_kernel_stats(xs, params)
+
+    def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        return reduce_kernel_stats(partials, params)
+
+
+KERNEL_STATS = KernelStatsTool()
+TOOLS = {"kernel_stats": KERNEL_STATS}
+
+__all__ = [
+    "COLUMNS", "KERNEL_STATS", "TOOLS", "HloOpNames", "is_einsum_tensor_core_eligible", "is_kernel_using_tensor_core",
+    "is_op_tensor_core_eligible", "map_kernel_stats", "parse_kernel_details", "reduce_kernel_stats", "tf_op_name",
+]
