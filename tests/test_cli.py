@@ -130,3 +130,32 @@ def test_cli_progress_flag_draws_on_stderr(capsys) -> None:  # type: ignore[no-u
     code, _, err = run(capsys, "--progress", "summary", str(JAX_DATA / "cpu_mlp_train.xplane.pb"))
     assert code == 0
     assert "reading cpu_mlp_train" in err and "100.0%" in err
+
+
+def test_convert_writes_tool_json(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = JAX_DATA / "cpu_mlp_train.xplane.pb"
+    code, out, _ = run(capsys, "convert", str(path), "--tool", "overview_page")
+    assert code == 0
+    page = json.loads(out)
+    assert page["steps"]["count"] == 12 and page["step_name"] == "train"
+    target = tmp_path / "overview.json.gz"
+    code, _, err = run(capsys, "convert", str(path), "--tool", "overview_page", "-o", str(target))
+    assert code == 0 and str(target) in err
+    import gzip
+
+    assert json.loads(gzip.decompress(target.read_bytes()))["steps"] == page["steps"]
+
+
+def test_convert_csv_of_a_logdir_run(capsys) -> None:  # type: ignore[no-untyped-def]
+    logdir = need(REAL / "openxla-xprof" / "demo")
+    code, out, _ = run(capsys, "convert", str(logdir), "--run", "GPU-multi-worker", "--tool",
+                       "input_pipeline_analyzer", "--format", "csv")
+    assert code == 0
+    assert out.startswith("# step_table\nStep,Step time (ms)")
+    assert "Iterator::Prefetch" in out
+
+
+def test_convert_unknown_tool_lists_valid_ones(capsys) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(capsys, "convert", str(JAX_DATA / "cpu_mlp_train.xplane.pb"), "--tool", "nope")
+    assert code == 1
+    assert "unknown tool 'nope'" in err and "overview_page" in err

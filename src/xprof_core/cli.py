@@ -5,12 +5,14 @@ Subcommands:
 * ``summary FILE_OR_LOGDIR``: hosts, planes, lines, events, time span, devices.
 * ``events FILE``: the events that match plane/line/name regexes and a time
   window, with their stats, as JSON lines or CSV.
+* ``convert FILE_OR_RUN --tool NAME``: an analysis tool's output, headless.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import os
 import sys
@@ -195,6 +197,41 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from xprof_core.tools import run_tool
+    from xprof_core.tools.datatable import to_csv
+
+    params = dict(kv.split("=", 1) for kv in args.param)
+    source: Any = args.source
+    if args.run is not None:
+        source = (args.source, args.run)
+    result = run_tool(args.tool, source, hosts=args.host or None, **params)
+    if args.format == "csv":
+        tables = {k: v for k, v in result.items() if isinstance(v, dict) and "cols" in v and "rows" in v}
+        if not tables:
+            print(f"xprof-core: {args.tool} has no table to write as CSV", file=sys.stderr)
+            return 1
+        text = "".join(f"# {name}\n{to_csv(t)}" if len(tables) > 1 else to_csv(t) for name, t in tables.items())
+    else:
+        text = json.dumps(result, indent=None if args.output else 2, default=_json_default)
+    if args.output:
+        opener = gzip.open if args.output.endswith(".gz") else open
+        with opener(args.output, "wt") as f:
+            f.write(text)
+        print(f"wrote {args.tool} of {args.source} to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    return 0
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xprof-core", description="Read ML profiler traces (XSpace .xplane.pb) from the command line.")
@@ -220,6 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="at most this many events")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)")
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("convert", help="run an analysis tool headless and write its output (JSON or CSV)")
+    p.add_argument("source", help="an .xplane.pb[.gz] file, a session or run folder, or a logdir with --run")
+    p.add_argument("--tool", required=True,
+                   help="overview_page, input_pipeline_analyzer, framework_op_stats, hlo_stats, op_profile, "
+                        "kernel_stats or trace_viewer")
+    p.add_argument("--run", help="the run to use when SOURCE is a logdir holding several")
+    p.add_argument("--host", action="append", help="only this host (repeat for several; default: all)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a tool parameter, e.g. --param resolution=0 for trace_viewer")
+    p.add_argument("-o", "--output", help="write here instead of stdout (.gz compresses)")
+    p.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")
+    p.set_defaults(func=cmd_convert)
     return parser
 
 
@@ -229,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except BrokenPipeError:  # e.g. piped into `head`
         return 0
-    except (XprofError, OSError) as exc:
+    except (XprofError, OSError, ValueError) as exc:
         print(f"xprof-core: {exc}", file=sys.stderr)
         return 1
 

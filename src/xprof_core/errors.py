@@ -30,4 +30,7 @@ class ProfileNotFoundError(XprofError, FileNotFoundError):
 
 
 class UnknownToolError(XprofError, KeyError):
-    """A tool name that is not registered."""
+    """A tool name that is not registered; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
