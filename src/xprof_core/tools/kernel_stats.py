@@ -18,10 +18,16 @@ of the HLO instruction named by ``hlo_op`` when the module of that
 ``program_id`` is among the HLO protos of ``/host:metadata`` (keyed, as in
 XProf, by the event-metadata id unless it carries a ``program_id`` stat).
 
+(XProf's source writes that name as ``op_name:op_type``; XProf 2.24.2 shows
+JAX's HLO op names, whose op_type is empty, without the colon, and so do we:
+the metadata op_name alone.)
+
 ``map`` returns per-group aggregates (durations in ps); ``reduce`` merges the
 hosts' groups (sum of occurrences and totals, min of mins, max of maxes) and
 builds XProf's DataTable, rows by total duration descending, at most
-``max_kernels`` of them (XProf keeps 1000).
+``max_kernels`` of them (XProf keeps 1000). Durations are exact sums of ps;
+XProf first truncates each kernel to whole ns and its average to whole ns,
+which changes nothing for the ns-resolution traces CUPTI and ROCm write.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import datatable
@@ -48,10 +55,20 @@ GPU_PLANE = re.compile(r"^/device:GPU:\d+$")
 # "TensorFlow Name Scope", "XLA Ops", "XLA Modules" there.
 DERIVED_LINE_MIN = -559038737
 DERIVED_LINE_MAX = DERIVED_LINE_MIN + 289
-DERIVED_LINE_NAMES = frozenset({
-    "Steps", "Launch Stats", "TensorFlow Ops", "TensorFlow Name Scope", "Framework Ops",
-    "Framework Name Scope", "XLA Ops", "Async XLA Ops", "XLA Modules", "Source code",
-})
+DERIVED_LINE_NAMES = frozenset(
+    {
+        "Steps",
+        "Launch Stats",
+        "TensorFlow Ops",
+        "TensorFlow Name Scope",
+        "Framework Ops",
+        "Framework Name Scope",
+        "XLA Ops",
+        "Async XLA Ops",
+        "XLA Modules",
+        "Source code",
+    }
+)
 
 # (id, label, type): XProf's columns in XProf's order, then the two shared-memory
 # halves that XProf's KernelReport has but its table sums into shmem_bytes.
@@ -76,8 +93,17 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 # Per-group launch configuration, in the order of the partial's "config" rows.
-CONFIG_FIELDS = ("registers_per_thread", "static_shmem_bytes", "dynamic_shmem_bytes",
-                 "grid_x", "grid_y", "grid_z", "block_x", "block_y", "block_z")
+CONFIG_FIELDS = (
+    "registers_per_thread",
+    "static_shmem_bytes",
+    "dynamic_shmem_bytes",
+    "grid_x",
+    "grid_y",
+    "grid_z",
+    "block_x",
+    "block_y",
+    "block_z",
+)
 
 # ---- launch parameters -----------------------------------------------------
 
@@ -137,11 +163,31 @@ def parse_kernel_details(details: str) -> tuple[tuple[int, ...], float]:
 # plus fragments of newer kernels: CUTLASS "tensorop", Hopper wgmma, cuBLASLt
 # "nvjet" GEMMs and fused multi-head attention.
 NVIDIA_TENSOR_CORE_FRAGMENTS = (
-    "16816", "c1688", "conv1x1", "conv2d_c1_k1", "dgrad_1x1_stride_2x2", "direct_group",
-    "first_layer_wgrad_kernel", "h1688", "h884", "hmma", "i16832", "i8816", "s884", "s1688",
-    "xmma_gemm", "xmma_implicit_gemm", "xmma_sparse_conv", "xmma_sparse_gemm",
+    "16816",
+    "c1688",
+    "conv1x1",
+    "conv2d_c1_k1",
+    "dgrad_1x1_stride_2x2",
+    "direct_group",
+    "first_layer_wgrad_kernel",
+    "h1688",
+    "h884",
+    "hmma",
+    "i16832",
+    "i8816",
+    "s884",
+    "s1688",
+    "xmma_gemm",
+    "xmma_implicit_gemm",
+    "xmma_sparse_conv",
+    "xmma_sparse_gemm",
     "xmma_warp_specialized_implicit_gemm",
-    "tensorop", "wgmma", "nvjet", "fmha", "flash_fwd", "flash_bwd",
+    "tensorop",
+    "wgmma",
+    "nvjet",
+    "fmha",
+    "flash_fwd",
+    "flash_bwd",
 )
 # AMD Matrix Cores (MFMA/WMMA): rocBLAS/hipBLASLt Tensile kernels name their
 # MFMA tile (Cijk_..._MI16x16x16x1_...), Composable Kernel uses "xdl"/"Xdl",
@@ -158,11 +204,28 @@ def is_kernel_using_tensor_core(kernel_name: str, device_vendor: str = "") -> bo
 
 def is_op_tensor_core_eligible(op_name: str) -> bool:
     """XProf's (non-exhaustive) list of ops that can use Tensor Cores, plus XLA dots/convolutions."""
-    ends = ("Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "Conv3D", "DepthwiseConv2dNative",
-            "DepthwiseConv2dNativeBackpropFilter", "DepthwiseConv2dNativeBackpropInput", "/MatMul",
-            "FusedMatMul", "/CudnnRNN", "XlaDot", "XlaDotV2")
-    contains = ("BatchMatMul", "CudnnRNNV", "CudnnRNNForward", "CudnnRNNBackprop",
-                "dot_general", "conv_general_dilated")
+    ends = (
+        "Conv2D",
+        "Conv2DBackpropFilter",
+        "Conv2DBackpropInput",
+        "Conv3D",
+        "DepthwiseConv2dNative",
+        "DepthwiseConv2dNativeBackpropFilter",
+        "DepthwiseConv2dNativeBackpropInput",
+        "/MatMul",
+        "FusedMatMul",
+        "/CudnnRNN",
+        "XlaDot",
+        "XlaDotV2",
+    )
+    contains = (
+        "BatchMatMul",
+        "CudnnRNNV",
+        "CudnnRNNForward",
+        "CudnnRNNBackprop",
+        "dot_general",
+        "conv_general_dilated",
+    )
     return op_name.endswith(ends) or any(c in op_name for c in contains)
 
 
@@ -174,7 +237,7 @@ def is_einsum_tensor_core_eligible(equation: str) -> bool:
 
 # ---- op names -------------------------------------------------------------------
 
-_TF_OP_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_./>\\-]*")
+_TF_OP_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_./>-]*")
 _TF_OP_TYPE = re.compile(r"[A-Z_][a-zA-Z0-9_]*")
 _JAX_OP_TYPE = re.compile(r"[a-z_][a-z0-9_]*(\[.*\])?")
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
@@ -214,8 +277,7 @@ def _hlo_proto_class() -> Any:
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     package = "xprof_core.kernel_stats_hlo"
-    fd = descriptor_pb2.FileDescriptorProto(name="xprof_core_kernel_stats_hlo.proto", package=package,
-                                           syntax="proto3")
+    fd = descriptor_pb2.FileDescriptorProto(name="xprof_core_kernel_stats_hlo.proto", package=package, syntax="proto3")
     field_type = descriptor_pb2.FieldDescriptorProto
     layout: dict[str, list[tuple[str, int, str | None, bool]]] = {
         "OpMetadata": [("op_type", 1, None, False), ("op_name", 2, None, False)],
@@ -227,8 +289,9 @@ def _hlo_proto_class() -> Any:
     for message, fields in layout.items():
         m = fd.message_type.add(name=message)
         for name, number, type_name, repeated in fields:
-            f = m.field.add(name=name, number=number,
-                            label=field_type.LABEL_REPEATED if repeated else field_type.LABEL_OPTIONAL)
+            f = m.field.add(
+                name=name, number=number, label=field_type.LABEL_REPEATED if repeated else field_type.LABEL_OPTIONAL
+            )
             if type_name is None:
                 f.type = field_type.TYPE_STRING
             else:
@@ -254,9 +317,6 @@ class HloOpNames:
                 if isinstance(program_id, int):
                     self._protos.setdefault(program_id, proto)
 
-    def __len__(self) -> int:
-        return len(self._protos)
-
     def _module(self, program_id: int) -> dict[str, str] | None:
         if program_id not in self._modules:
             raw = self._protos.get(program_id)
@@ -264,7 +324,7 @@ class HloOpNames:
             if raw is not None:
                 try:
                     proto = _hlo_proto_class().FromString(raw)
-                except Exception:  # noqa: BLE001 - protobuf's DecodeError; XProf skips such modules too
+                except DecodeError:  # XProf skips a module it cannot parse
                     proto = None
                 if proto is not None:
                     names = {}
@@ -336,8 +396,8 @@ def _no_kernels_reason(xs: XSpace) -> str:
     names = [p.name for p in xs.planes]
     if not any(GPU_PLANE.match(n) for n in names):
         devices = sorted({re.sub(r":\d+$", "", n) for n in names if n.startswith("/device:")})
-        kind = f"device planes {devices}" if devices else "no device planes (CPU-only profile)"
-        return f"kernel_stats applies to GPU profiles; this profile has no /device:GPU planes ({kind})"
+        what = f"device planes: {', '.join(devices)}" if devices else "CPU-only profile"
+        return f"kernel_stats applies to GPU profiles; this profile has no /device:GPU planes ({what})"
     return "the GPU planes hold no kernel events (no event with a kernel_details stat)"
 
 
@@ -357,8 +417,9 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
     md_names = xs.event_names(rows[md_first])
     md_planes = xs.plane_of_event[rows[md_first]].tolist()
     vendors = [str(p.stats.get("device_vendor", "")) for p in xs.planes]
-    md_tc = np.array([is_kernel_using_tensor_core(str(n), vendors[p])
-                      for n, p in zip(md_names, md_planes, strict=True)], dtype=bool)
+    md_tc = np.array(
+        [is_kernel_using_tensor_core(str(n), vendors[p]) for n, p in zip(md_names, md_planes, strict=True)], dtype=bool
+    )
     name_uniques, md_name_code = _factorize(md_names)
     name_code = md_name_code[md_code]
     using_tc = md_tc[md_code]
@@ -376,13 +437,15 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
     eq_uniques, eq_code = _factorize(_strings(xs, rows, "equation"))
     hlo_uniques, hlo_code = _factorize(_strings(xs, rows, "hlo_op"))
     pid = xs.stat(rows, "program_id")
-    pid_present = pid.present if pid.values.dtype != object else np.zeros(len(rows), dtype=bool)
-    pid_values = np.where(pid_present, pid.values, 0).astype(np.int64) if pid.values.dtype != object else \
-        np.zeros(len(rows), dtype=np.int64)
+    if pid.values.dtype == object:  # not an integer stat: no module to look up
+        pid_present, pid_values = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=np.int64)
+    else:
+        pid_present, pid_values = pid.present, pid.values.astype(np.int64)
     context = np.stack([tf_code, eq_code, hlo_code, pid_present, pid_values, using_tc], axis=1)
     ctx_uniques, ctx_code = np.unique(context, axis=0, return_inverse=True)
     ctx_code = ctx_code.reshape(-1)
-    hlo_names = HloOpNames(xs)
+    # HLO protos are decoded only when some kernel names an HLO op of a known program.
+    hlo_names = HloOpNames(xs) if bool(pid_present.any()) and bool((hlo_uniques != "").any()) else None
     op_names: dict[str, int] = {}
     ctx_op = np.empty(len(ctx_uniques), dtype=np.int64)
     ctx_eligible = np.empty(len(ctx_uniques), dtype=bool)
@@ -391,10 +454,9 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
         tf_full = str(tf_uniques[tf])
         if tf_full:
             op = tf_op_name(tf_full)
-            eligible = is_einsum_tensor_core_eligible(str(eq_uniques[eq])) or is_op_tensor_core_eligible(op) \
-                or bool(tc)
+            eligible = is_einsum_tensor_core_eligible(str(eq_uniques[eq])) or is_op_tensor_core_eligible(op) or bool(tc)
         hlo_full = str(hlo_uniques[h])
-        if hlo_full and p_ok and len(hlo_names):
+        if hlo_full and p_ok and hlo_names is not None:
             # XProf looks up the last "::"-separated name of hlo_op.
             hlo_op = hlo_names.op_name(p, hlo_full.split("::")[-1])
             if hlo_op is not None:
@@ -453,11 +515,19 @@ def _merge(partials: Sequence[Partial], merge_hosts: bool) -> dict[tuple[int, Gr
     groups: dict[tuple[int, GroupKey], _Group] = {}
     for host, part in enumerate(partials):
         configs = np.asarray(part["config"], dtype=np.int64).reshape(-1, len(CONFIG_FIELDS)).tolist()
-        columns = zip(part["kernel_name"], configs, np.asarray(part["is_kernel_using_tensor_core"]).tolist(),
-                      np.asarray(part["is_op_tensor_core_eligible"]).tolist(), part["op_name"],
-                      np.asarray(part["occupancy_pct"]).tolist(), np.asarray(part["occurrences"]).tolist(),
-                      np.asarray(part["total_ps"]).tolist(), np.asarray(part["min_ps"]).tolist(),
-                      np.asarray(part["max_ps"]).tolist(), strict=True)
+        columns = zip(
+            part["kernel_name"],
+            configs,
+            np.asarray(part["is_kernel_using_tensor_core"]).tolist(),
+            np.asarray(part["is_op_tensor_core_eligible"]).tolist(),
+            part["op_name"],
+            np.asarray(part["occupancy_pct"]).tolist(),
+            np.asarray(part["occurrences"]).tolist(),
+            np.asarray(part["total_ps"]).tolist(),
+            np.asarray(part["min_ps"]).tolist(),
+            np.asarray(part["max_ps"]).tolist(),
+            strict=True,
+        )
         for name, config, tc, eligible, op, occ, count, total, lo, hi in columns:
             key = (0 if merge_hosts else host, (str(name), tuple(config), bool(tc), bool(eligible), str(op)))
             g = groups.get(key)
@@ -490,11 +560,27 @@ def reduce_kernel_stats(partials: Sequence[Partial], params: Params) -> dict[str
     rows = []
     for rank, ((name, config, tc, eligible, op), g) in enumerate(kept, start=1):
         regs, static, dynamic, gx, gy, gz, bx, by, bz = config
-        rows.append((
-            rank, name, regs, static + dynamic, f"{bx},{by},{bz}", f"{gx},{gy},{gz}", g.occupancy_pct,
-            eligible, tc, op, g.occurrences, g.total_ps / 1e6, g.total_ps / g.occurrences / 1e6,
-            g.min_ps / 1e6, g.max_ps / 1e6, static, dynamic,
-        ))
+        rows.append(
+            (
+                rank,
+                name,
+                regs,
+                static + dynamic,
+                f"{bx},{by},{bz}",
+                f"{gx},{gy},{gz}",
+                g.occupancy_pct,
+                eligible,
+                tc,
+                op,
+                g.occurrences,
+                g.total_ps / 1e6,
+                g.total_ps / g.occurrences / 1e6,
+                g.min_ps / 1e6,
+                g.max_ps / 1e6,
+                static,
+                dynamic,
+            )
+        )
     reason: str | None = None
     if not groups:
         reasons = list(dict.fromkeys(str(p["reason"]) for p in partials if p.get("reason")))
@@ -530,6 +616,15 @@ KERNEL_STATS = KernelStatsTool()
 TOOLS = {"kernel_stats": KERNEL_STATS}
 
 __all__ = [
-    "COLUMNS", "KERNEL_STATS", "TOOLS", "HloOpNames", "is_einsum_tensor_core_eligible", "is_kernel_using_tensor_core",
-    "is_op_tensor_core_eligible", "map_kernel_stats", "parse_kernel_details", "reduce_kernel_stats", "tf_op_name",
+    "COLUMNS",
+    "KERNEL_STATS",
+    "TOOLS",
+    "HloOpNames",
+    "is_einsum_tensor_core_eligible",
+    "is_kernel_using_tensor_core",
+    "is_op_tensor_core_eligible",
+    "map_kernel_stats",
+    "parse_kernel_details",
+    "reduce_kernel_stats",
+    "tf_op_name",
 ]
