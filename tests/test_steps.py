@@ -94,6 +94,30 @@ def test_gpu_jax_steps_join_device_work() -> None:
     assert table.breakdown_ps["device_compute"].sum() <= xs.duration_ps[kernels].sum()
 
 
+@pytest.mark.parametrize("name", ["gpu_mlp_train", "gpu_mlp_train_long"])
+def test_gpu_jax_step_time_differs_from_xprof_on_purpose(name: str) -> None:
+    """Our GPU step time is the annotated host span; XProf's is a device-only span.
+
+    XProf 2.24.2 (see tests/data/XPROF_STEPS.md) times a GPU step from the
+    first kernel of its CUDA graph to the end of the next batch's host-to-device
+    copies, and leaves out the host work inside the step (making the batch,
+    dispatching the graph), so its step times fall short of the loop's wall
+    time. Ours follow the StepTraceAnnotation span, which contains the device
+    span here (XPLANE.md's rule): over the steps XProf keeps they average within
+    1% of the measured step period (start to next start), while XProf's are
+    more than 10% below it. Counts differ too: XProf drops the first and last
+    step of any profile with more than 5, although both are complete here.
+    """
+    table = build_step_table(xprof_core.load(JAX_DATA / f"{name}.xplane.pb"))
+    gold = golden_steps(f"tests/data/jax/{name}.xplane.pb")
+    assert gold["step_count"] == len(table) - 2
+    ours = table.step_time_ps[1:-1].mean() / 1e9
+    period = np.diff(table.host_start_ps)[1:].mean() / 1e9
+    assert abs(ours - period) / period < 0.01
+    assert gold["avg_step_ms"] < 0.9 * period
+    assert (table.host_start_ps <= table.device_start_ps).all()
+
+
 @pytest.mark.parametrize("name", ["cpu_mlp_train", "gpu_mlp_train", "gpu_mlp_train_long"])
 def test_breakdown_adds_up_to_the_step_window(name: str) -> None:
     table = build_step_table(xprof_core.load(JAX_DATA / f"{name}.xplane.pb"))
