@@ -158,11 +158,32 @@ class Plane:
         """Sorted event-metadata ids of this plane."""
         return self.xspace._cols["event_metadata"]["id"][self._metadata_rows]
 
+    @cached_property
+    def _metadata_lut(self) -> np.ndarray | None:
+        """Dense id -> global metadata row table (-1: absent), when ids are small non-negative ints.
+
+        Profilers number metadata 1, 2, 3, ...: a table lookup then beats a
+        binary search over millions of events. None when ids are sparse.
+        """
+        ids = self.metadata_ids
+        if len(ids) == 0 or ids[0] < 0 or ids[-1] > max(4 * len(ids), 1 << 16):
+            return None
+        lut = np.full(int(ids[-1]) + 2, -1, dtype=np.int32)  # last slot: ids past the end
+        lut[ids] = self._metadata_rows
+        return lut
+
     def metadata_rows_for(self, metadata_ids: np.ndarray) -> np.ndarray:
         """Global event-metadata row for each id, or -1 where the plane lacks it."""
         ids = self.metadata_ids
         if len(ids) == 0:
             return np.full(len(metadata_ids), -1, dtype=np.int64)
+        lut = self._metadata_lut
+        if lut is not None:
+            clipped = np.clip(metadata_ids, 0, len(lut) - 1)
+            rows = lut[clipped]
+            if (metadata_ids < 0).any():
+                rows = np.where(metadata_ids < 0, -1, rows)
+            return rows
         pos = np.searchsorted(ids, metadata_ids)
         pos_c = np.minimum(pos, len(ids) - 1)
         found = ids[pos_c] == metadata_ids
@@ -486,12 +507,13 @@ class XSpace:
             return StatColumn(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
         planes = self.plane_of_event[rows]
         st = self._cols["stats"]
-        for pi in np.unique(planes).tolist():
+        one_plane = bool((planes == planes[0]).all())
+        for pi in [int(planes[0])] if one_plane else np.unique(planes).tolist():
             plane = self.planes[pi]
             ids = plane.stat_ids(name)
             if len(ids) == 0:
                 continue
-            idx = np.flatnonzero(planes == pi)
+            idx = np.arange(n) if one_plane else np.flatnonzero(planes == pi)
             raw = _decoder.gather_event_stats(self.buffer, self.event_offset, rows[idx], ids)
             # Repeated stats on one event: the last one wins (numpy assignment order).
             pos = idx[raw["row"]]

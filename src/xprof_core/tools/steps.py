@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core._fast.kernels import priority_union
 from xprof_core.xspace import XSpace
 
 # Event types in priority order (earlier wins an overlap), with what they mean.
@@ -122,10 +123,10 @@ def union_length_by_group(starts: np.ndarray, ends: np.ndarray, group: np.ndarra
     run_end = np.maximum.accumulate(e2)
     new_seg = np.ones(len(s2), dtype=bool)
     new_seg[1:] = s2[1:] >= run_end[:-1]
-    seg_id = np.cumsum(new_seg) - 1
-    seg_end = np.zeros(int(seg_id[-1]) + 1, dtype=np.int64)
-    np.maximum.at(seg_end, seg_id, e2)
-    np.add.at(out, g[new_seg], seg_end - s2[new_seg])
+    # A segment ends at the running maximum of its last interval.
+    last = np.append(np.flatnonzero(new_seg)[1:] - 1, len(s2) - 1)
+    seg_len = run_end[last] - s2[new_seg]
+    out += np.bincount(g[new_seg], weights=seg_len, minlength=n_groups).astype(np.int64)
     return out
 
 
@@ -239,46 +240,52 @@ def _assign_device_to_steps(xs: XSpace, device_rows: np.ndarray, host_rows: np.n
     return step_of
 
 
-def _classify_device(xs: XSpace, rows: np.ndarray) -> np.ndarray:
-    """Category index (into CATEGORIES) of each device row."""
+def _category_per_metadata(xs: XSpace, host: bool) -> np.ndarray:
+    """Category index of every event-metadata row (+1 trailing slot for unknown ids), by name.
+
+    Names are classified once per distinct metadata, not once per event.
+    """
     cats = list(CATEGORIES)
-    out = np.full(len(rows), cats.index("device_compute"), dtype=np.int64)
-    if len(rows) == 0:
-        return out
-    line_names = np.array([ln.name for ln in xs.lines], dtype=object)[xs.line_of_event[rows]]
-    names = xs.event_names(rows)
-    key = np.char.add(line_names.astype(str), np.char.add("|", names.astype(str)))
-    for pattern, cat in ((r"MemcpyD2D|MemcpyP2P|DeviceToDevice", "device_to_device"),
-                         (r"MemcpyH2D|HostToDevice", "host_to_device"),
-                         (r"MemcpyD2H|DeviceToHost", "device_to_host")):
-        rx = re.compile(pattern)
-        hit = np.fromiter((bool(rx.search(k)) for k in key), dtype=bool, count=len(key))
-        out[hit] = cats.index(cat)
-    uniq, inv = np.unique(names.astype(str), return_inverse=True)
-    coll = np.fromiter((bool(_COLLECTIVE.search(u)) for u in uniq), dtype=bool, count=len(uniq))
-    is_compute = out == cats.index("device_compute")
-    out[is_compute & coll[inv]] = cats.index("device_collectives")
+    names = xs._cols["event_metadata"]["name"]
+    out = np.full(len(names) + 1, cats.index("host_compute" if host else "device_compute"), dtype=np.int64)
+    for i, name in enumerate(names):
+        if host:
+            if _INPUT.search(name):
+                out[i] = cats.index("host_wait_input")
+            elif _COMPILE.search(name):
+                out[i] = cats.index("host_compile")
+            elif _HOST_TO_DEVICE.search(name):
+                out[i] = cats.index("host_to_device")
+            elif _DEVICE_TO_HOST.search(name):
+                out[i] = cats.index("device_to_host")
+        elif re.search(r"MemcpyD2D|MemcpyP2P|DeviceToDevice|MemcpyDToD", name):
+            out[i] = cats.index("device_to_device")
+        elif re.search(r"MemcpyH2D|HostToDevice|MemcpyHToD", name):
+            out[i] = cats.index("host_to_device")
+        elif re.search(r"MemcpyD2H|DeviceToHost|MemcpyDToH", name):
+            out[i] = cats.index("device_to_host")
+        elif _COLLECTIVE.search(name):
+            out[i] = cats.index("device_collectives")
     return out
 
 
-def _classify_host(xs: XSpace, rows: np.ndarray) -> np.ndarray:
-    cats = list(CATEGORIES)
-    out = np.full(len(rows), cats.index("host_compute"), dtype=np.int64)
+def _classify(xs: XSpace, rows: np.ndarray, host: bool) -> np.ndarray:
+    """Category index (into CATEGORIES) of each row, host or device rules."""
     if len(rows) == 0:
-        return out
-    names = xs.event_names(rows).astype(str)
-    uniq, inv = np.unique(names, return_inverse=True)
-    per_name = np.full(len(uniq), cats.index("host_compute"), dtype=np.int64)
-    for i, u in enumerate(uniq.tolist()):
-        if _INPUT.search(u):
-            per_name[i] = cats.index("host_wait_input")
-        elif _COMPILE.search(u):
-            per_name[i] = cats.index("host_compile")
-        elif _HOST_TO_DEVICE.search(u):
-            per_name[i] = cats.index("host_to_device")
-        elif _DEVICE_TO_HOST.search(u):
-            per_name[i] = cats.index("device_to_host")
-    return per_name[inv]
+        return np.empty(0, dtype=np.int64)
+    per_md = _category_per_metadata(xs, host)
+    cat = per_md[xs.event_metadata_row[rows]]  # row -1 (unknown id) takes the trailing default slot
+    if not host:
+        # Copies named only by their stream (e.g. "Stream #15(MemcpyH2D)") are copies too.
+        cats = list(CATEGORIES)
+        lines = xs.line_of_event[rows]
+        for ln_index in np.unique(lines).tolist():
+            ln_name = xs._cols["lines"]["name"][ln_index]
+            for pattern, c in (("MemcpyH2D", "host_to_device"), ("MemcpyD2H", "device_to_host"),
+                               ("MemcpyD2D", "device_to_device"), ("MemcpyP2P", "device_to_device")):
+                if pattern in ln_name:
+                    cat[lines == ln_index] = cats.index(c)
+    return cat
 
 
 def build_step_table(xs: XSpace) -> StepTable:
@@ -329,16 +336,21 @@ def build_step_table(xs: XSpace) -> StepTable:
     h_rows, h_step = h_rows[h_keep], h_step[h_keep]
     ev_rows = np.concatenate([d_rows, h_rows])
     ev_step = np.concatenate([d_step, h_step])
-    ev_cat = np.concatenate([_classify_device(xs, d_rows), _classify_host(xs, h_rows)])
+    ev_cat = np.concatenate([_classify(xs, d_rows, host=False), _classify(xs, h_rows, host=True)])
     s = np.maximum(xs.start_ps[ev_rows], start[ev_step])
     e = np.minimum(xs.start_ps[ev_rows] + xs.duration_ps[ev_rows], end[ev_step])
+    # Visit events by (step, start): each step's events shifted into a band of
+    # their own. Rows come line by line, each line mostly sorted by start, so
+    # the stable sort (timsort) mostly merges a few long runs.
+    rel = s - start[ev_step]
+    band = int(rel.max()) + 1 if len(rel) else 1
+    order = np.argsort(ev_step * band + rel, kind="stable")
+    covered_by = priority_union(s, e, ev_cat, ev_step, order, n, len(cats))
     breakdown: dict[str, np.ndarray] = {}
     covered = np.zeros(n, dtype=np.int64)
     for k, cat in enumerate(cats):
-        sel = ev_cat <= k  # this category and every higher-priority one
-        total = union_length_by_group(s[sel], e[sel], ev_step[sel], n)
-        breakdown[cat] = total - covered
-        covered = total
+        breakdown[cat] = covered_by[k] - covered
+        covered = covered_by[k]
     window = end - start
     breakdown[UNKNOWN] = np.maximum(window - covered, 0)
     return StepTable(source, name, step_num, start, end, host_start, host_end, dev_start, dev_end,
