@@ -556,9 +556,13 @@ class XSpace:
         if found <= {KIND_DOUBLE, KIND_INT64, KIND_UINT64}:
             as_float = np.where(kinds == KIND_DOUBLE, values.view(np.float64), values.astype(np.float64))
             return StatColumn(np.where(present, as_float, np.nan), present)
-        # Strings, bytes, refs or a mix: Python objects, decoded per distinct cell.
+        # Strings, bytes, refs or a mix: Python objects, each distinct content decoded once.
         out = np.empty(len(kinds), dtype=object)
         idx = np.flatnonzero(present)
+        text = (kinds == KIND_STR) | (kinds == KIND_BYTES)
+        if text.sum() > 256:
+            done = self._decode_text_cells(kinds, values, lengths, np.flatnonzero(text), out)
+            idx = idx[~done[idx]]
         cache: dict[tuple[int, int, int, int], Any] = {}
         for i in idx.tolist():
             key = (int(kinds[i]), int(values[i]), int(lengths[i]), int(ref_planes[i]))
@@ -567,6 +571,43 @@ class XSpace:
                     kinds[i:i + 1], values[i:i + 1], lengths[i:i + 1], self.planes[key[3]])[0]
             out[i] = cache[key]
         return StatColumn(out, present)
+
+    def _decode_text_cells(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, idx: np.ndarray,
+                           out: np.ndarray) -> np.ndarray:
+        """Fill ``out[idx]`` with the str/bytes cells at ``idx``; returns a mask of the cells filled.
+
+        Every event stores its own copy of a string, so offsets differ while
+        contents repeat: cells are grouped by length, their bytes gathered into
+        an (n, length) matrix (in bounded chunks), and each distinct content is
+        decoded once and shared.
+        """
+        data = np.frombuffer(self.buffer, dtype=np.uint8)
+        done = np.zeros(len(kinds), dtype=bool)
+        chunk_bytes = 64 << 20
+        for length in np.unique(lengths[idx]).tolist():
+            sel = idx[lengths[idx] == length]
+            for kind in (KIND_STR, KIND_BYTES):
+                cells = sel[kinds[sel] == kind]
+                if len(cells) == 0:
+                    continue
+                if length == 0:
+                    out[cells] = "" if kind == KIND_STR else b""
+                    done[cells] = True
+                    continue
+                step = max(1, chunk_bytes // length)
+                cols = np.arange(length, dtype=np.int64)
+                for lo in range(0, len(cells), step):
+                    part = cells[lo:lo + step]
+                    matrix = data[values[part][:, None] + cols]
+                    keys = np.ascontiguousarray(matrix).view(f"V{length}").ravel()
+                    uniq, inverse = np.unique(keys, return_inverse=True)
+                    decoded = np.empty(len(uniq), dtype=object)
+                    for j, u in enumerate(uniq.tolist()):
+                        raw = bytes(u)
+                        decoded[j] = raw.decode("utf-8", "replace") if kind == KIND_STR else raw
+                    out[part] = decoded[inverse.ravel()]
+                    done[part] = True
+        return done
 
     # ---- export ----
 
