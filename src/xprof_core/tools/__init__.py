@@ -17,7 +17,7 @@ from typing import Any
 from xprof_core.errors import UnknownToolError
 from xprof_core.tools.base import Partial, Tool
 
-# Modules that define tools, imported on first use (each sets ``TOOL``).
+# Modules that define tools, imported on first use (each sets ``TOOLS``: name -> tool).
 _TOOL_MODULES = {
     "overview_page": "xprof_core.tools.overview_page",
     "input_pipeline_analyzer": "xprof_core.tools.input_pipeline",
