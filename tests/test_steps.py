@@ -232,3 +232,18 @@ def test_input_pipeline_on_jax_cpu_has_a_row_per_step() -> None:
 def test_unknown_tool_lists_the_valid_ones() -> None:
     with pytest.raises(xprof_core.UnknownToolError, match="overview_page"):
         run_tool("no_such_tool", JAX_DATA / "cpu_mlp_train.xplane.pb")
+
+
+@pytest.mark.parametrize(
+    "path", [JAX_DATA / "gpu_mlp_train.xplane.pb", JAX_DATA / "cpu_mlp_train.xplane.pb", V100, TPU],
+    ids=lambda p: p.name)
+def test_one_pass_breakdown_equals_the_general_path(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The merged-pass Cython kernel and the plain numpy path give identical breakdowns."""
+    from xprof_core.tools import steps
+
+    fast = build_step_table(xprof_core.load(need(path)))
+    monkeypatch.setattr(steps, "_breakdown_in_one_pass", lambda *args: None)
+    general = build_step_table(xprof_core.load(path))
+    for cat in [*CATEGORIES, UNKNOWN]:
+        np.testing.assert_array_equal(fast.breakdown_ps[cat], general.breakdown_ps[cat], err_msg=cat)
+    assert fast.breakdown_ps["host_compute"].sum() > 0

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from xprof_core._fast.kernels import priority_union
-from xprof_core.xspace import XSpace
+from xprof_core._fast.kernels import priority_union, step_breakdown
+from xprof_core.xspace import Line, XSpace
 
 # Event types in priority order (earlier wins an overlap), with what they mean.
 CATEGORIES: dict[str, str] = {
@@ -152,8 +152,12 @@ def _device_rows(xs: XSpace) -> np.ndarray:
     return rows[xs.is_timed[rows]]
 
 
+def _host_lines(xs: XSpace) -> list[Line]:
+    return [ln for p in xs.planes if p.name.startswith("/host:CPU") for ln in p.lines if len(ln)]
+
+
 def _host_rows(xs: XSpace) -> np.ndarray:
-    parts = [ln.rows for p in xs.planes if p.name.startswith("/host:CPU") for ln in p.lines if len(ln)]
+    parts = [ln.rows for ln in _host_lines(xs)]
     rows = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     return rows[xs.is_timed[rows]]
 
@@ -324,7 +328,74 @@ def build_step_table(xs: XSpace) -> StepTable:
     end = np.where(contains, host_end, np.maximum(host_end, dev_end))
     step_time = np.where(contains, host_end - host_start, dev_end - dev_start)
 
-    # Breakdown: clip each event to its step window, then priority unions.
+    cats = list(CATEGORIES)
+    covered_by = _breakdown_in_one_pass(xs, start, end, host_end - host_start, d_rows, d_step)
+    if covered_by is None:
+        covered_by = _breakdown_general(xs, host_rows, start, end, host_start, host_end, d_rows, d_step)
+    breakdown: dict[str, np.ndarray] = {}
+    covered = np.zeros(n, dtype=np.int64)
+    for k, cat in enumerate(cats):
+        breakdown[cat] = covered_by[k] - covered
+        covered = covered_by[k]
+    window = end - start
+    breakdown[UNKNOWN] = np.maximum(window - covered, 0)
+    return StepTable(source, name, step_num, start, end, host_start, host_end, dev_start, dev_end,
+                     step_time, breakdown, reason)
+
+
+def _device_intervals(xs: XSpace, d_rows: np.ndarray, d_step: np.ndarray, start: np.ndarray, end: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Device events clipped to their step windows, with categories, sorted by (step, start)."""
+    s = np.maximum(xs.start_ps[d_rows], start[d_step])
+    e = np.minimum(xs.start_ps[d_rows] + xs.duration_ps[d_rows], end[d_step])
+    cat = _classify(xs, d_rows, host=False)
+    order = np.lexsort((s, d_step))
+    return s[order], e[order], cat[order], d_step[order].astype(np.int64)
+
+
+def _breakdown_in_one_pass(xs: XSpace, start: np.ndarray, end: np.ndarray, marker_dur: np.ndarray,
+                           d_rows: np.ndarray, d_step: np.ndarray) -> np.ndarray | None:
+    """Cumulative covered time per (category, step) with the merged-pass kernel, or None to fall back.
+
+    The kernel reads host events straight from the columns (no per-event
+    temporaries): it needs each host line sorted by start, int32 metadata ids
+    and dense metadata ids (a category table per plane).
+    """
+    if xs.metadata_id.dtype != np.int32:
+        return None
+    lines = _host_lines(xs)
+    per_md = _category_per_metadata(xs, host=True)
+    tables: list[np.ndarray] = []
+    table_at: dict[int, tuple[int, int]] = {}
+    line_offset, line_size = [], []
+    used = 0
+    for ln in lines:
+        if ln.plane_index not in table_at:
+            lut = ln.plane._metadata_lut
+            if lut is None:
+                return None
+            table = np.where(lut >= 0, per_md[lut], -1).astype(np.int8)
+            table_at[ln.plane_index] = (used, len(table))
+            tables.append(table)
+            used += len(table)
+        off, size = table_at[ln.plane_index]
+        line_offset.append(off)
+        line_size.append(size)
+    x_s, x_e, x_cat, x_step = _device_intervals(xs, d_rows, d_step, start, end)
+    i64 = np.int64
+    return step_breakdown(
+        xs.start_ps, xs.duration_ps, xs.metadata_id, xs.is_timed.view(np.uint8),
+        np.array([ln.begin for ln in lines], i64), np.array([ln.end for ln in lines], i64),
+        np.array(line_offset, i64), np.array(line_size, i64),
+        np.concatenate(tables) if tables else np.zeros(1, np.int8), list(CATEGORIES).index("host_compute"),
+        start.astype(i64), end.astype(i64), marker_dur.astype(i64), x_s, x_e, x_cat, x_step, len(CATEGORIES))
+
+
+def _breakdown_general(xs: XSpace, host_rows: np.ndarray, start: np.ndarray, end: np.ndarray,
+                       host_start: np.ndarray, host_end: np.ndarray, d_rows: np.ndarray, d_step: np.ndarray
+                       ) -> np.ndarray:
+    """The same figures as the one-pass kernel, with numpy over explicit row arrays (any input)."""
+    n = len(start)
     cats = list(CATEGORIES)
     h_step = np.searchsorted(start, xs.start_ps[host_rows], side="right") - 1
     h_ok = (h_step >= 0) & (xs.start_ps[host_rows] < end[np.maximum(h_step, 0)])
@@ -345,16 +416,7 @@ def build_step_table(xs: XSpace) -> StepTable:
     rel = s - start[ev_step]
     band = int(rel.max()) + 1 if len(rel) else 1
     order = np.argsort(ev_step * band + rel, kind="stable")
-    covered_by = priority_union(s, e, ev_cat, ev_step, order, n, len(cats))
-    breakdown: dict[str, np.ndarray] = {}
-    covered = np.zeros(n, dtype=np.int64)
-    for k, cat in enumerate(cats):
-        breakdown[cat] = covered_by[k] - covered
-        covered = covered_by[k]
-    window = end - start
-    breakdown[UNKNOWN] = np.maximum(window - covered, 0)
-    return StepTable(source, name, step_num, start, end, host_start, host_end, dev_start, dev_end,
-                     step_time, breakdown, reason)
+    return priority_union(s, e, ev_cat, ev_step.astype(np.int64), order, n, len(cats))
 
 
 # --- multi-host ---
