@@ -4,7 +4,7 @@
 serves the routes of XProf's profile plugin under ``/data/plugin/profile/``
 (``runs``, ``run_tools``, ``hosts``, ``data``, ``data_csv``, ``config``,
 ``version``), an OpenAPI document, ``/healthz``, ``/readyz``, ``/metrics``
-and the web UI at ``/`` (static files of ``xprof_core/ui`` under ``/ui/``). A tool request becomes one map task per selected
+and a landing page at ``/``. A tool request becomes one map task per selected
 host (run in parallel, only for hosts whose partial is not cached) and one
 reduce here. Map tasks run on the workers behind ``--worker_service_address``
 or, without it, in a local process pool (the embedded default). ``-gp`` also
@@ -31,7 +31,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -39,7 +38,6 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from xprof_core import __version__, serialization
-from xprof_core.capture import add_capture_routes
 from xprof_core.errors import DecodeError, ProfileNotFoundError, UnknownToolError
 from xprof_core.executor import GrpcExecutor, LocalExecutor, MapResult, MapTask, RemoteMapError
 from xprof_core.logdir import Logdir, Run
@@ -52,12 +50,6 @@ SELECTORS = {"run", "tag", "tool", "host", "hosts", "tqx", "session_path", "run_
 MAX_PARAMS = 32
 MAX_PARAM_CHARS = 512
 RUNS_TTL_S = 5.0
-# The web UI: static files shipped in the package, served under /ui/ (no build step).
-UI_DIR = Path(__file__).resolve().parent / "ui"
-UI_CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
-                    ".png": "image/png", ".json": "application/json", ".txt": "text/plain"}
-# index.html holds this marker; the server puts a <noscript> list of runs there.
-UI_NOSCRIPT_MARKER = "<!-- xprof:noscript -->"
 
 
 class HttpError(Exception):
@@ -325,7 +317,6 @@ class Aggregator:
     def _routes(self) -> None:
         r = self.app.router
         r.add_get("/", self.index)
-        r.add_get("/ui/{path:.+}", self.ui_file)
         r.add_get(f"{API}/runs", self.runs)
         r.add_get(f"{API}/run_tools", self.run_tools)
         r.add_get(f"{API}/hosts", self.hosts)
@@ -333,7 +324,6 @@ class Aggregator:
         r.add_get(f"{API}/data_csv", self.data_csv)
         r.add_get(f"{API}/config", self.config_route)
         r.add_get(f"{API}/version", self.version)
-        add_capture_routes(self.app, self)  # capture_profile, GET and POST
         r.add_get("/openapi.json", self.openapi)
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
@@ -434,11 +424,11 @@ class Aggregator:
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def index(self, request: web.Request) -> web.Response:
-        """The web UI's page, with a server-rendered list of runs for browsers without JavaScript."""
-        page = await self._in_thread((UI_DIR / "index.html").read_text, "utf-8")
         runs = await self._in_thread(self.service.runs)
         tools = self.service.tools()
-        parts = ["<noscript><p>Logdir: <code>", html.escape(str(self.config.logdir)), "</code></p>"]
+        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>xprof-core</title></head><body>"
+                 f"<h1>xprof-core</h1><p>Logdir: <code>{html.escape(str(self.config.logdir))}</code> "
+                 f"&middot; {html.escape(self.executor.description)}</p>"]
         if not runs:
             parts.append("<p>No runs found.</p>")
         for run in runs:
@@ -446,26 +436,10 @@ class Aggregator:
             parts.append(f"<h2>{html.escape(run.name)}</h2><p>Hosts: "
                          f"{html.escape(', '.join(h.name for h in run.hosts)) or 'none'}</p><ul>")
             for tool in tools:
-                parts.append(f"<li><a href='{API[1:]}/data?{q}&amp;tag={tool}'>{tool}</a></li>")
+                parts.append(f"<li><a href='{API}/data?{q}&amp;tag={tool}'>{tool}</a></li>")
             parts.append("</ul>")
-        parts.append("</noscript>")
-        return web.Response(text=page.replace(UI_NOSCRIPT_MARKER, "".join(parts), 1), content_type="text/html",
-                            headers={"Cache-Control": "no-cache"})
-
-    async def ui_file(self, request: web.Request) -> web.Response:
-        """A static file of the UI folder; never anything outside it (no '..', no links out, no dotfiles)."""
-        rel = request.match_info["path"]
-        parts = rel.split("/")
-        content_type = UI_CONTENT_TYPES.get(os.path.splitext(rel)[1].lower())
-        if content_type is None or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
-            raise HttpError(404, f"no UI file {rel[:200]!r}")
-        path = (UI_DIR / rel).resolve()
-        if not path.is_relative_to(UI_DIR) or not path.is_file():
-            raise HttpError(404, f"no UI file {rel[:200]!r}")
-        body = await self._in_thread(path.read_bytes)
-        charset = None if content_type.startswith("image/png") else "utf-8"
-        return web.Response(body=body, content_type=content_type, charset=charset,
-                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        parts.append("<p><a href='/openapi.json'>API</a></p></body></html>")
+        return web.Response(text="".join(parts), content_type="text/html")
 
 
 def _q(text: str) -> str:
