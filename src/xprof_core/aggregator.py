@@ -38,6 +38,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from xprof_core import __version__, serialization
+from xprof_core.capture import add_capture_routes
 from xprof_core.errors import DecodeError, ProfileNotFoundError, UnknownToolError
 from xprof_core.executor import GrpcExecutor, LocalExecutor, MapResult, MapTask, RemoteMapError
 from xprof_core.logdir import Logdir, Run
@@ -324,6 +325,7 @@ class Aggregator:
         r.add_get(f"{API}/data_csv", self.data_csv)
         r.add_get(f"{API}/config", self.config_route)
         r.add_get(f"{API}/version", self.version)
+        add_capture_routes(self.app, self)  # capture_profile, GET and POST
         r.add_get("/openapi.json", self.openapi)
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)

@@ -395,10 +395,32 @@ cdef class _Decoder:
         if aggregated:
             self.agg_event.push(self.ev_offset.n)
             self.agg_count.push(occurrences)
-        self.ev_metadata_id.push(metadata_id)
-        self.ev_start_ps.push(offset_ps)
-        self.ev_duration_ps.push(duration_ps)
-        self.ev_offset.push(at - self.base)
+        self.append_event(metadata_id, offset_ps, duration_ps, at - self.base)
+        return 0
+
+    cdef inline int append_event(self, int64_t metadata_id, int64_t offset_ps, int64_t duration_ps,
+                                 int64_t offset) except -1:
+        """Append one row to the four event columns, which grow in lockstep (one capacity check)."""
+        cdef Py_ssize_t n = self.ev_start_ps.n
+        if n == self.ev_start_ps.cap:
+            self.ev_metadata_id.resize(n * 2)
+            self.ev_start_ps.resize(n * 2)
+            self.ev_duration_ps.resize(n * 2)
+            self.ev_offset.resize(n * 2)
+        if self.ev_metadata_id.itemsize == 4:
+            (<int32_t*>self.ev_metadata_id.data)[n] = <int32_t>metadata_id
+        else:
+            (<int64_t*>self.ev_metadata_id.data)[n] = metadata_id
+        (<int64_t*>self.ev_start_ps.data)[n] = offset_ps
+        (<int64_t*>self.ev_duration_ps.data)[n] = duration_ps
+        if self.ev_offset.itemsize == 4:
+            (<uint32_t*>self.ev_offset.data)[n] = <uint32_t>offset
+        else:
+            (<int64_t*>self.ev_offset.data)[n] = offset
+        self.ev_metadata_id.n = n + 1
+        self.ev_start_ps.n = n + 1
+        self.ev_duration_ps.n = n + 1
+        self.ev_offset.n = n + 1
         return 0
 
     cdef int parse_line(self, Cursor* c, Py_ssize_t plane) except? -1:
