@@ -35,40 +35,21 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import datatable
+from xprof_core.tools.event_rows import factorize_first_seen, is_derived_line, string_stat
+from xprof_core.tools.framework_ops import tf_op_name
+from xprof_core.tools.hlo_proto import HloModules
 from xprof_core.xspace import XSpace
 
 VERSION = 1
 MAX_KERNELS = 1000  # XProf's kMaxNumOfKernels
 
 GPU_PLANE = re.compile(r"^/device:GPU:\d+$")
-
-# XProf's derived (synthetic) line ids: 0xdeadbeef as a signed 32-bit int and
-# the 289 ids after it. Older TF profiles put "Steps", "TensorFlow Ops",
-# "TensorFlow Name Scope", "XLA Ops", "XLA Modules" there.
-DERIVED_LINE_MIN = -559038737
-DERIVED_LINE_MAX = DERIVED_LINE_MIN + 289
-DERIVED_LINE_NAMES = frozenset(
-    {
-        "Steps",
-        "Launch Stats",
-        "TensorFlow Ops",
-        "TensorFlow Name Scope",
-        "Framework Ops",
-        "Framework Name Scope",
-        "XLA Ops",
-        "Async XLA Ops",
-        "XLA Modules",
-        "Source code",
-    }
-)
 
 # (id, label, type): XProf's columns in XProf's order, then the two shared-memory
 # halves that XProf's KernelReport has but its table sums into shmem_bytes.
@@ -235,127 +216,7 @@ def is_einsum_tensor_core_eligible(equation: str) -> bool:
     return len(sides) == 2 and len(sides[0].split(",")) == 2
 
 
-# ---- op names -------------------------------------------------------------------
-
-_TF_OP_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_./>-]*")
-_TF_OP_TYPE = re.compile(r"[A-Z_][a-zA-Z0-9_]*")
-_JAX_OP_TYPE = re.compile(r"[a-z_][a-z0-9_]*(\[.*\])?")
-_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
-
-
-def _derive_op_type(op_name: str) -> str:
-    """``model/layer/MatMul_1`` -> ``MatMul``: the last scope, without a numeric suffix."""
-    last = op_name.split("/")[-1]
-    suffix = last.split("_")[-1]
-    return last[: len(last) - len(suffix) - 1] if _INTEGER.fullmatch(suffix) else last
-
-
-def tf_op_name(tf_op_fullname: str) -> str:
-    """The op name part of a ``tf_op`` stat (``name:type``), as XProf's ParseTfOpFullname reads it."""
-    if ":" not in tf_op_fullname:
-        return tf_op_fullname
-    name, op_type = tf_op_fullname.split(":", 1)
-    if name == "Iterator":
-        return tf_op_fullname
-    if _TF_OP_NAME.fullmatch(name) and _TF_OP_TYPE.fullmatch(op_type):
-        return name
-    if _JAX_OP_TYPE.fullmatch(op_type or _derive_op_type(name)):
-        return name
-    return name if not op_type else tf_op_fullname
-
-
-@lru_cache(maxsize=1)
-def _hlo_proto_class() -> Any:
-    """A protobuf class reading only what op names need from an ``xla.HloProto``.
-
-    Field numbers are those of xla/service/hlo.proto and xla_data.proto
-    (HloProto.hlo_module=1, HloModuleProto.computations=3,
-    HloComputationProto.instructions=2, HloInstructionProto.name=1 /
-    metadata=7, OpMetadata.op_type=1 / op_name=2); everything else is skipped
-    as unknown fields by protobuf's C parser.
-    """
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    package = "xprof_core.kernel_stats_hlo"
-    fd = descriptor_pb2.FileDescriptorProto(name="xprof_core_kernel_stats_hlo.proto", package=package, syntax="proto3")
-    field_type = descriptor_pb2.FieldDescriptorProto
-    layout: dict[str, list[tuple[str, int, str | None, bool]]] = {
-        "OpMetadata": [("op_type", 1, None, False), ("op_name", 2, None, False)],
-        "Instruction": [("name", 1, None, False), ("metadata", 7, "OpMetadata", False)],
-        "Computation": [("instructions", 2, "Instruction", True)],
-        "Module": [("computations", 3, "Computation", True)],
-        "HloProto": [("hlo_module", 1, "Module", False)],
-    }
-    for message, fields in layout.items():
-        m = fd.message_type.add(name=message)
-        for name, number, type_name, repeated in fields:
-            f = m.field.add(
-                name=name, number=number, label=field_type.LABEL_REPEATED if repeated else field_type.LABEL_OPTIONAL
-            )
-            if type_name is None:
-                f.type = field_type.TYPE_STRING
-            else:
-                f.type = field_type.TYPE_MESSAGE
-                f.type_name = f".{package}.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fd)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.HloProto"))
-
-
-class HloOpNames:
-    """HLO instruction op names of the modules in ``/host:metadata``, parsed on first use per module."""
-
-    def __init__(self, xs: XSpace) -> None:
-        self._protos: dict[int, bytes] = {}
-        self._modules: dict[int, dict[str, str] | None] = {}
-        for plane in xs.find_planes(r"^/host:metadata$"):
-            for md_id, md in plane.event_metadata.items():
-                proto = md.stats.get("Hlo Proto")
-                if not isinstance(proto, bytes):
-                    continue
-                program_id = md.stats.get("program_id", md_id)
-                if isinstance(program_id, int):
-                    self._protos.setdefault(program_id, proto)
-
-    def _module(self, program_id: int) -> dict[str, str] | None:
-        if program_id not in self._modules:
-            raw = self._protos.get(program_id)
-            names: dict[str, str] | None = None
-            if raw is not None:
-                try:
-                    proto = _hlo_proto_class().FromString(raw)
-                except DecodeError:  # XProf skips a module it cannot parse
-                    proto = None
-                if proto is not None:
-                    names = {}
-                    for comp in proto.hlo_module.computations:
-                        for ins in comp.instructions:
-                            names.setdefault(ins.name, ins.metadata.op_name)
-            self._modules[program_id] = names
-        return self._modules[program_id]
-
-    def op_name(self, program_id: int, instruction: str) -> str | None:
-        """The instruction's metadata op_name; None when the module or the instruction is unknown."""
-        module = self._module(program_id)
-        return None if module is None else module.get(instruction)
-
-
 # ---- map ------------------------------------------------------------------------
-
-
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(uniques in first-seen order, codes) of a 1-D object array of str.
-
-    Hashing beats sorting here: np.unique on a million long, mostly equal
-    strings spends seconds comparing common prefixes. The per-element work
-    runs in C (dict.fromkeys, map over a bound method), not in Python code.
-    """
-    items = values.tolist()
-    lookup = {v: i for i, v in enumerate(dict.fromkeys(items))}
-    codes = np.fromiter(map(lookup.__getitem__, items), dtype=np.int64, count=len(items))
-    uniques = np.empty(len(lookup), dtype=object)
-    uniques[:] = list(lookup)
-    return uniques, codes
 
 
 @dataclass(frozen=True)
@@ -390,18 +251,6 @@ class _RowGroups:
         return self.order[self.starts]
 
 
-def _strings(xs: XSpace, rows: np.ndarray, name: str) -> np.ndarray:
-    """The string stat ``name`` of each row as an object array of str, "" where absent.
-
-    A stat that is not a string (an integer column) reads as absent.
-    """
-    col = xs.stat(rows, name)
-    out = np.full(len(rows), "", dtype=object)
-    if col.values.dtype == object:
-        out[col.present] = col.values[col.present]
-    return out
-
-
 def _kernel_rows(xs: XSpace) -> np.ndarray:
     """Event rows of kernel candidates: GPU planes, non-derived lines, non-zero duration (file order)."""
     ranges = []
@@ -409,8 +258,7 @@ def _kernel_rows(xs: XSpace) -> np.ndarray:
         if not GPU_PLANE.match(plane.name):
             continue
         for line in plane.lines:
-            derived = DERIVED_LINE_MIN <= line.id <= DERIVED_LINE_MAX or line.name in DERIVED_LINE_NAMES
-            if not derived and line.end > line.begin:
+            if not is_derived_line(line) and line.end > line.begin:
                 ranges.append(np.arange(line.begin, line.end, dtype=np.int64))
     rows = np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
     return rows[xs.duration_ps[rows] > 0]
@@ -445,7 +293,7 @@ def _no_kernels_reason(xs: XSpace) -> str:
 def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
     """One host's kernel groups: names, op names, launch configs and duration aggregates (ps)."""
     rows = _kernel_rows(xs)
-    details = _strings(xs, rows, "kernel_details")
+    details = string_stat(xs, rows, "kernel_details")
     is_kernel = details != ""
     rows, details = rows[is_kernel], details[is_kernel]
     if len(rows) == 0:
@@ -461,12 +309,12 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
     md_tc = np.array(
         [is_kernel_using_tensor_core(str(n), vendors[p]) for n, p in zip(md_names, md_planes, strict=True)], dtype=bool
     )
-    name_uniques, md_name_code = _factorize(md_names)
+    name_uniques, md_name_code = factorize_first_seen(md_names)
     name_code = md_name_code[md_code]
     using_tc = md_tc[md_code]
 
     # Launch configs, parsed once per distinct kernel_details string.
-    detail_uniques, detail_code = _factorize(details)
+    detail_uniques, detail_code = factorize_first_seen(details)
     parsed = [parse_kernel_details(str(d)) for d in detail_uniques]
     detail_config = np.array([p[0] for p in parsed], dtype=np.int64).reshape(-1, len(CONFIG_FIELDS))
     detail_occ = np.array([p[1] for p in parsed], dtype=np.float64)
@@ -475,9 +323,9 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
     config_code = configs.codes[detail_code]
 
     # Op name and eligibility per distinct (tf_op, equation, hlo_op, program_id, Tensor Core use).
-    tf_uniques, tf_code = _factorize(_strings(xs, rows, "tf_op"))
-    eq_uniques, eq_code = _factorize(_strings(xs, rows, "equation"))
-    hlo_uniques, hlo_code = _factorize(_strings(xs, rows, "hlo_op"))
+    tf_uniques, tf_code = factorize_first_seen(string_stat(xs, rows, "tf_op"))
+    eq_uniques, eq_code = factorize_first_seen(string_stat(xs, rows, "equation"))
+    hlo_uniques, hlo_code = factorize_first_seen(string_stat(xs, rows, "hlo_op"))
     pid = xs.stat(rows, "program_id")
     if pid.values.dtype == object:  # not an integer stat: no module to look up
         pid_present, pid_values = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=np.int64)
@@ -487,7 +335,7 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
     contexts = _RowGroups.of(context)
     ctx_uniques, ctx_code = context[contexts.first], contexts.codes
     # HLO protos are decoded only when some kernel names an HLO op of a known program.
-    hlo_names = HloOpNames(xs) if bool(pid_present.any()) and bool((hlo_uniques != "").any()) else None
+    modules = HloModules(xs) if bool(pid_present.any()) and bool((hlo_uniques != "").any()) else None
     op_names: dict[str, int] = {}
     ctx_op = np.empty(len(ctx_uniques), dtype=np.int64)
     ctx_eligible = np.empty(len(ctx_uniques), dtype=bool)
@@ -498,11 +346,11 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
             op = tf_op_name(tf_full)
             eligible = is_einsum_tensor_core_eligible(str(eq_uniques[eq])) or is_op_tensor_core_eligible(op) or bool(tc)
         hlo_full = str(hlo_uniques[h])
-        if hlo_full and p_ok and hlo_names is not None:
+        if hlo_full and p_ok and modules is not None:
             # XProf looks up the last "::"-separated name of hlo_op.
-            hlo_op = hlo_names.op_name(p, hlo_full.split("::")[-1])
-            if hlo_op is not None:
-                op = hlo_op
+            ins = modules.instruction(p, hlo_full.split("::")[-1])
+            if ins is not None:
+                op = ins.op_name
                 eligible = is_op_tensor_core_eligible(op) or eligible
         ctx_op[i] = op_names.setdefault(op, len(op_names))
         ctx_eligible[i] = eligible
@@ -660,7 +508,6 @@ __all__ = [
     "COLUMNS",
     "KERNEL_STATS",
     "TOOLS",
-    "HloOpNames",
     "is_einsum_tensor_core_eligible",
     "is_kernel_using_tensor_core",
     "is_op_tensor_core_eligible",

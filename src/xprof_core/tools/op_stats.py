@@ -60,27 +60,31 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import Column, datatable
+from xprof_core.tools.event_rows import (
+    DERIVED_LINE_NAMES,
+    factorize_sorted,
+    factorize_sorted_with_first,
+    is_derived_line,
+    number_stat,
+    string_stat,
+    u64_stat,
+)
+from xprof_core.tools.framework_ops import FrameworkOp, parse_framework_op
+from xprof_core.tools.hlo_proto import HloModules, category_from_opcode
 from xprof_core.tools.steps import build_step_table
 from xprof_core.xspace import XSpace
 
 VERSION = 1
 PS_PER_US = 1e6
 
-# XProf's derived (synthetic) line ids: 0xdeadbeef as a signed 32-bit int and the ids after it.
-_DERIVED_LINE_MIN = -559038737
-_DERIVED_LINE_MAX = _DERIVED_LINE_MIN + 289
-_DERIVED_LINE_NAMES = frozenset({
-    "Steps", "Launch Stats", "TensorFlow Ops", "TensorFlow Name Scope", "Framework Ops",
-    "Framework Name Scope", "XLA Ops", "Async XLA Ops", "XLA Modules", "Source code", "XLA TraceMe", "Overlay",
-})
+# Lines whose events are not ops: XProf's derived lines, "XLA TraceMe" and "Overlay".
+_SKIPPED_LINE_NAMES = DERIVED_LINE_NAMES | {"XLA TraceMe", "Overlay"}
 _FRAMEWORK_OP_LINES = ("Framework Ops", "TensorFlow Ops")
 _HOST_PLANE = re.compile(r"^/host:CPU")
 _DEVICE_PLANE = re.compile(r"^/device:(GPU|TPU|CUSTOM)")
@@ -89,87 +93,9 @@ _DEVICE_PLANE = re.compile(r"^/device:(GPU|TPU|CUSTOM)")
 _MODULE_LEVEL_TF_OPS = frozenset({"XlaModule", "XlaModule:"})
 
 
-# ---- framework op names --------------------------------------------------------------------
+# ---- HLO categories by name ------------------------------------------------------------------------
 
-class FrameworkOp(NamedTuple):
-    """A parsed framework op full name: ``name``, ``type`` and what kind of op it is.
-
-    ``kind`` is "tensorflow", "jax", "dataset", "memcpy" or "unknown" (not a
-    framework op: XProf leaves such host events out of the host table).
-    """
-
-    name: str
-    type: str
-    kind: str
-
-
-_TF_NAME = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_./>-]*")
-_TF_TYPE = re.compile(r"[A-Z_][a-zA-Z0-9_]*")
-_JAX_TYPE = re.compile(r"[a-z_][a-z0-9_]*(\[.*\])?", re.DOTALL)
-_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
-_MEMCPY = (("MEMCPYHToD", "MemcpyHToD"), ("MEMCPYDToH", "MemcpyDToH"), ("MEMCPYDToD", "MemcpyDToD"),
-           ("MEMCPYHToH", "MemcpyHToH"))
-
-
-def _derive_op_type(full_name: str) -> str:
-    """``model/layer/MatMul_1`` -> ``MatMul``: the last scope without a numeric suffix."""
-    last = full_name.split("/")[-1]
-    suffix = last.split("_")[-1]
-    return last[: len(last) - len(suffix) - 1] if suffix != last and _INTEGER.fullmatch(suffix) else last
-
-
-@lru_cache(maxsize=65536)
-def parse_framework_op(full_name: str) -> FrameworkOp:
-    """Split ``name:Type`` the way XProf's ``ParseTfOpFullname`` does.
-
-    ``scope/MatMul_1:MatMul`` is a TensorFlow op, ``jit(f)/dot_general:`` (or
-    with a ``[params]`` type) a JAX op, ``Iterator::Batch`` a dataset op,
-    ``MemcpyHToD`` a copy; anything else is ``unknown`` with an empty type.
-    """
-    if ":" not in full_name:
-        for prefix, op_type in _MEMCPY:
-            if full_name.upper().startswith(prefix.upper()):
-                return FrameworkOp(full_name, op_type, "memcpy")
-        return FrameworkOp(full_name, "", "unknown")
-    name, op_type = full_name.split(":", 1)
-    if name == "Iterator":
-        return FrameworkOp(full_name, "Dataset", "dataset")
-    if _TF_NAME.fullmatch(name) and _TF_TYPE.fullmatch(op_type):
-        return FrameworkOp(name, op_type, "tensorflow")
-    derived = op_type if op_type else _derive_op_type(name)
-    if _JAX_TYPE.fullmatch(derived):
-        return FrameworkOp(name, derived.split("[", 1)[0], "jax")
-    if not op_type:
-        return FrameworkOp(name, derived, "tensorflow")
-    return FrameworkOp(full_name, "", "unknown")
-
-
-# ---- HLO categories ------------------------------------------------------------------------
-
-_DATA_FORMATTING = frozenset({"transpose", "copy", "copy-start", "copy-done", "bitcast", "reshape",
-                              "dynamic-reshape"})
-_ELEMENTWISE = frozenset({
-    "abs", "add", "and", "atan2", "bitcast-convert", "cbrt", "ceil", "clamp", "clz", "compare", "complex",
-    "convert", "cos", "divide", "erf", "exponential", "exponential-minus-one", "floor", "imag", "is-finite",
-    "log", "log-plus-one", "logistic", "maximum", "minimum", "multiply", "negate", "not", "or", "popcnt",
-    "power", "real", "reduce-precision", "remainder", "round-nearest-afz", "round-nearest-even", "rsqrt",
-    "select", "shift-left", "shift-right-arithmetic", "shift-right-logical", "sign", "sine", "sqrt",
-    "stochastic-convert", "subtract", "tan", "tanh", "xor",
-})
-_FUSION_KINDS = {"kLoop": "loop fusion", "kInput": "input fusion", "kOutput": "output fusion",
-                 "kCustom": "custom fusion"}
 _NAME_SUFFIX = re.compile(r"([._]\d+)+$")
-
-
-def category_from_opcode(opcode: str, fusion_kind: str = "") -> str:
-    """XLA's ``HloInstruction::ToCategory`` from an opcode and a fusion kind (``kLoop`` ...)."""
-    if opcode == "fusion":
-        return _FUSION_KINDS.get(fusion_kind, "fusion")
-    if opcode in _DATA_FORMATTING:
-        return "data formatting"
-    if opcode in _ELEMENTWISE:
-        return "non-fusion elementwise"
-    return opcode
 
 
 def category_from_name(name: str) -> str:
@@ -191,167 +117,10 @@ def category_from_name(name: str) -> str:
     return category_from_opcode(base)
 
 
-# ---- HLO protos of /host:metadata ---------------------------------------------------------
-
-@lru_cache(maxsize=1)
-def _hlo_proto_class() -> Any:
-    """A protobuf class for the parts of ``xla.HloProto`` that op statistics read.
-
-    Field numbers follow xla/service/hlo.proto and xla/xla_data.proto:
-    HloProto.hlo_module=1; HloModuleProto.name=1, computations=3;
-    HloComputationProto.instructions=2; HloInstructionProto.name=1, opcode=2,
-    metadata=7, fusion_kind=11; OpMetadata.op_type=1, op_name=2. The rest of
-    the message is skipped as unknown fields by protobuf's C parser.
-    """
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    package = "xprof_core.op_stats_hlo"
-    fd = descriptor_pb2.FileDescriptorProto(name="xprof_core_op_stats_hlo.proto", package=package, syntax="proto3")
-    ftype = descriptor_pb2.FieldDescriptorProto
-    layout: dict[str, list[tuple[str, int, str | None, bool]]] = {
-        "OpMetadata": [("op_type", 1, None, False), ("op_name", 2, None, False)],
-        "Instruction": [("name", 1, None, False), ("opcode", 2, None, False), ("metadata", 7, "OpMetadata", False),
-                        ("fusion_kind", 11, None, False)],
-        "Computation": [("instructions", 2, "Instruction", True)],
-        "Module": [("name", 1, None, False), ("computations", 3, "Computation", True)],
-        "HloProto": [("hlo_module", 1, "Module", False)],
-    }
-    for message, fields in layout.items():
-        m = fd.message_type.add(name=message)
-        for name, number, type_name, repeated in fields:
-            f = m.field.add(name=name, number=number,
-                            label=ftype.LABEL_REPEATED if repeated else ftype.LABEL_OPTIONAL)
-            if type_name is None:
-                f.type = ftype.TYPE_STRING
-            else:
-                f.type = ftype.TYPE_MESSAGE
-                f.type_name = f".{package}.{type_name}"
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fd)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.HloProto"))
-
-
-@dataclass(frozen=True)
-class HloInstruction:
-    """What op statistics need of one HLO instruction."""
-
-    name: str
-    category: str
-    provenance: str  # XProf's TfOpName: "op_name:op_type", "" without op_name
-
-
-_U64 = (1 << 64) - 1
-
-
-class HloModules:
-    """The HLO modules of a host (``Hlo Proto`` stats of ``/host:metadata``), parsed on first use.
-
-    Modules are keyed by ``program_id`` (an unsigned 64-bit int): the
-    metadata's ``program_id`` stat, else its event-metadata id (XProf's key).
-    """
-
-    def __init__(self, xs: XSpace) -> None:
-        self._protos: dict[int, bytes] = {}
-        self._modules: dict[int, tuple[dict[str, HloInstruction], dict[str, str]] | None] = {}
-        for plane in xs.find_planes(r"^/host:metadata$"):
-            for md_id, md in plane.event_metadata.items():
-                proto = md.stats.get("Hlo Proto")
-                if isinstance(proto, bytes):
-                    program_id = md.stats.get("program_id", md_id)
-                    if isinstance(program_id, int):
-                        self._protos.setdefault(program_id & _U64, proto)
-
-    def __len__(self) -> int:
-        return len(self._protos)
-
-    def _module(self, program_id: int) -> tuple[dict[str, HloInstruction], dict[str, str]] | None:
-        if program_id not in self._modules:
-            raw = self._protos.get(program_id)
-            parsed: tuple[dict[str, HloInstruction], dict[str, str]] | None = None
-            if raw is not None:
-                try:
-                    proto = _hlo_proto_class().FromString(raw)
-                except DecodeError:  # XProf skips a module it cannot parse
-                    proto = None
-                if proto is not None:
-                    by_name: dict[str, HloInstruction] = {}
-                    by_kernel: dict[str, str] = {}
-                    for comp in proto.hlo_module.computations:
-                        for ins in comp.instructions:
-                            md = ins.metadata
-                            prov = f"{md.op_name}:{md.op_type}" if md.op_name else ""
-                            info = HloInstruction(ins.name, category_from_opcode(ins.opcode, ins.fusion_kind), prov)
-                            by_name.setdefault(ins.name, info)
-                            by_kernel.setdefault(_kernel_name_key(ins.name), ins.name)
-                    parsed = (by_name, by_kernel)
-            self._modules[program_id] = parsed
-        return self._modules[program_id]
-
-    def instruction(self, program_id: int, name: str) -> HloInstruction | None:
-        """The instruction ``name`` of module ``program_id``; None when either is unknown."""
-        module = self._module(program_id & _U64)
-        return None if module is None else module[0].get(name)
-
-    def instruction_of_kernel(self, program_id: int, kernel_name: str) -> HloInstruction | None:
-        """The instruction a GPU kernel is named after (``loop_add_fusion_2`` -> ``loop_add_fusion.2``)."""
-        module = self._module(program_id & _U64)
-        if module is None:
-            return None
-        name = module[1].get(_kernel_name_key(kernel_name))
-        return None if name is None else module[0].get(name)
-
-
-def _kernel_name_key(name: str) -> str:
-    # XLA's GPU backends sanitize instruction names into kernel names ('.' and '-' become '_');
-    # ROCm kernel symbols end in ".kd".
-    return name.removesuffix(".kd").replace(".", "_").replace("-", "_")
-
-
 # ---- event helpers -------------------------------------------------------------------------
 
-def _strings(xs: XSpace, rows: np.ndarray, name: str) -> np.ndarray:
-    """The string stat ``name`` of each row (object array of str), "" where absent or not a string column."""
-    col = xs.stat(rows, name)
-    out = np.full(len(rows), "", dtype=object)
-    if col.values.dtype == object:
-        out[col.present] = col.values[col.present]
-    return out
-
-
-def _u64_stat(xs: XSpace, rows: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(values as uint64, present) of an integer stat; a non-integer stat reads as absent."""
-    col = xs.stat(rows, name)
-    if col.values.dtype == object or col.values.dtype == np.float64:
-        return np.zeros(len(rows), dtype=np.uint64), np.zeros(len(rows), dtype=bool)
-    return np.where(col.present, col.values, 0).astype(np.int64).view(np.uint64), col.present
-
-
-def _number_stat(xs: XSpace, rows: np.ndarray, name: str) -> np.ndarray:
-    """A numeric stat as float64, 0 where absent (FLOPs and bytes, which may exceed int64 sums)."""
-    col = xs.stat(rows, name)
-    if col.values.dtype == object:
-        return np.zeros(len(rows), dtype=np.float64)
-    return np.where(col.present, col.values.astype(np.float64), 0.0)
-
-
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(uniques, int64 codes) of a 1-D array, or of the rows of a 2-D one."""
-    uniques, _, codes = _factorize_first(values)
-    return uniques, codes
-
-
-def _factorize_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(uniques, index of each unique's first occurrence, int64 codes) of a 1-D array or of 2-D rows."""
-    if values.ndim == 2:
-        uniques, first, codes = np.unique(values, axis=0, return_index=True, return_inverse=True)
-    else:
-        uniques, first, codes = np.unique(values, return_index=True, return_inverse=True)
-    return uniques, first.astype(np.int64), codes.reshape(-1).astype(np.int64)
-
-
 def _real_lines(xs: XSpace, plane_index: int) -> list[Any]:
-    return [ln for ln in xs.planes[plane_index].lines
-            if not (_DERIVED_LINE_MIN <= ln.id <= _DERIVED_LINE_MAX or ln.name in _DERIVED_LINE_NAMES)]
+    return [ln for ln in xs.planes[plane_index].lines if not is_derived_line(ln, _SKIPPED_LINE_NAMES)]
 
 
 def _rows_of(lines: Sequence[Any]) -> np.ndarray:
@@ -588,17 +357,17 @@ def _tpu_hlo_ops(xs: XSpace, modules: HloModules) -> OpTable | None:
         start[both] = d_off.values[both].astype(np.int64)
         dur[both] = d_dur.values[both].astype(np.int64)
     self_ps = self_times(start, dur, xs.line_of_event[rows].astype(np.int64))
-    symbol, has_symbol = _u64_stat(xs, rows, "symbol_id")
+    symbol, has_symbol = u64_stat(xs, rows, "symbol_id")
     keep = ~(has_symbol & (symbol == 0))  # symbol 0 is a whole program: it nests, it is not an op
     rows, dur, self_ps = rows[keep], dur[keep], self_ps[keep]
     if len(rows) == 0:
         return None
     # Identity is per event metadata (one per op and core): look it up once per metadata row.
-    _, first, md_code = _factorize_first(xs.event_metadata_row[rows])
+    _, first, md_code = factorize_sorted_with_first(xs.event_metadata_row[rows])
     r0 = rows[first]
-    program, _ = _u64_stat(xs, r0, "program_id")
+    program, _ = u64_stat(xs, r0, "program_id")
     names, display = xs.event_names(r0), xs.event_names(r0, display=True)
-    cats, tf_ops, mods = (_strings(xs, r0, s) for s in ("hlo_category", "tf_op", "hlo_module"))
+    cats, tf_ops, mods = (string_stat(xs, r0, s) for s in ("hlo_category", "tf_op", "hlo_module"))
     keys: dict[tuple[str, ...], int] = {}
     md_key = np.empty(len(r0), dtype=np.int64)
     for i in range(len(r0)):
@@ -606,8 +375,8 @@ def _tpu_hlo_ops(xs: XSpace, modules: HloModules) -> OpTable | None:
         key = _hlo_key(modules, "Device", int(program[i]), short or full, str(mods[i]), str(cats[i]),
                        str(tf_ops[i]), full if short and short != full else "")
         md_key[i] = keys.setdefault(key, len(keys))
-    occ = Occurrences(list(keys), md_key[md_code], dur, self_ps, _number_stat(xs, rows, "flops"),
-                      _number_stat(xs, rows, "bytes_accessed"))
+    occ = Occurrences(list(keys), md_key[md_code], dur, self_ps, number_stat(xs, rows, "flops"),
+                      number_stat(xs, rows, "bytes_accessed"))
     # An op seen on several cores (one metadata per core) is one row.
     return merge_rows(aggregate(occ, HLO_IDS), _HLO_KEY, HLO_IDS)
 
@@ -626,17 +395,17 @@ def _gpu_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.
     rows, hlo_ops = rows[sel], hlo_ops[sel]
     if len(rows) == 0:
         return None
-    program, _ = _u64_stat(xs, rows, "program_id")
-    op_uniques, op_code = _factorize(hlo_ops)
-    pg_uniques, pg_code = _factorize(program)
-    _, md_code = _factorize(xs.event_metadata_row[rows])  # kernel names, per metadata row
+    program, _ = u64_stat(xs, rows, "program_id")
+    op_uniques, op_code = factorize_sorted(hlo_ops)
+    pg_uniques, pg_code = factorize_sorted(program)
+    _, md_code = factorize_sorted(xs.event_metadata_row[rows])  # kernel names, per metadata row
     # The kernel only matters for command buffers, whose hlo_op names no instruction.
     is_cmd_buffer = np.array([str(h).split("::")[-1].startswith("command_buffer") for h in op_uniques], dtype=bool)
     ident = np.stack([op_code, pg_code, np.where(is_cmd_buffer[op_code], md_code, -1)], axis=1)
-    id_uniques, first, id_code = _factorize_first(ident)
+    id_uniques, first, id_code = factorize_sorted_with_first(ident)
     r0 = rows[first]
     kernel_names = xs.event_names(r0)
-    cats, tf_ops, mods = (_strings(xs, r0, s) for s in ("hlo_category", "tf_op", "hlo_module"))
+    cats, tf_ops, mods = (string_stat(xs, r0, s) for s in ("hlo_category", "tf_op", "hlo_module"))
     keys: dict[tuple[str, ...], int] = {}
     ident_key = np.empty(len(id_uniques), dtype=np.int64)
     for i, (oc, pc, mc) in enumerate(id_uniques.tolist()):
@@ -647,7 +416,7 @@ def _gpu_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.
 
     # Runs: consecutive kernels of one stream with the same op and the same (present) group_id.
     line = xs.line_of_event[rows]
-    group, has_group = _u64_stat(xs, rows, "group_id")
+    group, has_group = u64_stat(xs, rows, "group_id")
     repeats = (line[1:] == line[:-1]) & (key_of_row[1:] == key_of_row[:-1])
     if not has_group.any() and repeats.any():
         group, has_group = _step_of_kernels(xs, rows)
@@ -659,7 +428,7 @@ def _gpu_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.
     time_ps = np.add.reduceat(xs.duration_ps[rows], starts)
     # FLOPs and bytes describe the op, not the kernel: one value per occurrence (XProf keeps the last kernel's).
     occ = Occurrences(list(keys), key_of_row[starts], time_ps, time_ps.copy(),
-                      _number_stat(xs, rows, "flops")[last], _number_stat(xs, rows, "bytes_accessed")[last])
+                      number_stat(xs, rows, "flops")[last], number_stat(xs, rows, "bytes_accessed")[last])
     return merge_rows(aggregate(occ, HLO_IDS), _HLO_KEY, HLO_IDS)
 
 
@@ -696,20 +465,20 @@ def _host_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np
         return None
     dur = xs.duration_ps[rows]
     self_ps = self_times(xs.start_ps[rows], dur, xs.line_of_event[rows].astype(np.int64))
-    program, _ = _u64_stat(xs, rows, "program_id")
-    op_uniques, op_code = _factorize(hlo_ops)
-    pg_uniques, pg_code = _factorize(program)
-    id_uniques, first, id_code = _factorize_first(np.stack([op_code, pg_code], axis=1))
+    program, _ = u64_stat(xs, rows, "program_id")
+    op_uniques, op_code = factorize_sorted(hlo_ops)
+    pg_uniques, pg_code = factorize_sorted(program)
+    id_uniques, first, id_code = factorize_sorted_with_first(np.stack([op_code, pg_code], axis=1))
     r0 = rows[first]
-    cats, tf_ops, mods = (_strings(xs, r0, s) for s in ("hlo_category", "tf_op", "hlo_module"))
+    cats, tf_ops, mods = (string_stat(xs, r0, s) for s in ("hlo_category", "tf_op", "hlo_module"))
     keys: dict[tuple[str, ...], int] = {}
     ident_key = np.empty(len(id_uniques), dtype=np.int64)
     for i, (oc, pc) in enumerate(id_uniques.tolist()):
         key = _hlo_key(modules, "Host", int(pg_uniques[pc]), str(op_uniques[oc]).split("::")[-1], str(mods[i]),
                        str(cats[i]), str(tf_ops[i]), "")
         ident_key[i] = keys.setdefault(key, len(keys))
-    occ = Occurrences(list(keys), ident_key[id_code], dur, self_ps, _number_stat(xs, rows, "flops"),
-                      _number_stat(xs, rows, "bytes_accessed"))
+    occ = Occurrences(list(keys), ident_key[id_code], dur, self_ps, number_stat(xs, rows, "flops"),
+                      number_stat(xs, rows, "bytes_accessed"))
     return merge_rows(aggregate(occ, HLO_IDS), _HLO_KEY, HLO_IDS)
 
 
@@ -719,12 +488,12 @@ def _name_codes(xs: XSpace, rows: np.ndarray, override: np.ndarray | None = None
     Names are factorized through event-metadata rows (integers), strings only
     for the (rarer) overriding ``tf_op`` values.
     """
-    _, first, md_code = _factorize_first(xs.event_metadata_row[rows])
+    _, first, md_code = factorize_sorted_with_first(xs.event_metadata_row[rows])
     names = xs.event_names(rows[first])
     if override is None or not (override != "").any():
         return names, md_code
     has = override != ""
-    ov_uniques, ov_code = _factorize(override[has])
+    ov_uniques, ov_code = factorize_sorted(override[has])
     code = md_code.copy()
     code[has] = len(names) + ov_code
     return np.concatenate([names, ov_uniques]), code
@@ -760,8 +529,8 @@ def _framework_from_events(xs: XSpace, rows: np.ndarray, full_names: np.ndarray,
     keys: list[tuple[str, ...]] = [(where, t, name) for name, (_, t) in type_of.items()]
     code_key = np.zeros(len(parsed), dtype=np.int64)
     code_key[used] = [index[parsed[c].name] for c in used.tolist()]
-    occ = Occurrences(keys, code_key[code], dur, self_ps, _number_stat(xs, rows, "flops"),
-                      _number_stat(xs, rows, "bytes_accessed"))
+    occ = Occurrences(keys, code_key[code], dur, self_ps, number_stat(xs, rows, "flops"),
+                      number_stat(xs, rows, "bytes_accessed"))
     return aggregate(occ, FRAMEWORK_IDS)
 
 
@@ -769,7 +538,7 @@ def _host_framework_ops(xs: XSpace, rows: np.ndarray) -> OpTable | None:
     """Host-side framework ops: TF-op-named host events and host events with a ``tf_op`` stat."""
     if len(rows) == 0:
         return None
-    tf_op = _strings(xs, rows, "tf_op")
+    tf_op = string_stat(xs, rows, "tf_op")
     names, code = _name_codes(xs, rows, tf_op)
     return _framework_from_events(xs, rows, names, code, "Host", keep_unknown=tf_op != "")
 
@@ -797,15 +566,15 @@ def _device_framework_from_kernels(xs: XSpace, rows: np.ndarray, tf_ops: np.ndar
     rows, tf_ops = rows[sel], tf_ops[sel]
     if len(rows) == 0:
         return None
-    op_uniques, op_code = _factorize(tf_ops)
+    op_uniques, op_code = factorize_sorted(tf_ops)
     parsed = [parse_framework_op(str(u)) for u in op_uniques]
-    _, md_code = _factorize(xs.event_metadata_row[rows])
-    pair_uniques, pair_code = _factorize(np.stack([op_code, md_code], axis=1))
+    _, md_code = factorize_sorted(xs.event_metadata_row[rows])
+    pair_uniques, pair_code = factorize_sorted(np.stack([op_code, md_code], axis=1))
     keys: list[tuple[str, ...]] = [("Device", parsed[o].type or "Unknown", parsed[o].name)
                                    for o, _ in pair_uniques.tolist()]
     dur = xs.duration_ps[rows]
-    per_kernel = aggregate(Occurrences(keys, pair_code, dur, dur.copy(), _number_stat(xs, rows, "flops"),
-                                       _number_stat(xs, rows, "bytes_accessed")), FRAMEWORK_IDS)
+    per_kernel = aggregate(Occurrences(keys, pair_code, dur, dur.copy(), number_stat(xs, rows, "flops"),
+                                       number_stat(xs, rows, "bytes_accessed")), FRAMEWORK_IDS)
     return merge_rows(per_kernel, _FRAMEWORK_KEY, FRAMEWORK_IDS, occurrences=_max_occurrences)
 
 
@@ -850,8 +619,8 @@ def map_op_stats(xs: XSpace, params: Params | None = None) -> Partial:
     if tpu is not None:
         hlo_tables.append(tpu)
     kernel_rows = _gpu_kernel_rows(xs)
-    kernel_hlo = _strings(xs, kernel_rows, "hlo_op")
-    kernel_tf = _strings(xs, kernel_rows, "tf_op")
+    kernel_hlo = string_stat(xs, kernel_rows, "hlo_op")
+    kernel_tf = string_stat(xs, kernel_rows, "tf_op")
     gpu = _gpu_hlo_ops(xs, modules, kernel_rows, kernel_hlo)
     if gpu is not None:
         hlo_tables.append(gpu)
@@ -861,7 +630,7 @@ def map_op_stats(xs: XSpace, params: Params | None = None) -> Partial:
         fw_tables.append(tf_kernels)
 
     host_rows = _host_rows(xs)
-    host_hlo = _strings(xs, host_rows, "hlo_op")
+    host_hlo = string_stat(xs, host_rows, "hlo_op")
     on_host = host_hlo != ""
     xla_on = "device" if hlo_tables else "host" if on_host.any() else "none"
     if xla_on == "host":
