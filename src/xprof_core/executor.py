@@ -174,6 +174,7 @@ class GrpcExecutor:
         self.stub = worker_pb2_grpc.WorkerStub(self.channel)
         self._pool = futures.ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="xprof-grpc")
         self.description = f"gRPC workers at {self.target} ({self.lb_policy})"
+        self._warm = False
 
     def _call(self, task: MapTask, deadline: float) -> MapResult:
         from xprof_core.protos import worker_pb2
@@ -223,8 +224,25 @@ class GrpcExecutor:
         return MapResult(task, error=last_error or RemoteMapError("DEADLINE_EXCEEDED", "no time left to retry"),
                          attempts=self.attempts, seconds=time.perf_counter() - t0)
 
+    def _warm_up(self) -> None:
+        """Before the first fan-out, let the balancer connect to the workers it resolved.
+
+        Round robin only picks among connected subchannels: without this, the
+        whole first request lands on whichever worker answered first.
+        """
+        if self._warm:
+            return
+        self._warm = True
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=5.0)
+        except grpc.FutureTimeoutError:
+            return  # no worker yet: calls wait for one (wait_for_ready on retries)
+        time.sleep(0.3)  # the other subchannels connect in parallel; give them a moment
+
     def map(self, tasks: Sequence[MapTask], timeout_s: float | None = None) -> list[MapResult]:
         deadline = time.monotonic() + (timeout_s or self.deadline_s)
+        if len(tasks) > 1:
+            self._warm_up()
         futs = [self._pool.submit(self._call, t, deadline) for t in tasks]
         return [f.result() for f in futs]
 
