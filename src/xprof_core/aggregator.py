@@ -4,12 +4,13 @@
 serves the routes of XProf's profile plugin under ``/data/plugin/profile/``
 (``runs``, ``run_tools``, ``hosts``, ``data``, ``data_csv``, ``config``,
 ``version``), an OpenAPI document, ``/healthz``, ``/readyz``, ``/metrics``
-and a landing page at ``/``. A tool request becomes one map task per selected
-host (run in parallel, only for hosts whose partial is not cached) and one
-reduce here. Map tasks run on the workers behind ``--worker_service_address``
-or, without it, in a local process pool (the embedded default). ``-gp`` also
-serves the worker service in this process, so an aggregator alone is a
-working system. With no ``--logdir`` it serves the bundled demo logdir.
+and the web UI at ``/`` (the static files of ``xprof_core/ui`` under ``/ui/``).
+A tool request becomes one map task per selected host (run in parallel, only
+for hosts whose partial is not cached) and one reduce here. Map tasks run on
+the workers behind ``--worker_service_address`` or, without it, in a local
+process pool (the embedded default). ``-gp`` also serves the worker service in
+this process, so an aggregator alone is a working system. With no ``--logdir``
+it serves the bundled demo logdir.
 
 The logdir is only ever read: caches live in memory and, optionally, in
 ``--cache_dir``.
@@ -31,6 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -51,6 +53,12 @@ SELECTORS = {"run", "tag", "tool", "host", "hosts", "tqx", "session_path", "run_
 MAX_PARAMS = 32
 MAX_PARAM_CHARS = 512
 RUNS_TTL_S = 5.0
+# The web UI: static files shipped in the package, served under /ui/ (no build step).
+UI_DIR = Path(__file__).resolve().parent / "ui"
+UI_CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+                    ".png": "image/png", ".json": "application/json", ".txt": "text/plain"}
+# index.html holds this marker; the server puts a <noscript> list of runs there.
+UI_NOSCRIPT_MARKER = "<!-- xprof:noscript -->"
 
 
 class HttpError(Exception):
@@ -318,6 +326,7 @@ class Aggregator:
     def _routes(self) -> None:
         r = self.app.router
         r.add_get("/", self.index)
+        r.add_get("/ui/{path:.+}", self.ui_file)
         r.add_get(f"{API}/runs", self.runs)
         r.add_get(f"{API}/run_tools", self.run_tools)
         r.add_get(f"{API}/hosts", self.hosts)
@@ -426,10 +435,11 @@ class Aggregator:
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def index(self, request: web.Request) -> web.Response:
+        """The web UI's page, with a server-rendered list of runs for browsers without JavaScript."""
+        page = await self._in_thread((UI_DIR / "index.html").read_text, "utf-8")
         runs = await self._in_thread(self.service.runs)
         tools = self.service.tools()
-        parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>xprof-core</title></head><body>"
-                 f"<h1>xprof-core</h1><p>Logdir: <code>{html.escape(str(self.config.logdir))}</code> "
+        parts = [f"<noscript><p>Logdir: <code>{html.escape(str(self.config.logdir))}</code> "
                  f"&middot; {html.escape(self.executor.description)}</p>"]
         if not runs:
             parts.append("<p>No runs found.</p>")
@@ -438,10 +448,26 @@ class Aggregator:
             parts.append(f"<h2>{html.escape(run.name)}</h2><p>Hosts: "
                          f"{html.escape(', '.join(h.name for h in run.hosts)) or 'none'}</p><ul>")
             for tool in tools:
-                parts.append(f"<li><a href='{API}/data?{q}&amp;tag={tool}'>{tool}</a></li>")
+                parts.append(f"<li><a href='{API[1:]}/data?{q}&amp;tag={tool}'>{tool}</a></li>")
             parts.append("</ul>")
-        parts.append("<p><a href='/openapi.json'>API</a></p></body></html>")
-        return web.Response(text="".join(parts), content_type="text/html")
+        parts.append("</noscript>")
+        return web.Response(text=page.replace(UI_NOSCRIPT_MARKER, "".join(parts), 1), content_type="text/html",
+                            headers={"Cache-Control": "no-cache"})
+
+    async def ui_file(self, request: web.Request) -> web.Response:
+        """A static file of the UI folder; never anything outside it (no '..', no links out, no dotfiles)."""
+        rel = request.match_info["path"]
+        parts = rel.split("/")
+        content_type = UI_CONTENT_TYPES.get(os.path.splitext(rel)[1].lower())
+        if content_type is None or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
+            raise HttpError(404, f"no UI file {rel[:200]!r}")
+        path = (UI_DIR / rel).resolve()
+        if not path.is_relative_to(UI_DIR) or not path.is_file():
+            raise HttpError(404, f"no UI file {rel[:200]!r}")
+        body = await self._in_thread(path.read_bytes)
+        charset = None if content_type.startswith("image/png") else "utf-8"
+        return web.Response(body=body, content_type=content_type, charset=charset,
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
 
 def _q(text: str) -> str:

@@ -1,0 +1,959 @@
+"""XProf's trace_viewer: the timeline as Chrome Trace Event JSON, windowed and thinned.
+
+``map`` answers one host's ``(start_time_ms, end_time_ms, resolution)`` window
+from a :class:`TraceIndex` built once per decoded host, and returns the kept
+events as numpy columns; ``reduce`` merges hosts (``pid + host_index * 1000``,
+process names prefixed by the host) into the JSON dict the trace viewer loads::
+
+    {"displayTimeUnit": "ns", "fullTimespan": [start_ms, end_ms],
+     "returnedEventsSize": n, "filteredByVisibility": bool,
+     "droppedEvents": {"count": ..., "reason": ..., ...},
+     "traceEvents": [{"ph": "M", ...}, {"ph": "X", "pid", "tid", "ts", "dur", "name", "args"}, ...]}
+
+Times are µs floats relative to the profile origin (``XSpace.origin_ps``, or
+the ``origin_ps`` parameter). One process per plane, one thread per line.
+
+**Visibility** (XProf's rule): with ``T = ceil(window span / resolution)`` ps,
+an event is kept when its duration is at least ``T``, when it is the first
+event of its row and nesting depth inside the window, or when the gap from the
+end of the previous *kept* event of the same row and depth to its start is at
+least ``T``. Windows holding fewer than 500,000 events, and resolution 0, keep
+everything. Unlike XProf, the nesting depth is static (computed once over all
+events of a line, not over the events kept so far), so it can be indexed.
+Nothing is dropped silently: ``droppedEvents`` counts what the visibility rule
+and the optional ``max_events`` cap removed, and ``returnedEventsSize +
+droppedEvents.count`` is the number of events in the window.
+
+**The index** (built on first use, cached per XSpace object): events of every
+line sorted by (start, longer first); each event's nesting depth (1 + the
+largest depth among the earlier events still open at its start, computed
+level by level with cumulative maxima, so same-depth events never overlap
+even when the trace is not properly nested; see :func:`_nesting_depth`);
+then one sorted run per (line, depth) *group*, addressed by
+int64 keys that place every group on its own stretch of one number line, so a
+single ``searchsorted`` finds a window edge, or the next event after a time,
+in every group at once. A two-level pyramid of block maxima of each event's
+*significance* (``max(duration, gap to its predecessor in the group)``, the
+quantity that makes an event certainly visible) lets a coarse query find the
+certainly visible events without reading the fine ones; the remaining events
+are chosen by following the chain "next event starting at least ``T`` after
+the last kept end" in all runs at once, touching only kept events.
+
+``export_trace_json_gz`` writes whole profiles (every event, args included) as
+gzipped JSON in chunks, for ui.perfetto.dev or chrome://tracing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import re
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _encode_str
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import xprof_core._fast.decoder as _decoder
+from xprof_core.tools.base import Params, Partial, param_float, param_int
+from xprof_core.xspace import (
+    KIND_BYTES,
+    KIND_DOUBLE,
+    KIND_INT64,
+    KIND_REF,
+    KIND_STR,
+    KIND_UINT64,
+    OWNER_EVENT_METADATA,
+    XSpace,
+)
+
+VERSION = 1
+DEFAULT_RESOLUTION = 8000
+# XProf's streaming viewer filters nothing in windows holding fewer events than this.
+FILTER_MIN_EVENTS = 500_000
+# Multi-host merge: host h's pids move up by h * HOST_PID_STRIDE (XProf's scheme).
+HOST_PID_STRIDE = 1000
+# Block size of the significance pyramid (events per level-1 block, level-1 blocks per level-2 block).
+PYRAMID_BLOCK = 64
+# Events per chunk when exporting, and per cache-sized chunk of the nesting-depth pass.
+EXPORT_CHUNK = 65536
+DEPTH_CHUNK = 16384
+
+_INT64_MAX = np.iinfo(np.int64).max
+_DEVICE_PLANE = re.compile(r"^/device:([A-Za-z_]+):(\d+)$")
+# Lines XProf shows first in a process, in this order; other lines follow in file order.
+_LINE_RANK = {
+    name: rank
+    for rank, names in enumerate((
+        ("Steps",), ("XLA Modules",), ("XLA Ops",), ("Async XLA Ops",), ("XLA TraceMe",),
+        ("Framework Ops", "TensorFlow Ops"), ("Framework Name Scope", "TensorFlow Name Scope"),
+        ("Source code",), ("Launch Stats",),
+    ))
+    for name in names
+}
+
+
+# --- the per-host index ---
+
+
+@dataclass(eq=False)
+class TraceIndex:
+    """What window queries need about one host, built once by :func:`trace_index`.
+
+    Times are int64 ps relative to ``origin_ps``. "Rows" are lines with at
+    least one timed event; "groups" are (row, nesting depth) pairs. Arrays in
+    *group order* hold one entry per timed event, grouped by group and sorted
+    by start within a group; in a group, events never overlap, so both starts
+    and ends are sorted there. Group ``g`` owns positions
+    ``group_begin[g]:group_begin[g + 1]``.
+
+    Keys: ``key_start = group_offset[g] + (start - group_first[g])`` and
+    likewise ``key_end``; ``group_offset`` leaves a gap after every group, so
+    the keys are globally sorted and one ``searchsorted`` answers "first
+    event of group g starting at or after t" for many groups at once
+    (see :meth:`key_of`).
+    """
+
+    origin_ps: int
+    first_ps: int  # earliest start (relative): 0, the origin being the earliest timed start
+    end_ps: int  # latest end (relative)
+    num_events: int  # timed events indexed
+    max_depth: int
+    # rows (one per line with timed events), in line order
+    row_line: np.ndarray  # int64 line index
+    row_pid: np.ndarray  # int32
+    row_tid: np.ndarray  # int32
+    line_row: np.ndarray  # int64 row of every line, -1 for lines without timed events
+    processes: list[dict[str, Any]]  # {"pid", "name", "sort_index", "plane"}
+    threads: list[dict[str, Any]]  # {"pid", "tid", "name", "sort_index", "line"}
+    # groups
+    group_begin: np.ndarray  # int64, G + 1
+    group_row: np.ndarray  # int64
+    group_depth: np.ndarray  # int64
+    group_first: np.ndarray  # int64 relative start of the group's first event
+    group_offset: np.ndarray  # int64 key of the group's first start
+    group_limit: np.ndarray  # int64 key just past the group's last end (< next group's offset)
+    # group order, one entry per timed event
+    key_start: np.ndarray  # int64
+    key_end: np.ndarray  # int64
+    event: np.ndarray  # original event row (uint32 or int64)
+    line_rank: np.ndarray  # position in (line, start, longer first) order, to sort output (uint32 or int64)
+    pyramid: list[np.ndarray]  # block maxima of significance, finest first
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.group_row)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the per-event arrays and the pyramid, in bytes."""
+        arrays = {id(a): a for a in (self.key_start, self.key_end, self.event, self.line_rank, *self.pyramid)}
+        return int(sum(a.nbytes for a in arrays.values()))
+
+    def key_of(self, groups: np.ndarray, t_ps: np.ndarray) -> np.ndarray:
+        """Search keys for (group, relative time) pairs: ``searchsorted(key_start, key_of(g, t))``
+        is the first event of group ``g`` with start >= ``t`` (the group's end when none)."""
+        first = self.group_first[groups]
+        span = self.group_limit[groups] - self.group_offset[groups]
+        rel = np.clip(t_ps - first, 0, span)
+        return self.group_offset[groups] + rel
+
+    def group_of(self, positions: np.ndarray) -> np.ndarray:
+        """Group of each group-order position."""
+        return np.searchsorted(self.group_begin, positions, side="right") - 1
+
+    def significance(self, positions: np.ndarray) -> np.ndarray:
+        """max(duration, gap after the previous event) in ps of group-order positions.
+
+        For the first event of a group the "gap" is measured to the previous
+        group and means nothing; queries keep those events as window heads anyway.
+        """
+        ks, ke = self.key_start, self.key_end
+        dur = ke[positions] - ks[positions]
+        gap = ks[positions] - ke[np.maximum(positions - 1, 0)]
+        return np.where(positions > 0, np.maximum(dur, gap), _INT64_MAX)
+
+
+_INDEX_CACHE: weakref.WeakKeyDictionary[XSpace, TraceIndex] = weakref.WeakKeyDictionary()
+_BUILD_LOCKS: weakref.WeakKeyDictionary[XSpace, threading.Lock] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+# Indexes built in this process so far (for tests and metrics: a cache hit does not count).
+INDEX_BUILDS = [0]
+
+
+def trace_index(xs: XSpace) -> TraceIndex:
+    """The :class:`TraceIndex` of ``xs``, built on first use and cached on the XSpace object.
+
+    The cache holds the XSpace weakly: the index goes when the host does.
+    Concurrent callers on one host wait for a single build; different hosts
+    build in parallel.
+    """
+    with _CACHE_LOCK:
+        idx = _INDEX_CACHE.get(xs)
+        if idx is not None:
+            return idx
+        lock = _BUILD_LOCKS.setdefault(xs, threading.Lock())
+    with lock:
+        with _CACHE_LOCK:
+            idx = _INDEX_CACHE.get(xs)
+        if idx is None:
+            idx = build_trace_index(xs)
+            with _CACHE_LOCK:
+                _INDEX_CACHE[xs] = idx
+                INDEX_BUILDS[0] += 1
+        return idx
+
+
+def _plane_pids(names: Sequence[str]) -> list[int]:
+    """A stable pid in [1, 999] for each plane name (XProf-like ranges).
+
+    Devices ``/device:<KIND>:<n>`` take ``1 + n``; other device and custom
+    planes 501-700; ``/host:CPU`` 701 and other host planes after it. A taken
+    pid moves to the next free one.
+    """
+    taken: set[int] = set()
+    out = []
+    custom = 501
+    host = 702
+    for name in names:
+        m = _DEVICE_PLANE.match(name)
+        if m and m.group(1) != "CUSTOM" and int(m.group(2)) < 500:
+            want = 1 + int(m.group(2))
+        elif name == "/host:CPU":
+            want = 701
+        elif name.startswith("/host:"):
+            want, host = host, host + 1
+        else:
+            want, custom = custom, custom + 1
+        pid = want
+        while pid in taken:
+            pid = pid % (HOST_PID_STRIDE - 1) + 1
+            if pid == want:
+                raise ValueError(f"more than {HOST_PID_STRIDE - 1} planes with events: no pid left")
+        taken.add(pid)
+        out.append(pid)
+    return out
+
+
+def _row_order(line: np.ndarray, start: np.ndarray, dur: np.ndarray) -> np.ndarray:
+    """Permutation sorting events by (line, start, longer first), stable.
+
+    Decoded events are grouped by line and almost always already sorted by
+    start, so only lines that are out of order get sorted (one sort per line).
+    """
+    n = len(line)
+    order = np.arange(n, dtype=np.int64)
+    if n < 2:
+        return order
+    same = line[1:] == line[:-1]
+    ds = np.diff(start)
+    bad = same & ((ds < 0) | ((ds == 0) & (dur[1:] > dur[:-1])))
+    if not bad.any():
+        return order
+    bounds = np.flatnonzero(np.r_[True, ~same, True])
+    for b, e in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        if bad[b:e - 1].any():
+            order[b:e] = b + np.lexsort((-dur[b:e], start[b:e]))
+    return order
+
+
+def _nesting_depth(start: np.ndarray, end: np.ndarray, row_first: np.ndarray) -> np.ndarray:
+    """Nesting depth (int32) of each event, events sorted by (row, start, longer first).
+
+    depth = 1 + the largest depth among the earlier events of the row still
+    open at its start (``end > start``), 0 when none is open. For properly
+    nested events that is the number of enclosing events; when events overlap
+    without nesting it still never puts two overlapping events at one depth.
+
+    Computed level by level without finding parents: the events of depth >= k + 1
+    are those of depth >= k that start before the running maximum end of the
+    earlier depth >= k events of their row. Each level is one cumulative
+    maximum over the shrinking set (cost n * (mean depth + 1)), done in
+    cache-sized chunks that carry each level's running maximum forward.
+    """
+    n = len(start)
+    depth = np.zeros(n, dtype=np.int32)
+    if n == 0:
+        return depth
+    row = np.cumsum(row_first) - 1
+    stride = int(end.max()) + 1
+    if (int(row[-1]) + 1) * stride >= 2**62:  # offsets would overflow: one row at a time
+        bounds = np.r_[np.flatnonzero(row_first), n]
+        for b, e in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            depth[b:e] = _nesting_depth(start[b:e], end[b:e], np.r_[True, np.zeros(e - b - 1, dtype=bool)])
+        return depth
+    # Offsetting each row by `stride` keeps one row's ends from reaching the next row's starts.
+    offset = row * stride
+    s_all = start + offset
+    e_all = end + offset
+    del offset
+    carry: list[int] = []  # carry[k]: running max end of the depth >= k events so far
+    local = np.arange(DEPTH_CHUNK, dtype=np.int32)
+    for lo in range(0, n, DEPTH_CHUNK):
+        hi = min(n, lo + DEPTH_CHUNK)
+        s, e, members, out = s_all[lo:hi], e_all[lo:hi], local[:hi - lo], depth[lo:hi]
+        k = 0
+        while len(members):
+            if k == len(carry):
+                carry.append(-1)
+            before = carry[k]
+            running = np.maximum.accumulate(e)
+            if before > running[0]:
+                np.maximum(running, before, out=running)
+            deeper = np.empty(len(members), dtype=bool)
+            deeper[0] = s[0] < before
+            np.less(s[1:], running[:-1], out=deeper[1:])
+            carry[k] = int(running[-1])
+            members, s, e = members[deeper], s[deeper], e[deeper]
+            out[members] += 1
+            k += 1
+    return depth
+
+
+def _pyramid(values: np.ndarray) -> list[np.ndarray]:
+    levels = []
+    cur = values
+    for _ in range(2):
+        pad = (-len(cur)) % PYRAMID_BLOCK
+        if pad:
+            cur = np.concatenate([cur, np.full(pad, -1, dtype=np.int64)])
+        cur = cur.reshape(-1, PYRAMID_BLOCK).max(axis=1) if len(cur) else np.zeros(0, dtype=np.int64)
+        levels.append(cur)
+    return levels
+
+
+def build_trace_index(xs: XSpace) -> TraceIndex:
+    """Build the window index of one host (see :class:`TraceIndex`). Prefer :func:`trace_index`."""
+    origin = xs.origin_ps
+    timed = xs.is_timed
+    all_timed = bool(timed.all())
+    ev = np.arange(xs.num_events, dtype=np.int64) if all_timed else np.flatnonzero(timed).astype(np.int64)
+    n = len(ev)
+    if all_timed:
+        line, start, dur = xs.line_of_event, xs.start_ps - origin, np.maximum(xs.duration_ps, 0)
+    else:
+        line, start, dur = xs.line_of_event[ev], xs.start_ps[ev] - origin, np.maximum(xs.duration_ps[ev], 0)
+
+    # 1. Row order: (line, start, longer first). Rows are the lines with timed events.
+    order = _row_order(line, start, dur)
+    reordered = n > 1 and not bool((order[1:] > order[:-1]).all())
+    if reordered:
+        ev, line, start, dur = ev[order], line[order], start[order], dur[order]
+    end = start + dur
+    row_first = np.r_[True, line[1:] != line[:-1]] if n else np.zeros(0, dtype=bool)
+    row_line = line[row_first].astype(np.int64)
+    row = np.cumsum(row_first) - 1
+
+    # 2. Nesting depth.
+    depth = _nesting_depth(start, end, row_first)
+    max_depth = int(depth.max()) if n else 0
+
+    # 3. Group order: stable sort by (row, depth), row order kept inside a group.
+    gkey = row * (max_depth + 1) + depth
+    num_keys = len(row_line) * (max_depth + 1)
+    if num_keys <= 2**16:
+        perm = np.argsort(gkey.astype(np.uint16), kind="stable")  # radix sort
+    elif n < 2**32 and num_keys < 2**31:
+        perm = np.sort((gkey << 32) | np.arange(n, dtype=np.int64)) & 0xFFFFFFFF
+    else:
+        perm = np.argsort(gkey, kind="stable")
+    gkey_sorted = gkey[perm]
+    del gkey
+    gstart = np.flatnonzero(np.r_[True, gkey_sorted[1:] != gkey_sorted[:-1]]) if n else np.zeros(0, np.int64)
+    group_begin = np.r_[gstart, n].astype(np.int64)
+    group_row = gkey_sorted[gstart] // (max_depth + 1)
+    group_depth = gkey_sorted[gstart] % (max_depth + 1)
+    del gkey_sorted
+    key_start, key_end = start[perm], end[perm]
+    del start, end, dur
+    counts = np.diff(group_begin)
+    group_first = key_start[gstart]
+    group_last_end = key_end[group_begin[1:] - 1] if n else np.zeros(0, np.int64)  # ends are sorted in a group
+    span = group_last_end - group_first + 1
+    group_offset = np.r_[0, np.cumsum(span + 1)[:-1]].astype(np.int64) if n else np.zeros(0, np.int64)
+    if n and int(group_offset[-1]) + int(span[-1]) >= 2**62:
+        raise ValueError("profile too long to index: the sum of its line spans exceeds 2**62 ps")
+    base = np.repeat(group_offset - group_first, counts)
+    key_start += base
+    key_end += base
+    del base
+    idx_dtype = np.uint32 if n < 2**32 else np.int64
+    line_rank = perm.astype(idx_dtype)
+    # With every event timed and already in order, event rows and row-order ranks coincide.
+    event = line_rank if all_timed and not reordered else ev[perm].astype(idx_dtype)
+    del perm
+
+    # 4. Significance pyramid.
+    signif = np.empty(n, dtype=np.int64)
+    if n:  # as TraceIndex.significance
+        signif[0] = _INT64_MAX
+        np.maximum(key_end[1:] - key_start[1:], key_start[1:] - key_end[:-1], out=signif[1:])
+    pyramid = _pyramid(signif)
+    del signif
+
+    # 5. Rows, pids, tids and names.
+    lines = xs._cols["lines"]
+    line_row = np.full(xs.num_lines, -1, dtype=np.int64)
+    line_row[row_line] = np.arange(len(row_line))
+    row_plane = lines["plane"][row_line].astype(np.int64)
+    planes_used = sorted(set(row_plane.tolist()))
+    pids = _plane_pids([xs.planes[p].name for p in planes_used])
+    pid_of_plane = dict(zip(planes_used, pids, strict=True))
+    processes = [{"pid": pid, "name": xs.planes[p].name, "sort_index": pid, "plane": p}
+                 for p, pid in zip(planes_used, pids, strict=True)]
+    row_pid = np.array([pid_of_plane[p] for p in row_plane.tolist()], dtype=np.int32)
+    row_tid = np.zeros(len(row_line), dtype=np.int32)
+    threads = []
+    for p in planes_used:
+        rows = np.flatnonzero(row_plane == p).tolist()
+        names = [lines["display_name"][row_line[r]] or lines["name"][row_line[r]] for r in rows]
+        ranked = sorted(range(len(rows)), key=lambda i: (_LINE_RANK.get(names[i], len(_LINE_RANK)), i))
+        for tid, i in enumerate(ranked, start=1):
+            row_tid[rows[i]] = tid
+            threads.append({"pid": pid_of_plane[p], "tid": tid, "name": names[i], "sort_index": tid,
+                            "line": int(row_line[rows[i]])})
+
+    return TraceIndex(
+        origin_ps=origin, first_ps=int(group_first.min()) if n else 0,
+        end_ps=int(group_last_end.max()) if n else 0,
+        num_events=n, max_depth=max_depth,
+        row_line=row_line, row_pid=row_pid, row_tid=row_tid, line_row=line_row,
+        processes=processes, threads=threads,
+        group_begin=group_begin, group_row=group_row, group_depth=group_depth,
+        group_first=group_first, group_offset=group_offset, group_limit=group_offset + span,
+        key_start=key_start, key_end=key_end, event=event, line_rank=line_rank, pyramid=pyramid,
+    )
+
+
+# --- window queries ---
+
+
+@dataclass
+class WindowSelection:
+    """The answer to one window query, before any ``max_events`` cap.
+
+    ``positions`` are group-order positions of the kept events (sorted);
+    ``events_in_window`` counts every event overlapping the window.
+    """
+
+    positions: np.ndarray
+    events_in_window: int
+    threshold_ps: int  # 0 when nothing was thinned
+    window_ps: tuple[int, int]
+
+
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(lo[i], hi[i])`` for every i, vectorised."""
+    lengths = np.maximum(hi - lo, 0)
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    keep = lengths > 0
+    lo, lengths = lo[keep], lengths[keep]
+    starts = np.cumsum(lengths) - lengths
+    return np.repeat(lo - starts, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _certain(idx: TraceIndex, lo: np.ndarray, hi: np.ndarray, threshold: int) -> np.ndarray:
+    """Positions inside the window ranges ``[lo[g], hi[g])`` whose significance reaches
+    ``threshold``, sorted.
+
+    Walks the pyramid down from the coarsest level, expanding only blocks whose
+    maximum reaches the threshold. When most blocks qualify (fine resolutions)
+    the whole window is scanned with contiguous array operations instead.
+    """
+    blocks: np.ndarray | None = None
+    offsets = np.arange(PYRAMID_BLOCK, dtype=np.int64)
+    for level in reversed(idx.pyramid):
+        if blocks is None:
+            blocks = np.flatnonzero(level >= threshold)
+        else:
+            blocks = (blocks[:, None] * PYRAMID_BLOCK + offsets).ravel()
+            blocks = blocks[blocks < len(level)]
+            blocks = blocks[level[blocks] >= threshold]
+    assert blocks is not None
+    nonempty = hi > lo
+    lo, hi = lo[nonempty], hi[nonempty]
+    if not len(lo) or not len(blocks):
+        return np.zeros(0, dtype=np.int64)
+    first, stop = int(lo.min()), int(hi.max())
+    if 4 * PYRAMID_BLOCK * len(blocks) >= stop - first:
+        # Dense: one pass over the window's span. Non-empty ranges are disjoint.
+        ks, ke = idx.key_start, idx.key_end
+        sig = ke[first:stop] - ks[first:stop]
+        if first > 0:
+            np.maximum(sig, ks[first:stop] - ke[first - 1:stop - 1], out=sig)
+        else:
+            np.maximum(sig[1:], ks[1:stop] - ke[:stop - 1], out=sig[1:])
+            sig[0] = _INT64_MAX
+        cover = np.zeros(stop - first + 1, dtype=np.int32)
+        cover[lo - first] += 1
+        cover[hi - first] -= 1
+        inside = np.cumsum(cover[:-1]) > 0
+        return np.flatnonzero(inside & (sig >= threshold)) + first
+    pos = (blocks[:, None] * PYRAMID_BLOCK + offsets).ravel()
+    pos = pos[pos < idx.num_events]
+    bounds = np.empty(2 * len(lo), dtype=np.int64)
+    bounds[0::2], bounds[1::2] = lo, hi
+    pos = pos[_inside(bounds, pos)]
+    return pos[idx.significance(pos) >= threshold]
+
+
+def _inside(bounds: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Mask of positions inside one of the sorted, disjoint ranges ``bounds`` = (lo0, hi0, lo1, ...)."""
+    return (np.searchsorted(bounds, positions, side="right") & 1).astype(bool)
+
+
+def _chains(idx: TraceIndex, anchors: np.ndarray, run_end: np.ndarray, groups: np.ndarray,
+            threshold: int) -> np.ndarray:
+    """Events kept after each anchor, up to its run end: repeatedly the first event that starts
+    at least ``threshold`` after the end of the last kept one. All runs advance together, one
+    kept event per round."""
+    out = []
+    cur, lim, g = anchors, run_end, groups
+    limit = idx.group_limit
+    while len(cur):
+        want = np.minimum(idx.key_end[cur] + threshold, limit[g])
+        nxt = np.searchsorted(idx.key_start, want, side="left")
+        alive = nxt < lim
+        cur, lim, g = nxt[alive], lim[alive], g[alive]
+        out.append(cur)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def select_window(idx: TraceIndex, start_ps: int | None = None, end_ps: int | None = None,
+                  resolution: int = DEFAULT_RESOLUTION) -> WindowSelection:
+    """Events of ``[start_ps, end_ps)`` (relative ps) kept by the visibility rule.
+
+    An event is in the window when it starts before ``end_ps`` and ends after
+    ``start_ps`` (a zero-length event when it starts inside). Defaults: the
+    whole profile. ``resolution`` 0 keeps every event of the window.
+    """
+    ws = idx.first_ps if start_ps is None else int(start_ps)
+    we = idx.end_ps + 1 if end_ps is None else int(end_ps)
+    groups = np.arange(idx.num_groups, dtype=np.int64)
+    ks, ke = idx.key_start, idx.key_end
+    if we <= ws or not len(groups):
+        return WindowSelection(np.zeros(0, dtype=np.int64), 0, 0, (ws, we))
+    # Search with the window clamped to just around the profile (any int64-safe value works).
+    ws_c, we_c = (min(max(t, idx.first_ps - 1), idx.end_ps + 2) for t in (ws, we))
+    lo = np.minimum(np.searchsorted(ke, idx.key_of(groups, np.full(len(groups), ws_c + 1)), side="left"),
+                    np.searchsorted(ks, idx.key_of(groups, np.full(len(groups), ws_c)), side="left"))
+    hi = np.searchsorted(ks, idx.key_of(groups, np.full(len(groups), we_c)), side="left")
+    hi = np.maximum(hi, lo)
+    in_window = int((hi - lo).sum())
+    if resolution <= 0 or in_window < FILTER_MIN_EVENTS:
+        return WindowSelection(_ranges(lo, hi), in_window, 0, (ws, we))
+
+    # A threshold past the whole key range acts like any larger one, and keeps key + threshold in int64.
+    threshold = min(max(1, -(-(we - ws) // resolution)), int(idx.group_limit[-1]) + 1)
+    anchors = np.concatenate([_certain(idx, lo, hi, threshold), lo[hi > lo]])
+    anchors.sort()
+    anchors = anchors[np.r_[True, anchors[1:] != anchors[:-1]]]
+    ag = idx.group_of(anchors)
+    nxt = np.r_[anchors[1:], 0]
+    same = np.r_[ag[1:] == ag[:-1], False]
+    run_end = np.where(same, nxt, hi[ag])
+    chained = _chains(idx, anchors, run_end, ag, threshold)
+    kept = np.sort(np.concatenate([anchors, chained]))
+    return WindowSelection(kept, in_window, threshold, (ws, we))
+
+
+# --- map / reduce ---
+
+
+def _stat_values(xs: XSpace, planes: np.ndarray, kinds: np.ndarray, values: np.ndarray,
+                 lengths: np.ndarray) -> list[Any]:
+    """JSON-ready Python values of raw stat cells (as ``XSpace._decode_values``, but bytes
+    hex-encoded and non-finite floats as strings); numeric kinds are converted in bulk."""
+    out: list[Any] = values.tolist()  # int64 kinds are right already
+    kind_list = kinds.tolist()
+    present = set(kind_list)
+    if KIND_DOUBLE in present:
+        at = np.flatnonzero(kinds == KIND_DOUBLE)
+        for i, v in zip(at.tolist(), values[at].view(np.float64).tolist(), strict=True):
+            out[i] = v if math.isfinite(v) else str(v)
+    if KIND_UINT64 in present:
+        at = np.flatnonzero(kinds == KIND_UINT64)
+        for i, v in zip(at.tolist(), values[at].view(np.uint64).tolist(), strict=True):
+            out[i] = v
+    if present - {KIND_DOUBLE, KIND_UINT64, KIND_INT64}:
+        buf = memoryview(xs.buffer)
+        at = np.flatnonzero((kinds != KIND_DOUBLE) & (kinds != KIND_UINT64) & (kinds != KIND_INT64))
+        for i, k, v, n, p in zip(at.tolist(), kinds[at].tolist(), values[at].tolist(), lengths[at].tolist(),
+                                 planes[at].tolist(), strict=True):
+            if k == KIND_STR:
+                out[i] = bytes(buf[v:v + n]).decode("utf-8", "replace")
+            elif k == KIND_BYTES:
+                out[i] = bytes(buf[v:v + n]).hex()
+            elif k == KIND_REF:
+                out[i] = xs.planes[p].stat_metadata.get(v & 0xFFFFFFFFFFFFFFFF, "")
+            else:
+                out[i] = None
+    return out
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v).hex()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+def event_args(xs: XSpace, rows: np.ndarray, chunk: int = 65536) -> list[dict[str, Any]]:
+    """JSON-ready stats of each event in ``rows``: what ``XSpace.iter_event_stats`` gives
+    (metadata stats, then the event's own, the event's winning), with bytes hex-encoded and
+    non-finite floats as strings. Stats are decoded in bulk per chunk of events."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out: list[dict[str, Any]] = []
+    no_filter = np.zeros(0, dtype=np.int64)
+    md_cache: dict[int, dict[str, Any]] = {}
+    for lo in range(0, len(rows), chunk):
+        part = rows[lo:lo + chunk]
+        raw = _decoder.gather_event_stats(xs.buffer, xs.event_offset, part, no_filter)
+        event_planes = xs.plane_of_event[part]
+        at = raw["row"]
+        stat_planes = event_planes[at]
+        values = _stat_values(xs, stat_planes, raw["kind"], raw["value"], raw["length"])
+        # Stat names: one lookup per distinct (plane, stat metadata id).
+        mids = raw["metadata_id"].astype(np.int64)
+        pair_planes = stat_planes.astype(np.int64)
+        _, first, inverse = _unique_inverse(np.stack([pair_planes, mids], axis=1)) if len(mids) else (
+            None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        distinct = [xs.planes[p].stat_metadata.get(m, str(m))
+                    for p, m in zip(pair_planes[first].tolist(), mids[first].tolist(), strict=True)]
+        names = [distinct[k] for k in inverse.tolist()]
+        bounds = np.searchsorted(at, np.arange(len(part) + 1)).tolist()
+        md_rows = xs.event_metadata_row[part].tolist()
+        for i, (p, md) in enumerate(zip(event_planes.tolist(), md_rows, strict=True)):
+            base = md_cache.get(md)
+            if base is None:
+                base = md_cache[md] = {} if md < 0 else {
+                    k: _json_value(v)
+                    for k, v in xs._owner_stats(OWNER_EVENT_METADATA, md, xs.planes[p]).items()}
+            b, e = bounds[i], bounds[i + 1]
+            if b == e:
+                out.append(dict(base))
+            elif base:
+                d = dict(base)
+                d.update(zip(names[b:e], values[b:e], strict=True))
+                out.append(d)
+            else:
+                out.append(dict(zip(names[b:e], values[b:e], strict=True)))
+    return out
+
+
+def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted distinct values, index of each one's first occurrence, inverse) of an int array,
+    or of the rows of a 2-D int array."""
+    keys = (a[:, 1], a[:, 0]) if a.ndim == 2 else (a,)
+    order = np.lexsort(keys) if a.ndim == 2 else np.argsort(a, kind="stable")
+    s = a[order]
+    if len(s):
+        change = s[1:] != s[:-1]
+        first = np.r_[True, change.any(axis=1) if a.ndim == 2 else change]
+    else:
+        first = np.zeros(0, dtype=bool)
+    inverse = np.empty(len(a), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return s[first], order[first], inverse
+
+
+def _parse_params(params: Params) -> tuple[float | None, float | None, int, int | None, int | None, bool]:
+    start_ms = param_float(params, "start_time_ms", None)
+    end_ms = param_float(params, "end_time_ms", None)
+    for key, value in (("start_time_ms", start_ms), ("end_time_ms", end_ms)):
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"parameter {key!r} must be a finite number, got {value}")
+    resolution = param_int(params, "resolution", DEFAULT_RESOLUTION, lo=0)
+    raw_cap = params.get("max_events")
+    max_events = None if raw_cap in (None, "") else param_int(params, "max_events", 0, lo=0)
+    raw_origin = params.get("origin_ps")
+    origin = None if raw_origin in (None, "") else param_int(params, "origin_ps", 0)
+    raw_args = str(params.get("include_args", "1")).lower()
+    include_args = raw_args not in ("0", "false", "no")
+    return start_ms, end_ms, resolution, max_events, origin, include_args
+
+
+def _cap(durations: np.ndarray, starts: np.ndarray, max_events: int) -> np.ndarray:
+    """Sorted indices of the ``max_events`` longest events (earlier first among equals)."""
+    if len(durations) <= max_events:
+        return np.arange(len(durations))
+    order = np.lexsort((starts, -durations))
+    return np.sort(order[:max_events])
+
+
+class TraceViewerTool:
+    """XProf's ``trace_viewer``: Chrome Trace Event JSON of a window of the timeline."""
+
+    name = "trace_viewer"
+    version = VERSION
+    description = ("Timeline of every host, device, thread and stream as Chrome Trace Event JSON; "
+                   "params start_time_ms, end_time_ms, resolution (0 = every event), max_events")
+
+    def map(self, xs: XSpace, params: Params) -> Partial:
+        """One host's window: kept events as numpy columns plus metadata and counts.
+
+        Columns (one entry per kept event, sorted by line then start): ``pid``,
+        ``tid`` (int32), ``ts_ps``/``dur_ps`` (int64 ps relative to
+        ``origin_ps``), ``name_idx`` (int32 into ``names``), ``row`` (event
+        row); ``args`` is the list of each event's stats (empty dicts when
+        ``include_args=0``).
+        """
+        start_ms, end_ms, resolution, max_events, origin_param, include_args = _parse_params(params)
+        idx = trace_index(xs)
+        # Windows and output are relative to the index origin unless another origin was asked for.
+        shift = 0 if origin_param is None else idx.origin_ps - origin_param
+        origin = idx.origin_ps if origin_param is None else origin_param
+        ws = None if start_ms is None else round(start_ms * 1e9) - shift
+        we = None if end_ms is None else round(end_ms * 1e9) - shift
+        sel = select_window(idx, ws, we, resolution)
+        pos = sel.positions
+        dropped_visibility = sel.events_in_window - len(pos)
+        rows = idx.event[pos].astype(np.int64)
+        ts = xs.start_ps[rows] - origin
+        dur = xs.duration_ps[rows]
+        dropped_cap = 0
+        if max_events is not None and len(pos) > max_events:
+            keep = _cap(dur, ts, max_events)
+            dropped_cap = len(pos) - len(keep)
+            pos, rows, ts, dur = pos[keep], rows[keep], ts[keep], dur[keep]
+        order = np.argsort(idx.line_rank[pos], kind="stable")
+        rows, ts, dur = rows[order], ts[order], dur[order]
+        row_of = idx.line_row[xs.line_of_event[rows]]
+        md = xs.event_metadata_row[rows]
+        _, first, name_idx = _unique_inverse(md)
+        names = xs.event_names(rows[first]).tolist()
+        args = event_args(xs, rows) if include_args else [{} for _ in range(len(rows))]
+        return {
+            "version": VERSION,
+            "origin_ps": origin,
+            "full_span_ps": [idx.first_ps + shift, idx.end_ps + shift],
+            "window_ps": [sel.window_ps[0] + shift, sel.window_ps[1] + shift],
+            "resolution": resolution,
+            "threshold_ps": sel.threshold_ps,
+            "processes": [{k: p[k] for k in ("pid", "name", "sort_index")} for p in idx.processes],
+            "threads": [{k: t[k] for k in ("pid", "tid", "name", "sort_index")} for t in idx.threads],
+            "pid": idx.row_pid[row_of],
+            "tid": idx.row_tid[row_of],
+            "ts_ps": ts.astype(np.int64),
+            "dur_ps": dur.astype(np.int64),
+            "name_idx": name_idx.astype(np.int32),
+            "names": names,
+            "row": rows,
+            "args": args,
+            "counts": {
+                "events_in_window": sel.events_in_window,
+                "kept": len(rows),
+                "dropped_visibility": dropped_visibility,
+                "dropped_max_events": dropped_cap,
+                "max_events": max_events,
+            },
+        }
+
+    def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        """Merge host partials (in host order) into the trace viewer's JSON dict."""
+        _, _, resolution, max_events, _, _ = _parse_params(params)
+        multi = len(partials) > 1
+        origin = min((int(p["origin_ps"]) for p in partials), default=0)
+        meta: list[dict[str, Any]] = []
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pid", "tid", "ts", "dur", "name", "args")}
+        first_ms: list[float] = []
+        end_ms: list[float] = []
+        in_window = dropped_vis = dropped_cap = 0
+        for h, part in enumerate(partials):
+            host = str(part.get("host", f"host{h}"))
+            shift = int(part["origin_ps"]) - origin
+            offset = h * HOST_PID_STRIDE
+            for proc in part["processes"]:
+                pid = proc["pid"] + offset
+                name = f"{host} {proc['name']}" if multi else proc["name"]
+                meta.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
+                meta.append({"ph": "M", "name": "process_sort_index", "pid": pid,
+                             "args": {"sort_index": proc["sort_index"] + offset}})
+            for th in part["threads"]:
+                pid = th["pid"] + offset
+                meta.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": th["tid"],
+                             "args": {"name": th["name"]}})
+                meta.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": th["tid"],
+                             "args": {"sort_index": th["sort_index"]}})
+            n = len(part["ts_ps"])
+            cols["pid"].append(np.asarray(part["pid"], dtype=np.int64) + offset)
+            cols["tid"].append(np.asarray(part["tid"], dtype=np.int64))
+            cols["ts"].append(np.asarray(part["ts_ps"], dtype=np.int64) + shift)
+            cols["dur"].append(np.asarray(part["dur_ps"], dtype=np.int64))
+            cols["name"].append(np.asarray(part["names"] + [""], dtype=object)[np.asarray(part["name_idx"])])
+            args = np.empty(n, dtype=object)
+            args[:] = part["args"]
+            cols["args"].append(args)
+            span = part["full_span_ps"]
+            if span[1] >= span[0] and part["threads"]:
+                first_ms.append((span[0] + shift) / 1e9)
+                end_ms.append((span[1] + shift) / 1e9)
+            c = part["counts"]
+            in_window += int(c["events_in_window"])
+            dropped_vis += int(c["dropped_visibility"])
+            dropped_cap += int(c["dropped_max_events"])
+        merged = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in cols.items()}
+        if max_events is not None and len(merged["ts"]) > max_events:
+            keep = _cap(merged["dur"], merged["ts"], max_events)
+            dropped_cap += len(merged["ts"]) - len(keep)
+            merged = {k: v[keep] for k, v in merged.items()}
+        events = meta
+        events.extend(
+            {"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": dur, "name": name, "args": args}
+            for pid, tid, ts, dur, name, args in zip(
+                merged["pid"].tolist(), merged["tid"].tolist(), (merged["ts"] / 1e6).tolist(),
+                (merged["dur"] / 1e6).tolist(), merged["name"].tolist(), merged["args"].tolist(), strict=True))
+        dropped = dropped_vis + dropped_cap
+        reasons = []
+        if dropped_vis:
+            reasons.append(f"{dropped_vis} events too short and too close to a kept neighbour to be visible "
+                           f"at resolution {resolution} (zoom in, or resolution=0, to see them)")
+        if dropped_cap:
+            reasons.append(f"{dropped_cap} events beyond max_events={max_events} (the longest were kept)")
+        returned = len(merged["ts"])
+        return {
+            "displayTimeUnit": "ns",
+            "metadata": {"highres-ticks": True},
+            "fullTimespan": [min(first_ms, default=0.0), max(end_ms, default=0.0)],
+            "returnedEventsSize": returned,
+            "filteredByVisibility": resolution > 0,
+            "droppedEvents": {"count": dropped, "reason": "; ".join(reasons) or "none",
+                              "byVisibility": dropped_vis, "byMaxEvents": dropped_cap,
+                              "eventsInWindow": in_window},
+            "traceEvents": events,
+        }
+
+
+TRACE_VIEWER = TraceViewerTool()
+TOOLS = {"trace_viewer": TRACE_VIEWER}
+
+
+# --- full-fidelity export ---
+
+
+def _host_label(source: Any, i: int) -> str:
+    if isinstance(source, XSpace):
+        return source.hostnames[0] if source.hostnames else f"host{i}"
+    base = os.path.basename(str(source).rstrip("/"))
+    for suffix in (".xplane.pb.gz", ".xplane.pb"):
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _args_json(args: dict[str, Any], key_cache: dict[str, str]) -> str:
+    """``json.dumps(args)`` for the flat JSON-ready dicts of :func:`event_args`, faster."""
+    items = []
+    for k, v in args.items():
+        key = key_cache.get(k)
+        if key is None:
+            key = key_cache[k] = _encode_str(k)
+        if isinstance(v, str):
+            items.append(f"{key}:{_encode_str(v)}")
+        elif isinstance(v, float):
+            items.append(f"{key}:{v!r}")  # finite: event_args turns the others into strings
+        elif isinstance(v, int) and not isinstance(v, bool):
+            items.append(f"{key}:{v}")
+        else:
+            items.append(f"{key}:{json.dumps(v)}")
+    return "{" + ",".join(items) + "}"
+
+
+def _open_source(source: Any) -> XSpace:
+    if isinstance(source, XSpace):
+        return source
+    from xprof_core.loader import load
+
+    return load(source)
+
+
+def export_trace_json_gz(xs_or_paths: XSpace | str | Path | Sequence[XSpace | str | Path], out_path: str | Path,
+                         compresslevel: int = 3) -> int:
+    """Write every timed event of one or more hosts to a gzipped Chrome Trace Event JSON file.
+
+    Accepts an XSpace, a file path/URL, or a sequence of them (hosts, merged
+    as in ``reduce``: pids offset by 1000 per host, process names prefixed by
+    the host). Events are written in chunks of :data:`EXPORT_CHUNK`, args
+    included, so memory stays bounded by the decoded hosts. The file opens in
+    ui.perfetto.dev and chrome://tracing. Returns the number of "X" events.
+    """
+    sources = list(xs_or_paths) if isinstance(xs_or_paths, (list, tuple)) else [xs_or_paths]
+    multi = len(sources) > 1
+    # Hosts share one time origin; paths are decoded twice (origins first) rather than held at once.
+    origins = [_open_source(s).origin_ps for s in sources] if multi else [None]
+    origin = min(o for o in origins if o is not None) if multi else None
+    total = 0
+    span_first: list[int] = []
+    span_end: list[int] = []
+    with gzip.open(out_path, "wt", encoding="utf-8", compresslevel=compresslevel) as out:
+        out.write('{"displayTimeUnit":"ns","metadata":{"highres-ticks":true},"traceEvents":[')
+        sep = ""
+        for h, source in enumerate(sources):
+            xs = _open_source(source)
+            host = _host_label(source, h)
+            idx = trace_index(xs)
+            base = idx.origin_ps if origin is None else origin
+            offset = h * HOST_PID_STRIDE
+            for proc in idx.processes:
+                name = f"{host} {proc['name']}" if multi else proc["name"]
+                pid = proc["pid"] + offset
+                out.write(f'{sep}{{"ph":"M","name":"process_name","pid":{pid},"args":{{"name":{json.dumps(name)}}}}}')
+                sep = ","
+                out.write(f',{{"ph":"M","name":"process_sort_index","pid":{pid},'
+                          f'"args":{{"sort_index":{proc["sort_index"] + offset}}}}}')
+            for th in idx.threads:
+                pid = th["pid"] + offset
+                out.write(f',{{"ph":"M","name":"thread_name","pid":{pid},"tid":{th["tid"]},'
+                          f'"args":{{"name":{json.dumps(th["name"])}}}}}')
+                out.write(f',{{"ph":"M","name":"thread_sort_index","pid":{pid},"tid":{th["tid"]},'
+                          f'"args":{{"sort_index":{th["sort_index"]}}}}}')
+            if idx.num_events:
+                span_first.append(idx.first_ps + idx.origin_ps - base)
+                span_end.append(idx.end_ps + idx.origin_ps - base)
+            # Every event, in (line, start) order.
+            rows_all = np.empty(idx.num_events, dtype=np.int64)
+            rows_all[idx.line_rank.astype(np.int64)] = idx.event
+            prefix = [f',{{"ph":"X","pid":{pid + offset},"tid":{tid},"ts":'
+                      for pid, tid in zip(idx.row_pid.tolist(), idx.row_tid.tolist(), strict=True)]
+            name_cache: dict[int, str] = {}
+            key_cache: dict[str, str] = {}
+            for lo in range(0, len(rows_all), EXPORT_CHUNK):
+                rows = rows_all[lo:lo + EXPORT_CHUNK]
+                row_of = idx.line_row[xs.line_of_event[rows]].tolist()
+                ts = ((xs.start_ps[rows] - base) / 1e6).tolist()
+                dur = (xs.duration_ps[rows] / 1e6).tolist()
+                mds = xs.event_metadata_row[rows].tolist()
+                names = xs.event_names(rows).tolist()
+                parts = []
+                for raw, md, r, t, d, args in zip(names, mds, row_of, ts, dur, event_args(xs, rows, EXPORT_CHUNK),
+                                                  strict=True):
+                    name = name_cache.get(md)
+                    if name is None:
+                        name = name_cache[md] = json.dumps(raw)
+                    parts.append(f'{prefix[r]}{t!r},"dur":{d!r},"name":{name},"args":'
+                                 f'{_args_json(args, key_cache) if args else "{}"}}}')
+                if parts and not sep:
+                    parts[0] = parts[0][1:]
+                    sep = ","
+                out.write("".join(parts))
+                total += len(rows)
+        full = [min(span_first, default=0) / 1e9, max(span_end, default=0) / 1e9]
+        out.write(f'],"fullTimespan":[{full[0]!r},{full[1]!r}],"returnedEventsSize":{total},'
+                  f'"filteredByVisibility":false,"droppedEvents":{{"count":0,"reason":"none"}}}}')
+    return total
+
+
+__all__ = [
+    "DEFAULT_RESOLUTION", "FILTER_MIN_EVENTS", "HOST_PID_STRIDE", "TOOLS", "TRACE_VIEWER", "TraceIndex",
+    "TraceViewerTool", "WindowSelection", "build_trace_index", "event_args", "export_trace_json_gz",
+    "select_window", "trace_index",
+]
