@@ -44,6 +44,7 @@ import psutil
 import pytest
 from aiohttp import web
 
+import xprof_core
 from xprof_core.aggregator import Aggregator, AggregatorConfig
 from xprof_core.executor import GrpcExecutor, MapResult, MapTask
 from xprof_core.tools import map_host
@@ -115,8 +116,10 @@ def logdir(profile: Path) -> Path:
 
 
 def _env() -> dict[str, str]:
+    # The package this process imports, for the children too (site-packages or a built src tree).
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    parent = str(Path(xprof_core.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 

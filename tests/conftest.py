@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+import xprof_core
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "real"
@@ -31,3 +34,16 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{NO_REAL} ({path.name} not found)")
     return path
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for a child Python process that must import the very xprof_core this test imports.
+
+    The package's parent folder goes first on PYTHONPATH: site-packages after
+    ``pip install .``, or ``src`` in a development tree with compiled modules
+    built in place.
+    """
+    package_parent = str(Path(xprof_core.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+    env["PYTHONPATH"] = package_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env

@@ -46,7 +46,7 @@ from xprof_core.capture import (
 from xprof_core.logdir import Logdir
 from xprof_core.protos import profiler_service_pb2, profiler_service_pb2_grpc
 
-from conftest import JAX_DATA, ROOT
+from conftest import JAX_DATA, subprocess_env
 
 PROFILE = JAX_DATA / "cpu_mlp_train.xplane.pb"
 API = "/data/plugin/profile"
@@ -356,9 +356,7 @@ def test_session_directory_logdir_is_refused(tmp_path: Path, fake_server: FakeSe
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    return subprocess_env()
 
 
 def _request(url: str, data: bytes | None = None, content_type: str = "application/json",

@@ -30,7 +30,7 @@ from xprof_core.protos import worker_pb2, worker_pb2_grpc
 from xprof_core.tools import run_tool
 from xprof_core.worker import WorkerConfig, create_server, is_under_roots
 
-from conftest import CORRUPTED, JAX_DATA, ROOT
+from conftest import CORRUPTED, JAX_DATA, subprocess_env
 
 SESSION = "2026_01_01_00_00_00"
 HOSTS = [f"host{i}" for i in range(6)]
@@ -203,11 +203,7 @@ def test_executor_spreads_work_and_survives_a_dead_worker(logdir: Path) -> None:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, GRPC_LB_POLICY="round_robin", GRPC_DNS_RESOLVER="native", PYTHONUNBUFFERED="1")
-    src = str(ROOT / "src")
-    if (ROOT / "src" / "xprof_core" / "_fast").exists() and any((ROOT / "src" / "xprof_core" / "_fast").glob("*.so")):
-        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    return subprocess_env(GRPC_LB_POLICY="round_robin", GRPC_DNS_RESOLVER="native")
 
 
 def _wait_http(url: str, timeout: float = 30.0) -> None:

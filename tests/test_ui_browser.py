@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, subprocess_env
 
 DEMO = ROOT / "src" / "xprof_core" / "demo"
 H100_RUN = "jax_mlp_h100/2026_11_28_01_22_41"
@@ -69,10 +69,7 @@ def free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    if any((ROOT / "src" / "xprof_core" / "_fast").glob("*.so")):
-        env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+    return subprocess_env()
 
 
 def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
