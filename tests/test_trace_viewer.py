@@ -588,3 +588,57 @@ def test_export_multi_host_and_small_chunks(tmp_path: Path, monkeypatch: pytest.
         p + 1000 for p in {e["pid"] for e in events} if p < 1000}
     names = {e["args"]["name"] for e in doc["traceEvents"] if e["ph"] == "M" and e["name"] == "process_name"}
     assert "34.83.195.180_6003 /host:CPU" in names
+
+
+@pytest.mark.parametrize("params", [{"resolution": "0"}, {"resolution": "8000", "start_time_ms": "1",
+                                                           "end_time_ms": "20"}, {"max_events": "500"}])
+def test_reduce_json_renders_the_same_document(params: dict[str, str]) -> None:
+    """The C-rendered JSON bytes parse to exactly the dict ``reduce`` builds, one host or two."""
+    import json as _json
+
+    sources = [JAX_DATA / "gpu_mlp_train.xplane.pb", JAX_DATA / "cpu_mlp_train.xplane.pb"]
+    partials = []
+    for i, path in enumerate(sources):
+        part = tv.TRACE_VIEWER.map(xprof_core.load(path), params)
+        part["host"] = f"h{i}"
+        partials.append(part)
+    for chosen in (partials[:1], partials):
+        as_dict = tv.TRACE_VIEWER.reduce(chosen, params)
+        as_bytes = tv.TRACE_VIEWER.reduce_json(chosen, params)
+        assert _json.loads(as_bytes) == as_dict
+    assert as_dict["returnedEventsSize"] > 0
+
+
+def test_args_kernel_escapes_and_replaces_bad_utf8() -> None:
+    """Quotes, backslashes, control characters and invalid UTF-8 in a string stat survive as valid JSON."""
+    import json as _json
+
+    from xprof_core.protos import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    plane = space.planes.add(id=1, name="/host:CPU")
+    plane.event_metadata[1].id = 1
+    plane.event_metadata[1].name = 'ev "quoted"'
+    plane.stat_metadata[1].id = 1
+    plane.stat_metadata[1].name = "text"
+    plane.stat_metadata[2].id = 2
+    plane.stat_metadata[2].name = "blob"
+    plane.stat_metadata[3].id = 3
+    plane.stat_metadata[3].name = "x"
+    line = plane.lines.add(id=1, name="t")
+    ev = line.events.add(metadata_id=1, offset_ps=1_500_000, duration_ps=2_000_000)
+    ev.stats.add(metadata_id=1, str_value='a"b\\c\n\x01é')
+    ev.stats.add(metadata_id=2, bytes_value=b"\x00\xff")
+    ev.stats.add(metadata_id=3, double_value=float("nan"))
+    ev.stats.add(metadata_id=9, int64_value=-7)  # an id the plane does not name
+    data = bytearray(space.SerializeToString())
+    xs = xprof_core.decode_xspace(bytes(data))
+    blob, offs = tv.render_args(xs, np.array([0], dtype=np.int64))
+    args = _json.loads(blob[offs[0]:offs[1]])
+    assert args == {"text": 'a"b\\c\n\x01é', "blob": "00ff", "x": "nan", "9": -7}
+    # Corrupt the UTF-8 of the string value in place: it comes back with U+FFFD, still valid JSON.
+    at = bytes(data).index("é".encode())
+    data[at] = 0xFF
+    xs = xprof_core.decode_xspace(bytes(data))
+    blob, offs = tv.render_args(xs, np.array([0], dtype=np.int64))
+    assert _json.loads(blob[offs[0]:offs[1]])["text"] == 'a"b\\c\n\x01\ufffd\ufffd'

@@ -151,9 +151,10 @@ class Metrics:
 
 @dataclass
 class ToolAnswer:
-    result: dict[str, Any]
+    result: dict[str, Any] | None  # None when the tool rendered its JSON itself (``body``)
     hosts: list[str]
     workers: dict[str, str] = field(default_factory=dict)  # host -> worker id
+    body: bytes | None = None  # the result as JSON bytes, for tools that render it directly
 
 
 class ProfileService:
@@ -219,7 +220,7 @@ class ProfileService:
         return hashlib.sha256(raw).hexdigest()[:40]
 
     def tool_result(self, run_name: str | None, tool_name: str | None, host: str | None, hosts: str | None,
-                    params: dict[str, str]) -> ToolAnswer:
+                    params: dict[str, str], as_dict: bool = False) -> ToolAnswer:
         from xprof_core.tools import get_tool
 
         if not tool_name:
@@ -258,6 +259,10 @@ class ProfileService:
             p["host"] = name
             ordered.append(p)
         try:
+            # Tools with a direct JSON renderer (trace_viewer) skip building an object per event.
+            render = getattr(tool, "reduce_json", None)
+            if render is not None and not as_dict:
+                return ToolAnswer(None, [h for h, _ in selected], workers, body=render(ordered, params))
             result = tool.reduce(ordered, params)
         except ValueError as exc:
             raise HttpError(400, str(exc)) from None
@@ -379,16 +384,19 @@ class Aggregator:
         run = await self._in_thread(self.service.run, request.query.get("run"))
         return _json([{"hostname": h.name} for h in run.hosts])
 
-    async def _answer(self, request: web.Request) -> ToolAnswer:
+    async def _answer(self, request: web.Request, as_dict: bool = False) -> ToolAnswer:
         _check_session_path(request)
         q = request.query
         params = _tool_params(request)
         return await self._in_thread(self.service.tool_result, q.get("run"), q.get("tag") or q.get("tool"),
-                                     q.get("host"), q.get("hosts"), params)
+                                     q.get("host"), q.get("hosts"), params, as_dict)
 
     async def data(self, request: web.Request) -> web.Response:
         answer = await self._answer(request)
-        response = _json(answer.result)
+        if answer.body is not None:
+            response = web.Response(body=answer.body, content_type="application/json")
+        else:
+            response = _json(answer.result)
         response.headers["X-Xprof-Hosts"] = ",".join(answer.hosts)
         if answer.workers:
             response.headers["X-Xprof-Workers"] = ",".join(sorted(set(answer.workers.values())))
@@ -397,8 +405,9 @@ class Aggregator:
     async def data_csv(self, request: web.Request) -> web.Response:
         from xprof_core.tools.datatable import to_csv
 
-        answer = await self._answer(request)
-        tables = {k: v for k, v in answer.result.items() if isinstance(v, dict) and "cols" in v and "rows" in v}
+        answer = await self._answer(request, as_dict=True)
+        result = answer.result or {}
+        tables = {k: v for k, v in result.items() if isinstance(v, dict) and "cols" in v and "rows" in v}
         if not tables:
             raise HttpError(400, f"tool {request.query.get('tag') or request.query.get('tool')!r} has no table")
         name = request.query.get("table") or next(iter(tables))

@@ -198,13 +198,21 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from xprof_core.tools import run_tool
+    from xprof_core.tools import run_tool, run_tool_json
     from xprof_core.tools.datatable import to_csv
 
     params = dict(kv.split("=", 1) for kv in args.param)
     source: Any = args.source
     if args.run is not None:
         source = (args.source, args.run)
+    if args.format == "json" and args.output:
+        # Written as produced: tools that render JSON directly (trace_viewer) never build per-event objects.
+        data = run_tool_json(args.tool, source, hosts=args.host or None, **params)
+        opener = gzip.open if args.output.endswith(".gz") else open
+        with opener(args.output, "wb") as f:
+            f.write(data)
+        print(f"wrote {args.tool} of {args.source} to {args.output}", file=sys.stderr)
+        return 0
     result = run_tool(args.tool, source, hosts=args.host or None, **params)
     if args.format == "csv":
         tables = {k: v for k, v in result.items() if isinstance(v, dict) and "cols" in v and "rows" in v}

@@ -210,3 +210,347 @@ def step_breakdown(const int64_t[::1] start, const int64_t[::1] duration, const 
                     _union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
                 xi += 1
     return out
+
+
+# --- JSON rendering for the trace viewer ---
+
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.stdio cimport snprintf
+from libc.string cimport memcpy
+from libc.math cimport isfinite
+
+from xprof_core._fast.wire cimport (
+    WT_I64, WT_LEN, WT_VARINT, Cursor, Failure, read_fixed64, read_len, read_tag, read_varint, skip_field,
+    sub_cursor,
+)
+
+
+cdef struct Out:
+    char* data
+    Py_ssize_t n
+    Py_ssize_t cap
+
+
+cdef int out_reserve(Out* o, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap
+    cdef char* p
+    if o.n + extra <= o.cap:
+        return 0
+    cap = o.cap * 2 if o.cap else 1 << 16
+    while cap < o.n + extra:
+        cap *= 2
+    p = <char*>PyMem_Realloc(o.data, cap)
+    if p == NULL:
+        raise MemoryError()
+    o.data = p
+    o.cap = cap
+    return 0
+
+
+cdef inline int out_put(Out* o, const char* s, Py_ssize_t n) except -1:
+    out_reserve(o, n)
+    memcpy(o.data + o.n, s, n)
+    o.n += n
+    return 0
+
+
+cdef int out_json_string(Out* o, const uint8_t* s, Py_ssize_t n) except -1:
+    """Write s as a JSON string: quotes, escapes, invalid UTF-8 replaced by U+FFFD."""
+    cdef Py_ssize_t i = 0, k, need
+    cdef uint8_t b
+    cdef const char* hexd = "0123456789abcdef"
+    out_reserve(o, n * 6 + 2)
+    o.data[o.n] = 34  # "
+    o.n += 1
+    while i < n:
+        b = s[i]
+        if b < 0x80:
+            if b == 34 or b == 92:  # " \\
+                o.data[o.n] = 92
+                o.data[o.n + 1] = b
+                o.n += 2
+            elif b < 0x20:
+                o.data[o.n] = 92; o.data[o.n + 1] = 117; o.data[o.n + 2] = 48; o.data[o.n + 3] = 48
+                o.data[o.n + 4] = hexd[b >> 4]; o.data[o.n + 5] = hexd[b & 15]
+                o.n += 6
+            else:
+                o.data[o.n] = b
+                o.n += 1
+            i += 1
+            continue
+        # Multi-byte sequence: check its length, continuation bytes and ranges.
+        if 0xC2 <= b <= 0xDF:
+            need = 1
+        elif 0xE0 <= b <= 0xEF:
+            need = 2
+        elif 0xF0 <= b <= 0xF4:
+            need = 3
+        else:
+            need = -1
+        if need > 0 and i + need < n + 1 and i + need <= n - 0:
+            for k in range(1, need + 1):
+                if i + k >= n or (s[i + k] & 0xC0) != 0x80:
+                    need = -1
+                    break
+            if need > 0 and ((b == 0xE0 and s[i + 1] < 0xA0) or (b == 0xED and s[i + 1] > 0x9F)
+                             or (b == 0xF0 and s[i + 1] < 0x90) or (b == 0xF4 and s[i + 1] > 0x8F)):
+                need = -1
+        else:
+            need = -1
+        if need > 0:
+            memcpy(o.data + o.n, s + i, need + 1)
+            o.n += need + 1
+            i += need + 1
+        else:
+            o.data[o.n] = 0xEF; o.data[o.n + 1] = 0xBF; o.data[o.n + 2] = 0xBD  # U+FFFD
+            o.n += 3
+            i += 1
+    o.data[o.n] = 34
+    o.n += 1
+    return 0
+
+
+cdef int out_int(Out* o, int64_t v) except -1:
+    cdef char tmp[32]
+    cdef int n = snprintf(tmp, 32, "%lld", <long long>v)
+    return out_put(o, tmp, n)
+
+
+cdef int out_uint(Out* o, uint64_t v) except -1:
+    cdef char tmp[32]
+    cdef int n = snprintf(tmp, 32, "%llu", <unsigned long long>v)
+    return out_put(o, tmp, n)
+
+
+cdef int out_double(Out* o, double v) except -1:
+    cdef char tmp[40]
+    cdef int n
+    if not isfinite(v):
+        if v != v:
+            return out_put(o, '"nan"', 5)
+        return out_put(o, '"inf"', 5) if v > 0 else out_put(o, '"-inf"', 6)
+    n = snprintf(tmp, 40, "%.17g", v)
+    out_put(o, tmp, n)
+    # Keep it a float for readers that care (1.0, not 1).
+    for k in range(n):
+        if tmp[k] == 46 or tmp[k] == 101 or tmp[k] == 69:  # . e E
+            return 0
+    return out_put(o, ".0", 2)
+
+
+cdef int out_us(Out* o, int64_t ps) except -1:
+    """Picoseconds as an exact decimal of microseconds (trailing zeros trimmed, always a float: "2.0")."""
+    cdef char tmp[48]
+    cdef int64_t whole, frac
+    cdef int n, neg = ps < 0
+    cdef uint64_t a = <uint64_t>(-ps) if neg else <uint64_t>ps
+    whole = <int64_t>(a // 1000000)
+    frac = <int64_t>(a % 1000000)
+    if frac == 0:
+        n = snprintf(tmp, 48, "%s%lld.0", "-" if neg else "", <long long>whole)
+    else:
+        n = snprintf(tmp, 48, "%s%lld.%06lld", "-" if neg else "", <long long>whole, <long long>frac)
+        while tmp[n - 1] == 48:
+            n -= 1
+    return out_put(o, tmp, n)
+
+
+cdef object out_finish(Out* o):
+    result = (<char*>o.data)[:o.n] if o.n else b""
+    PyMem_Free(o.data)
+    o.data = NULL
+    o.n = o.cap = 0
+    return result
+
+
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+
+ctypedef fused offset_t:
+    uint32_t
+    int64_t
+
+
+def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] rows,
+                      const int64_t[::1] key_base, const int64_t[::1] key_limit,
+                      const uint8_t[::1] names, const int64_t[::1] name_start, const int64_t[::1] name_end,
+                      const int64_t[::1] md_row, const uint8_t[::1] md_json, const int64_t[::1] md_json_start,
+                      const int64_t[::1] md_json_end, const int64_t[::1] row_plane):
+    """JSON args objects of events, from their raw stats: (blob, offsets), object i = blob[offsets[i]:offsets[i+1]].
+
+    IN: the input buffer and event offsets; ``rows``; per plane, where its
+    stat names start in the name table (``key_base``) and how many ids it
+    covers (``key_limit``); the name table (stat name bytes, unescaped, by
+    ``key_base[plane] + stat metadata id``; an empty span = unknown id, written
+    as the id); per row its event-metadata row and plane; per metadata row a
+    pre-rendered inner fragment of the metadata's stats (``"k":v,...``, empty
+    for none), written first so an event's own stat of the same name wins for
+    readers that keep the last key. Strings are JSON-escaped (invalid UTF-8
+    becomes U+FFFD), bytes become hex strings, refs the referenced name,
+    non-finite doubles the strings "nan"/"inf".
+    """
+    cdef const uint8_t[::1] view = buf
+    cdef const uint8_t* base = &view[0] if view.shape[0] > 0 else NULL
+    cdef Py_ssize_t nbuf = view.shape[0]
+    cdef Py_ssize_t n = rows.shape[0], i, j
+    cdef Out o
+    o.data = NULL
+    o.n = o.cap = 0
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    cdef int64_t[::1] offs = offsets
+    cdef Failure failure
+    cdef Cursor c, ev, sub
+    cdef uint32_t field, wt, f2, w2
+    cdef const uint8_t* s
+    cdef const uint8_t* e
+    cdef uint64_t v, mid
+    cdef int64_t off, md, p, key, ref
+    cdef bint first
+    cdef int kind
+    cdef uint64_t value
+    cdef const uint8_t* sv
+    cdef Py_ssize_t sl
+    cdef const char* hexd = "0123456789abcdef"
+    failure.msg = NULL
+    failure.at = NULL
+    try:
+        for i in range(n):
+            offs[i] = o.n
+            out_put(&o, "{", 1)
+            first = True
+            md = md_row[i]
+            if md >= 0 and md_json_end[md] > md_json_start[md]:
+                out_put(&o, <const char*>&md_json[md_json_start[md]], md_json_end[md] - md_json_start[md])
+                first = False
+            off = <int64_t>event_offset[rows[i]]
+            if off < 0 or off >= nbuf:
+                raise ValueError(f"event offset {off} outside the buffer")
+            c.p = base + off
+            c.end = base + nbuf
+            c.failure = &failure
+            if read_len(&c, &s, &e) < 0:
+                raise ValueError("bad event framing")
+            ev = sub_cursor(&c, s, e)
+            p = row_plane[i]
+            while ev.p < ev.end:
+                if read_tag(&ev, &field, &wt) < 0:
+                    raise ValueError("bad event field")
+                if not (field == 4 and wt == WT_LEN):
+                    if skip_field(&ev, field, wt) < 0:
+                        raise ValueError("bad event field")
+                    continue
+                if read_len(&ev, &s, &e) < 0:
+                    raise ValueError("bad stat framing")
+                sub = sub_cursor(&ev, s, e)
+                mid = 0
+                kind = 0
+                value = 0
+                sv = NULL
+                sl = 0
+                while sub.p < sub.end:
+                    if read_tag(&sub, &f2, &w2) < 0:
+                        raise ValueError("bad stat field")
+                    if f2 == 1 and w2 == WT_VARINT:
+                        read_varint(&sub, &mid)
+                    elif f2 == 2 and w2 == WT_I64:
+                        read_fixed64(&sub, &value)
+                        kind = 1
+                    elif (f2 == 3 or f2 == 4 or f2 == 7) and w2 == WT_VARINT:
+                        read_varint(&sub, &value)
+                        kind = 2 if f2 == 3 else (3 if f2 == 4 else 6)
+                    elif (f2 == 5 or f2 == 6) and w2 == WT_LEN:
+                        read_len(&sub, &sv, &e)
+                        sl = e - sv
+                        kind = 4 if f2 == 5 else 5
+                    elif skip_field(&sub, f2, w2) < 0:
+                        raise ValueError("bad stat field")
+                if failure.msg != NULL:
+                    raise ValueError(failure.msg.decode("ascii"))
+                if not first:
+                    out_put(&o, ",", 1)
+                first = False
+                # Key: the stat's name, or its id when the plane does not name it.
+                key = key_base[p] + <int64_t>mid
+                if <int64_t>mid < key_limit[p] and name_end[key] > name_start[key]:
+                    out_json_string(&o, &names[name_start[key]], name_end[key] - name_start[key])
+                else:
+                    out_put(&o, '"', 1)
+                    out_uint(&o, mid)
+                    out_put(&o, '"', 1)
+                out_put(&o, ":", 1)
+                if kind == 1:
+                    out_double(&o, (<double*>&value)[0])
+                elif kind == 2:
+                    out_uint(&o, value)
+                elif kind == 3:
+                    out_int(&o, <int64_t>value)
+                elif kind == 4:
+                    out_json_string(&o, sv, sl)
+                elif kind == 5:
+                    out_reserve(&o, sl * 2 + 2)
+                    o.data[o.n] = 34
+                    o.n += 1
+                    for j in range(sl):
+                        o.data[o.n] = hexd[sv[j] >> 4]
+                        o.data[o.n + 1] = hexd[sv[j] & 15]
+                        o.n += 2
+                    o.data[o.n] = 34
+                    o.n += 1
+                elif kind == 6:
+                    ref = key_base[p] + <int64_t>value
+                    if <int64_t>value < key_limit[p] and name_end[ref] > name_start[ref]:
+                        out_json_string(&o, &names[name_start[ref]], name_end[ref] - name_start[ref])
+                    else:
+                        out_put(&o, '""', 2)
+                else:
+                    out_put(&o, "null", 4)
+            out_put(&o, "}", 1)
+        offs[n] = o.n
+        return out_finish(&o), offsets
+    except BaseException:
+        PyMem_Free(o.data)
+        raise
+
+
+def render_complete_events(const int64_t[::1] pid, const int64_t[::1] tid, const int64_t[::1] ts_ps,
+                           const int64_t[::1] dur_ps, const int64_t[::1] name_idx, const uint8_t[::1] names,
+                           const int64_t[::1] name_start, const int64_t[::1] name_end,
+                           const uint8_t[::1] args, const int64_t[::1] args_start, const int64_t[::1] args_end,
+                           bint leading_comma):
+    """Chrome trace "X" events as JSON text: ``,{"ph":"X","pid":..,"tid":..,"ts":..,"dur":..,"name":..,"args":..}``.
+
+    ``ts``/``dur`` are microseconds written exactly from picoseconds; names
+    come from the (unescaped) name table by ``name_idx``; args are
+    pre-rendered JSON objects (an empty span writes ``{}``). Events are
+    comma-separated, with a leading comma when ``leading_comma``.
+    """
+    cdef Py_ssize_t n = pid.shape[0], i
+    cdef Out o
+    cdef int64_t k
+    o.data = NULL
+    o.n = o.cap = 0
+    try:
+        for i in range(n):
+            if i > 0 or leading_comma:
+                out_put(&o, ",", 1)
+            out_put(&o, '{"ph":"X","pid":', 16)
+            out_int(&o, pid[i])
+            out_put(&o, ',"tid":', 7)
+            out_int(&o, tid[i])
+            out_put(&o, ',"ts":', 6)
+            out_us(&o, ts_ps[i])
+            out_put(&o, ',"dur":', 7)
+            out_us(&o, dur_ps[i])
+            out_put(&o, ',"name":', 8)
+            k = name_idx[i]
+            out_json_string(&o, &names[name_start[k]] if name_end[k] > name_start[k] else NULL,
+                            name_end[k] - name_start[k])
+            out_put(&o, ',"args":', 8)
+            if args_end[i] > args_start[i]:
+                out_put(&o, <const char*>&args[args_start[i]], args_end[i] - args_start[i])
+            else:
+                out_put(&o, "{}", 2)
+            out_put(&o, "}", 1)
+        return out_finish(&o)
+    except BaseException:
+        PyMem_Free(o.data)
+        raise

@@ -88,14 +88,18 @@ def reduce_partials(tool: str, partials: Sequence[Partial], params: dict[str, An
     return get_tool(tool).reduce(partials, params or {})
 
 
-def run_tool(tool: str, source: Any, hosts: Iterable[str] | None = None, **params: Any) -> dict[str, Any]:
-    """Run a tool headless: map every selected host in process, then reduce.
+def run_tool_json(tool: str, source: Any, hosts: Iterable[str] | None = None, **params: Any) -> bytes:
+    """:func:`run_tool`'s result as JSON bytes (tools that render JSON directly skip the Python objects)."""
+    import orjson
 
-    ``source`` is a host file path/URL, a list of them, a session or run
-    directory, a :class:`~xprof_core.logdir.Run`, or ``(logdir, run_name)``;
-    ``hosts`` restricts to those host names. Extra keyword arguments are the
-    tool's parameters (as in XProf's ``/data`` query string).
-    """
+    render = getattr(get_tool(tool), "reduce_json", None)
+    if render is None:
+        return orjson.dumps(run_tool(tool, source, hosts, **params), option=orjson.OPT_SERIALIZE_NUMPY)
+    data: bytes = render(_map_all(tool, source, hosts, params), params)
+    return data
+
+
+def _map_all(tool: str, source: Any, hosts: Iterable[str] | None, params: dict[str, Any]) -> list[Partial]:
     get_tool(tool)  # fail fast on an unknown name
     pairs = resolve_hosts(source)
     if hosts is not None:
@@ -109,7 +113,18 @@ def run_tool(tool: str, source: Any, hosts: Iterable[str] | None = None, **param
         partial = map_host(tool, url, params)
         partial.setdefault("host", name)
         partials.append(partial)
-    return reduce_partials(tool, partials, params)
+    return partials
 
 
-__all__ = ["get_tool", "map_host", "reduce_partials", "resolve_hosts", "run_tool", "tool_names"]
+def run_tool(tool: str, source: Any, hosts: Iterable[str] | None = None, **params: Any) -> dict[str, Any]:
+    """Run a tool headless: map every selected host in process, then reduce.
+
+    ``source`` is a host file path/URL, a list of them, a session or run
+    directory, a :class:`~xprof_core.logdir.Run`, or ``(logdir, run_name)``;
+    ``hosts`` restricts to those host names. Extra keyword arguments are the
+    tool's parameters (as in XProf's ``/data`` query string).
+    """
+    return reduce_partials(tool, _map_all(tool, source, hosts, params), params)
+
+
+__all__ = ["get_tool", "map_host", "reduce_partials", "resolve_hosts", "run_tool", "run_tool_json", "tool_names"]

@@ -46,6 +46,7 @@ gzipped JSON in chunks, for ui.perfetto.dev or chrome://tracing.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import math
 import os
@@ -59,8 +60,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 import xprof_core._fast.decoder as _decoder
+from xprof_core._fast.kernels import render_complete_events, render_event_args
 from xprof_core.tools.base import Params, Partial, param_float, param_int
 from xprof_core.xspace import (
     KIND_BYTES,
@@ -650,6 +653,90 @@ def event_args(xs: XSpace, rows: np.ndarray, chunk: int = 65536) -> list[dict[st
     return out
 
 
+@dataclass(frozen=True)
+class _ArgTables:
+    """What the args kernel needs from one host: stat names by (plane, id) and metadata fragments."""
+
+    key_base: np.ndarray  # per plane: first slot of its ids in the name table
+    key_limit: np.ndarray  # per plane: ids covered (0 .. limit-1)
+    names: np.ndarray  # uint8 name bytes
+    name_start: np.ndarray
+    name_end: np.ndarray
+    md_json: np.ndarray  # uint8: per metadata row, its stats as an inner JSON fragment
+    md_start: np.ndarray
+    md_end: np.ndarray
+
+
+_ARG_TABLES: weakref.WeakKeyDictionary[XSpace, _ArgTables | None] = weakref.WeakKeyDictionary()
+
+
+def _arg_tables(xs: XSpace) -> _ArgTables | None:
+    """Build (once per host) the tables of the args kernel; None when stat ids are too sparse for tables."""
+    if xs in _ARG_TABLES:
+        return _ARG_TABLES[xs]
+    bases, limits, slots = [], [], 0
+    for plane in xs.planes:
+        ids = list(plane.stat_metadata)
+        limit = max(ids) + 1 if ids else 0
+        if ids and (min(ids) < 0 or limit > 4 * len(ids) + 65536):
+            _ARG_TABLES[xs] = None
+            return None
+        bases.append(slots)
+        limits.append(limit)
+        slots += limit
+    name_start = np.zeros(slots, dtype=np.int64)
+    name_end = np.zeros(slots, dtype=np.int64)
+    chunks: list[bytes] = []
+    used = 0
+    for plane, b in zip(xs.planes, bases, strict=True):
+        for sid, name in plane.stat_metadata.items():
+            raw = name.encode("utf-8")
+            name_start[b + sid] = used
+            name_end[b + sid] = used + len(raw)
+            chunks.append(raw)
+            used += len(raw)
+    n_md = len(xs._cols["event_metadata"]["id"])
+    md_start = np.zeros(n_md, dtype=np.int64)
+    md_end = np.zeros(n_md, dtype=np.int64)
+    md_chunks: list[bytes] = []
+    used_md = 0
+    em_plane = xs._cols["event_metadata"]["plane"]
+    for row in np.unique(xs._cols["stats"]["owner"][xs._cols["stats"]["owner_kind"] == OWNER_EVENT_METADATA]).tolist():
+        stats = xs._owner_stats(OWNER_EVENT_METADATA, row, xs.planes[int(em_plane[row])])
+        if stats:
+            frag = orjson.dumps({k: _json_value(v) for k, v in stats.items()})[1:-1]
+            md_start[row] = used_md
+            md_end[row] = used_md + len(frag)
+            md_chunks.append(frag)
+            used_md += len(frag)
+    tables = _ArgTables(np.array(bases, dtype=np.int64), np.array(limits, dtype=np.int64),
+                        np.frombuffer(b"".join(chunks) or b"\0", dtype=np.uint8), name_start, name_end,
+                        np.frombuffer(b"".join(md_chunks) or b"\0", dtype=np.uint8), md_start, md_end)
+    _ARG_TABLES[xs] = tables
+    return tables
+
+
+def render_args(xs: XSpace, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Each event's args as a JSON object, rendered in C: (blob, offsets), event i is ``blob[o[i]:o[i + 1]]``.
+
+    The same content as :func:`event_args` (metadata stats, then the event's
+    own; bytes as hex, non-finite floats as strings), without a Python object
+    per event.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    tables = _arg_tables(xs)
+    if tables is None:  # sparse stat ids: the Python path
+        parts = [orjson.dumps(a) for a in event_args(xs, rows)]
+        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([len(p) for p in parts], out=offsets[1:])
+        return b"".join(parts), offsets
+    md_rows = xs.event_metadata_row[rows].astype(np.int64)
+    planes = xs.plane_of_event[rows].astype(np.int64)
+    return render_event_args(xs.buffer, xs.event_offset, rows, tables.key_base, tables.key_limit, tables.names,
+                             tables.name_start, tables.name_end, md_rows, tables.md_json, tables.md_start,
+                             tables.md_end, planes)
+
+
 def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted distinct values, index of each one's first occurrence, inverse) of an int array,
     or of the rows of a 2-D int array."""
@@ -731,7 +818,10 @@ class TraceViewerTool:
         md = xs.event_metadata_row[rows]
         _, first, name_idx = _unique_inverse(md)
         names = xs.event_names(rows[first]).tolist()
-        args = event_args(xs, rows) if include_args else [{} for _ in range(len(rows))]
+        if include_args:
+            args_json, args_offsets = render_args(xs, rows)
+        else:
+            args_json, args_offsets = b"", np.zeros(len(rows) + 1, dtype=np.int64)
         return {
             "version": VERSION,
             "origin_ps": origin,
@@ -748,7 +838,8 @@ class TraceViewerTool:
             "name_idx": name_idx.astype(np.int32),
             "names": names,
             "row": rows,
-            "args": args,
+            "args_json": args_json,  # event i's args: args_json[args_offsets[i]:args_offsets[i + 1]]
+            "args_offsets": args_offsets,
             "counts": {
                 "events_in_window": sel.events_in_window,
                 "kept": len(rows),
@@ -758,16 +849,19 @@ class TraceViewerTool:
             },
         }
 
-    def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
-        """Merge host partials (in host order) into the trace viewer's JSON dict."""
+    def _merge(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        """Hosts merged (pids offset per host, one time origin), the max_events cap applied, counts summed."""
         _, _, resolution, max_events, _, _ = _parse_params(params)
         multi = len(partials) > 1
         origin = min((int(p["origin_ps"]) for p in partials), default=0)
         meta: list[dict[str, Any]] = []
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pid", "tid", "ts", "dur", "name", "args")}
+        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pid", "tid", "ts", "dur", "name", "args_start",
+                                                             "args_end")}
+        names: list[str] = []
+        blobs: list[bytes] = []
         first_ms: list[float] = []
         end_ms: list[float] = []
-        in_window = dropped_vis = dropped_cap = 0
+        in_window = dropped_vis = dropped_cap = blob_at = 0
         for h, part in enumerate(partials):
             host = str(part.get("host", f"host{h}"))
             shift = int(part["origin_ps"]) - origin
@@ -784,15 +878,17 @@ class TraceViewerTool:
                              "args": {"name": th["name"]}})
                 meta.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": th["tid"],
                              "args": {"sort_index": th["sort_index"]}})
-            n = len(part["ts_ps"])
             cols["pid"].append(np.asarray(part["pid"], dtype=np.int64) + offset)
             cols["tid"].append(np.asarray(part["tid"], dtype=np.int64))
             cols["ts"].append(np.asarray(part["ts_ps"], dtype=np.int64) + shift)
             cols["dur"].append(np.asarray(part["dur_ps"], dtype=np.int64))
-            cols["name"].append(np.asarray(part["names"] + [""], dtype=object)[np.asarray(part["name_idx"])])
-            args = np.empty(n, dtype=object)
-            args[:] = part["args"]
-            cols["args"].append(args)
+            cols["name"].append(np.asarray(part["name_idx"], dtype=np.int64) + len(names))
+            names.extend(part["names"])
+            offs = np.asarray(part["args_offsets"], dtype=np.int64)
+            cols["args_start"].append(offs[:-1] + blob_at)
+            cols["args_end"].append(offs[1:] + blob_at)
+            blobs.append(part["args_json"])
+            blob_at += len(part["args_json"])
             span = part["full_span_ps"]
             if span[1] >= span[0] and part["threads"]:
                 first_ms.append((span[0] + shift) / 1e9)
@@ -806,12 +902,6 @@ class TraceViewerTool:
             keep = _cap(merged["dur"], merged["ts"], max_events)
             dropped_cap += len(merged["ts"]) - len(keep)
             merged = {k: v[keep] for k, v in merged.items()}
-        events = meta
-        events.extend(
-            {"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": dur, "name": name, "args": args}
-            for pid, tid, ts, dur, name, args in zip(
-                merged["pid"].tolist(), merged["tid"].tolist(), (merged["ts"] / 1e6).tolist(),
-                (merged["dur"] / 1e6).tolist(), merged["name"].tolist(), merged["args"].tolist(), strict=True))
         dropped = dropped_vis + dropped_cap
         reasons = []
         if dropped_vis:
@@ -819,18 +909,51 @@ class TraceViewerTool:
                            f"at resolution {resolution} (zoom in, or resolution=0, to see them)")
         if dropped_cap:
             reasons.append(f"{dropped_cap} events beyond max_events={max_events} (the longest were kept)")
-        returned = len(merged["ts"])
-        return {
+        header = {
             "displayTimeUnit": "ns",
             "metadata": {"highres-ticks": True},
             "fullTimespan": [min(first_ms, default=0.0), max(end_ms, default=0.0)],
-            "returnedEventsSize": returned,
+            "returnedEventsSize": len(merged["ts"]),
             "filteredByVisibility": resolution > 0,
             "droppedEvents": {"count": dropped, "reason": "; ".join(reasons) or "none",
                               "byVisibility": dropped_vis, "byMaxEvents": dropped_cap,
                               "eventsInWindow": in_window},
-            "traceEvents": events,
         }
+        return {"header": header, "meta": meta, "cols": merged, "names": names, "args": b"".join(blobs)}
+
+    def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        """Merge host partials (in host order) into the trace viewer's JSON dict."""
+        m = self._merge(partials, params)
+        cols, names, blob = m["cols"], m["names"], m["args"]
+        events = m["meta"]
+        events.extend(
+            {"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": dur, "name": names[k],
+             "args": orjson.loads(blob[a:b]) if b > a else {}}
+            for pid, tid, ts, dur, k, a, b in zip(
+                cols["pid"].tolist(), cols["tid"].tolist(), (cols["ts"] / 1e6).tolist(),
+                (cols["dur"] / 1e6).tolist(), cols["name"].tolist(), cols["args_start"].tolist(),
+                cols["args_end"].tolist(), strict=True))
+        return {**m["header"], "traceEvents": events}
+
+    def reduce_json(self, partials: Sequence[Partial], params: Params) -> bytes:
+        """The same document as :meth:`reduce`, rendered straight to JSON bytes (no object per event).
+
+        ``ts``/``dur`` are written as exact decimals of microseconds; readers
+        get the same numbers as from :meth:`reduce` up to float rounding.
+        """
+        m = self._merge(partials, params)
+        cols = m["cols"]
+        raw = [n.encode("utf-8") for n in m["names"]]
+        name_end = np.cumsum([len(r) for r in raw], dtype=np.int64) if raw else np.zeros(0, dtype=np.int64)
+        name_start = name_end - np.array([len(r) for r in raw], dtype=np.int64)
+        names_blob = np.frombuffer(b"".join(raw) or b"\0", dtype=np.uint8)
+        args_blob = np.frombuffer(m["args"] or b"\0", dtype=np.uint8)
+        meta = orjson.dumps(m["meta"])
+        events = render_complete_events(cols["pid"], cols["tid"], cols["ts"], cols["dur"], cols["name"],
+                                        names_blob, name_start, name_end, args_blob, cols["args_start"],
+                                        cols["args_end"], len(m["meta"]) > 0)
+        head = orjson.dumps(m["header"])
+        return b"".join([head[:-1], b',"traceEvents":', meta[:-1], events, b"]}"])
 
 
 TRACE_VIEWER = TraceViewerTool()
@@ -894,7 +1017,8 @@ def export_trace_json_gz(xs_or_paths: XSpace | str | Path | Sequence[XSpace | st
     total = 0
     span_first: list[int] = []
     span_end: list[int] = []
-    with gzip.open(out_path, "wt", encoding="utf-8", compresslevel=compresslevel) as out:
+    with gzip.open(out_path, "wb", compresslevel=compresslevel) as raw_out:
+        out = io.TextIOWrapper(raw_out, encoding="utf-8", write_through=True)
         out.write('{"displayTimeUnit":"ns","metadata":{"highres-ticks":true},"traceEvents":[')
         sep = ""
         for h, source in enumerate(sources):
@@ -919,32 +1043,26 @@ def export_trace_json_gz(xs_or_paths: XSpace | str | Path | Sequence[XSpace | st
             if idx.num_events:
                 span_first.append(idx.first_ps + idx.origin_ps - base)
                 span_end.append(idx.end_ps + idx.origin_ps - base)
-            # Every event, in (line, start) order.
+            # Every event, in (line, start) order, rendered in C chunk by chunk.
             rows_all = np.empty(idx.num_events, dtype=np.int64)
             rows_all[idx.line_rank.astype(np.int64)] = idx.event
-            prefix = [f',{{"ph":"X","pid":{pid + offset},"tid":{tid},"ts":'
-                      for pid, tid in zip(idx.row_pid.tolist(), idx.row_tid.tolist(), strict=True)]
-            name_cache: dict[int, str] = {}
-            key_cache: dict[str, str] = {}
+            raw = [n.encode("utf-8") for n in xs._cols["event_metadata"]["name"]] + [b""]  # last: unknown id
+            name_end = np.cumsum([len(r) for r in raw], dtype=np.int64)
+            name_start = name_end - np.array([len(r) for r in raw], dtype=np.int64)
+            names_blob = np.frombuffer(b"".join(raw) or b"\0", dtype=np.uint8)
             for lo in range(0, len(rows_all), EXPORT_CHUNK):
                 rows = rows_all[lo:lo + EXPORT_CHUNK]
-                row_of = idx.line_row[xs.line_of_event[rows]].tolist()
-                ts = ((xs.start_ps[rows] - base) / 1e6).tolist()
-                dur = (xs.duration_ps[rows] / 1e6).tolist()
-                mds = xs.event_metadata_row[rows].tolist()
-                names = xs.event_names(rows).tolist()
-                parts = []
-                for raw, md, r, t, d, args in zip(names, mds, row_of, ts, dur, event_args(xs, rows, EXPORT_CHUNK),
-                                                  strict=True):
-                    name = name_cache.get(md)
-                    if name is None:
-                        name = name_cache[md] = json.dumps(raw)
-                    parts.append(f'{prefix[r]}{t!r},"dur":{d!r},"name":{name},"args":'
-                                 f'{_args_json(args, key_cache) if args else "{}"}}}')
-                if parts and not sep:
-                    parts[0] = parts[0][1:]
-                    sep = ","
-                out.write("".join(parts))
+                row_of = idx.line_row[xs.line_of_event[rows]]
+                md = xs.event_metadata_row[rows].astype(np.int64)
+                args_json, offs = render_args(xs, rows)
+                text = render_complete_events(
+                    idx.row_pid[row_of].astype(np.int64) + offset, idx.row_tid[row_of].astype(np.int64),
+                    xs.start_ps[rows] - base, xs.duration_ps[rows].astype(np.int64),
+                    np.where(md < 0, len(raw) - 1, md), names_blob, name_start, name_end,
+                    np.frombuffer(args_json or b"\0", dtype=np.uint8), offs[:-1], offs[1:], bool(sep))
+                sep = ","
+                out.flush()
+                raw_out.write(text)
                 total += len(rows)
         full = [min(span_first, default=0) / 1e9, max(span_end, default=0) / 1e9]
         out.write(f'],"fullTimespan":[{full[0]!r},{full[1]!r}],"returnedEventsSize":{total},'
