@@ -41,14 +41,12 @@ def hwm_kb():
     return 0
 import numpy
 import xprof_core
-from xprof_core.tools import run_tool, get_tool
+from xprof_core.tools import run_tool_json, get_tool
 get_tool(tool)
 base = hwm_kb()
 t0 = time.perf_counter()
-result = run_tool(tool, path, **({"resolution": "0"} if tool == "trace_viewer" else {}))
-if tool == "trace_viewer":
-    import orjson
-    text = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+# The JSON document the HTTP API would send (trace_viewer: every event, args included).
+text = run_tool_json(tool, path, **({"resolution": "0"} if tool == "trace_viewer" else {}))
 elapsed = time.perf_counter() - t0
 print(json.dumps({"seconds": elapsed, "rss_growth_kb": hwm_kb() - base}))
 """

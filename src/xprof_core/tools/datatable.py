@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 Column = tuple[str, str, str]  # (id, label, type)
+_INF = float("inf")
 
 
 def _cell(value: Any) -> dict[str, Any]:
@@ -28,10 +29,13 @@ def datatable(columns: Sequence[Column], rows: Iterable[Sequence[Any]], properti
     """Build a DataTable from (id, label, type) columns and row value sequences."""
     cols = [{"id": cid, "label": label, "type": kind} for cid, label, kind in columns]
     out_rows = []
+    plain = (str, int, bool, type(None))
     for row in rows:
         if len(row) != len(cols):
             raise ValueError(f"row has {len(row)} values for {len(cols)} columns")
-        out_rows.append({"c": [_cell(v) for v in row]})
+        # Python strings and ints go straight in; floats and numpy scalars take the careful path.
+        out_rows.append({"c": [{"v": v} if type(v) in plain or (type(v) is float and -_INF < v < _INF) else _cell(v)
+                               for v in row]})
     table: dict[str, Any] = {"cols": cols, "rows": out_rows}
     if properties:
         table["p"] = properties

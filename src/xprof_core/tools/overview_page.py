@@ -122,8 +122,9 @@ class OverviewPage:
         top_rows = sorted(top.items(), key=lambda kv: -kv[1][1])[:TOP_OPS]
         step_cols = [("stepnum", "Step", "number"), ("steptime_ms", "Step time (ms)", "number")]
         step_cols += [(f"{c}_ms", f"{c.replace('_', ' ').capitalize()} (ms)", "number") for c in cats]
-        step_rows = [[int(steps[i]), float(ms[i])] + [float(breakdown[c][i]) / PS_PER_MS for c in cats]
-                     for i in range(n)]
+        columns = [steps[:n].astype(np.int64).tolist(), ms[:n].tolist()]
+        columns += [(np.asarray(breakdown[c][:n], dtype=np.float64) / PS_PER_MS).tolist() for c in cats]
+        step_rows = [list(r) for r in zip(*columns, strict=True)] if n else []
         device_types = sorted({p["device_type"] for p in partials})
         return {
             "version": self.version,
