@@ -310,16 +310,34 @@ cdef int out_json_string(Out* o, const uint8_t* s, Py_ssize_t n) except -1:
     return 0
 
 
+cdef inline int out_digits(Out* o, uint64_t v) except -1:
+    """Decimal digits of v (no sign), without printf."""
+    cdef char tmp[24]
+    cdef int n = 0, k
+    out_reserve(o, 24)
+    if v == 0:
+        o.data[o.n] = 48
+        o.n += 1
+        return 0
+    while v:
+        tmp[n] = <char>(48 + v % 10)
+        v //= 10
+        n += 1
+    for k in range(n):
+        o.data[o.n + k] = tmp[n - 1 - k]
+    o.n += n
+    return 0
+
+
 cdef int out_int(Out* o, int64_t v) except -1:
-    cdef char tmp[32]
-    cdef int n = snprintf(tmp, 32, "%lld", <long long>v)
-    return out_put(o, tmp, n)
+    if v < 0:
+        out_put(o, "-", 1)
+        return out_digits(o, <uint64_t>(-(v + 1)) + 1)
+    return out_digits(o, <uint64_t>v)
 
 
 cdef int out_uint(Out* o, uint64_t v) except -1:
-    cdef char tmp[32]
-    cdef int n = snprintf(tmp, 32, "%llu", <unsigned long long>v)
-    return out_put(o, tmp, n)
+    return out_digits(o, v)
 
 
 cdef int out_double(Out* o, double v) except -1:
@@ -340,19 +358,23 @@ cdef int out_double(Out* o, double v) except -1:
 
 cdef int out_us(Out* o, int64_t ps) except -1:
     """Picoseconds as an exact decimal of microseconds (trailing zeros trimmed, always a float: "2.0")."""
-    cdef char tmp[48]
-    cdef int64_t whole, frac
-    cdef int n, neg = ps < 0
-    cdef uint64_t a = <uint64_t>(-ps) if neg else <uint64_t>ps
-    whole = <int64_t>(a // 1000000)
-    frac = <int64_t>(a % 1000000)
+    cdef bint neg = ps < 0
+    cdef uint64_t a = (<uint64_t>(-(ps + 1)) + 1) if neg else <uint64_t>ps
+    cdef uint64_t frac = a % 1000000
+    cdef char digits[6]
+    cdef int k, n = 6
+    if neg:
+        out_put(o, "-", 1)
+    out_digits(o, a // 1000000)
     if frac == 0:
-        n = snprintf(tmp, 48, "%s%lld.0", "-" if neg else "", <long long>whole)
-    else:
-        n = snprintf(tmp, 48, "%s%lld.%06lld", "-" if neg else "", <long long>whole, <long long>frac)
-        while tmp[n - 1] == 48:
-            n -= 1
-    return out_put(o, tmp, n)
+        return out_put(o, ".0", 2)
+    for k in range(5, -1, -1):
+        digits[k] = <char>(48 + frac % 10)
+        frac //= 10
+    while digits[n - 1] == 48:
+        n -= 1
+    out_put(o, ".", 1)
+    return out_put(o, digits, n)
 
 
 cdef object out_finish(Out* o):
