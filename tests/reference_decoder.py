@@ -193,6 +193,7 @@ def decode_reference(buf: Buffer) -> Columns:
             "start_ps": _i64(ev_start_ps),
             "duration_ps": _i64(ev_duration_ps),
             "offset": ev_message,
+            "has_stats": np.asarray([len(e.stats) > 0 for e in ev_message], dtype=np.uint8),
         },
         "aggregated": {"event": _i64(agg_event), "num_occurrences": _i64(agg_count)},
         "lines": {

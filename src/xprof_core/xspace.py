@@ -246,6 +246,7 @@ class XSpace:
         self.start_ps: np.ndarray = ev["start_ps"]
         self.duration_ps: np.ndarray = ev["duration_ps"]
         self.event_offset: np.ndarray = ev["offset"]
+        self.has_stats: np.ndarray = ev["has_stats"].view(bool)  # events without stats are never read for them
         self.hostnames: list[str] = columns["hostnames"]
         self.errors: list[str] = columns["errors"]
         self.warnings: list[str] = columns["warnings"]
@@ -514,9 +515,10 @@ class XSpace:
             if len(ids) == 0:
                 continue
             idx = np.arange(n) if one_plane else np.flatnonzero(planes == pi)
-            raw = _decoder.gather_event_stats(self.buffer, self.event_offset, rows[idx], ids)
+            carrying = idx[self.has_stats[rows[idx]]]  # only events that carry stats are read
+            raw = _decoder.gather_event_stats(self.buffer, self.event_offset, rows[carrying], ids)
             # Repeated stats on one event: the last one wins (numpy assignment order).
-            pos = idx[raw["row"]]
+            pos = carrying[raw["row"]]
             kinds[pos] = raw["kind"]
             values[pos] = raw["value"]
             lengths[pos] = raw["length"]

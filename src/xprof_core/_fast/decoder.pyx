@@ -120,7 +120,7 @@ cdef class _Column:
     are ever touched. ``finish`` trims the block and returns a numpy array that
     views it through the buffer protocol (the column stays alive as the
     array's base and frees the block when the array goes). ``kind`` is the
-    struct format of a row: "q" int64, "i" int32 or "I" uint32.
+    struct format of a row: "q" int64, "i" int32, "I" uint32 or "B" uint8.
     """
     cdef char* data
     cdef Py_ssize_t n
@@ -133,7 +133,7 @@ cdef class _Column:
 
     def __cinit__(self, Py_ssize_t capacity, bytes kind=b"q"):
         self.kind = kind
-        self.itemsize = 8 if kind == b"q" else 4
+        self.itemsize = 8 if kind == b"q" else (1 if kind == b"B" else 4)
         self.mapped = 0
         self.data = NULL
         self.cap = 0
@@ -156,8 +156,10 @@ cdef class _Column:
             self.resize(self.cap * 2)
         if self.itemsize == 8:
             (<int64_t*>self.data)[self.n] = v
-        else:
+        elif self.itemsize == 4:
             (<int32_t*>self.data)[self.n] = <int32_t>v  # callers check the range
+        else:
+            (<uint8_t*>self.data)[self.n] = <uint8_t>v
         self.n += 1
         return 0
 
@@ -259,6 +261,7 @@ cdef class _Decoder:
     cdef _Column ev_start_ps
     cdef _Column ev_duration_ps
     cdef _Column ev_offset
+    cdef _Column ev_has_stats
     cdef _Column agg_event
     cdef _Column agg_count
     # lines
@@ -295,6 +298,8 @@ cdef class _Decoder:
         self.ev_start_ps = _Column(guess)
         self.ev_duration_ps = _Column(guess)
         self.ev_offset = _Column(guess, b"I" if buf.shape[0] <= 0xFFFFFFFF else b"q")
+        # 1 where the event carries stats: stat queries skip the others without reading them.
+        self.ev_has_stats = _Column(guess, b"B")
         self.agg_event = _Column(16)
         self.agg_count = _Column(16)
         self.ln_plane = _Column(16, b"i"); self.ln_id = _Column(16); self.ln_display_id = _Column(16)
@@ -395,18 +400,20 @@ cdef class _Decoder:
         if aggregated:
             self.agg_event.push(self.ev_offset.n)
             self.agg_count.push(occurrences)
-        self.append_event(metadata_id, offset_ps, duration_ps, at - self.base)
+        self.append_event(metadata_id, offset_ps, duration_ps, at - self.base, self.path.stat > 0)
         return 0
 
     cdef inline int append_event(self, int64_t metadata_id, int64_t offset_ps, int64_t duration_ps,
-                                 int64_t offset) except -1:
-        """Append one row to the four event columns, which grow in lockstep (one capacity check)."""
+                                 int64_t offset, bint has_stats) except -1:
+        """Append one row to the event columns, which grow in lockstep (one capacity check)."""
         cdef Py_ssize_t n = self.ev_start_ps.n
         if n == self.ev_start_ps.cap:
             self.ev_metadata_id.resize(n * 2)
             self.ev_start_ps.resize(n * 2)
             self.ev_duration_ps.resize(n * 2)
             self.ev_offset.resize(n * 2)
+            self.ev_has_stats.resize(n * 2)
+        (<uint8_t*>self.ev_has_stats.data)[n] = has_stats
         if self.ev_metadata_id.itemsize == 4:
             (<int32_t*>self.ev_metadata_id.data)[n] = <int32_t>metadata_id
         else:
@@ -421,6 +428,7 @@ cdef class _Decoder:
         self.ev_start_ps.n = n + 1
         self.ev_duration_ps.n = n + 1
         self.ev_offset.n = n + 1
+        self.ev_has_stats.n = n + 1
         return 0
 
     cdef int parse_line(self, Cursor* c, Py_ssize_t plane) except? -1:
@@ -718,6 +726,7 @@ cdef class _Decoder:
                 "start_ps": self.ev_start_ps.finish(),
                 "duration_ps": self.ev_duration_ps.finish(),
                 "offset": self.ev_offset.finish(),
+                "has_stats": self.ev_has_stats.finish(),
             },
             "aggregated": {
                 "event": self.agg_event.finish(),

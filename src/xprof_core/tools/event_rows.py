@@ -96,6 +96,20 @@ def factorize_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def factorize_sorted_with_first(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted uniques, index of each unique's first occurrence, int64 codes) of a 1-D array or of 2-D rows."""
+    if values.ndim == 1 and values.dtype.kind in "iu" and len(values) > 4096:
+        # Dense small integers (metadata rows, codes): count instead of sort, O(n).
+        lo, hi = int(values.min()), int(values.max())
+        if hi - lo < 4 * len(values) + 65536:
+            shifted = values.astype(np.int64) - lo if lo else values.astype(np.int64, copy=False)
+            seen = np.zeros(hi - lo + 1, dtype=bool)
+            seen[shifted] = True
+            present = np.flatnonzero(seen)
+            code_of = np.full(hi - lo + 1, -1, dtype=np.int64)
+            code_of[present] = np.arange(len(present), dtype=np.int64)
+            codes = code_of[shifted]
+            first = np.full(len(present), len(codes), dtype=np.int64)
+            np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))  # first occurrence of each
+            return (present + lo).astype(values.dtype), first, codes
     if values.ndim == 2:
         uniques, first, codes = np.unique(values, axis=0, return_index=True, return_inverse=True)
     else:
