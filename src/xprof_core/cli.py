@@ -21,6 +21,7 @@ from typing import Any
 
 from xprof_core.errors import DecodeError, XprofError
 from xprof_core.loader import load
+from xprof_core.logdir import host_name_of
 from xprof_core.progress import ProgressBar
 from xprof_core.xspace import XSpace
 
@@ -82,23 +83,15 @@ def _format_summary(s: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def _host_name(path: str) -> str:
-    base = os.path.basename(path.rstrip("/"))
-    for suffix in (".xplane.pb.gz", ".xplane.pb"):
-        if base.endswith(suffix):
-            return base[: -len(suffix)]
-    return base
-
-
 def _is_profile_file(target: str) -> bool:
     return target.endswith((".xplane.pb", ".xplane.pb.gz", ".pb", ".pb.gz")) or os.path.isfile(target)
 
 
 def _load(path: str, args: argparse.Namespace) -> XSpace:
     if args.progress:
-        bar = ProgressBar(f"reading {_host_name(path)}", enabled=True, delay_s=0.0)
+        bar = ProgressBar(f"reading {host_name_of(path)}", enabled=True, delay_s=0.0)
     else:
-        bar = ProgressBar(f"reading {_host_name(path)}")
+        bar = ProgressBar(f"reading {host_name_of(path)}")
     return load(path, progress=bar)
 
 
@@ -112,7 +105,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     items: list[tuple[str, str, str]] = []  # (run, host, url)
     problems: list[str] = []
     if _is_profile_file(target):
-        items.append(("", _host_name(target), target))
+        items.append(("", host_name_of(target), target))
     else:
         from xprof_core.logdir import Logdir
 

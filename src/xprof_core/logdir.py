@@ -149,6 +149,12 @@ def host_name_from_file(file_name: str) -> str | None:
     return None
 
 
+def host_name_of(path: str) -> str:
+    """The host name of a profile path or URL: its file name without the profile suffix."""
+    base = posixpath.basename(str(path).replace("\\", "/").rstrip("/"))
+    return host_name_from_file(base) or base
+
+
 class Logdir:
     """A profile log directory on any fsspec filesystem.
 

@@ -48,17 +48,9 @@ def get_tool(name: str) -> Tool:
     return tools[name]
 
 
-def _host_name(path: str) -> str:
-    base = os.path.basename(path.rstrip("/"))
-    for suffix in (".xplane.pb.gz", ".xplane.pb"):
-        if base.endswith(suffix):
-            return base[: -len(suffix)]
-    return base
-
-
 def resolve_hosts(source: Any) -> list[tuple[str, str]]:
     """(host name, url) pairs from a file, a list of files, a session dir, a ``Run``, or (logdir, run)."""
-    from xprof_core.logdir import Logdir, Run
+    from xprof_core.logdir import Logdir, Run, host_name_of
 
     if isinstance(source, Run):
         return [(h.name, h.url) for h in source.hosts]
@@ -66,7 +58,7 @@ def resolve_hosts(source: Any) -> list[tuple[str, str]]:
         run = Logdir(str(source[0])).run(str(source[1]))
         return [(h.name, h.url) for h in run.hosts]
     if isinstance(source, (list, tuple)):
-        return [(_host_name(str(p)), str(p)) for p in source]
+        return [(host_name_of(str(p)), str(p)) for p in source]
     text = str(source)
     if (isinstance(source, Path) or "://" not in text) and os.path.isdir(text):
         runs = Logdir(text).runs()
@@ -74,7 +66,7 @@ def resolve_hosts(source: Any) -> list[tuple[str, str]]:
             names = [r.name for r in runs]
             raise ValueError(f"{text} holds {len(runs)} runs {names}: pass (logdir, run) to choose one")
         return [(h.name, h.url) for h in runs[0].hosts]
-    return [(_host_name(text), text)]
+    return [(host_name_of(text), text)]
 
 
 def map_host(tool: str, url: str, params: dict[str, Any] | None = None) -> Partial:

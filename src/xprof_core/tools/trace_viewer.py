@@ -49,7 +49,6 @@ import gzip
 import io
 import json
 import math
-import os
 import re
 import threading
 import weakref
@@ -966,11 +965,9 @@ TOOLS = {"trace_viewer": TRACE_VIEWER}
 def _host_label(source: Any, i: int) -> str:
     if isinstance(source, XSpace):
         return source.hostnames[0] if source.hostnames else f"host{i}"
-    base = os.path.basename(str(source).rstrip("/"))
-    for suffix in (".xplane.pb.gz", ".xplane.pb"):
-        if base.endswith(suffix):
-            return base[: -len(suffix)]
-    return base
+    from xprof_core.logdir import host_name_of
+
+    return host_name_of(str(source))
 
 
 def _args_json(args: dict[str, Any], key_cache: dict[str, str]) -> str:
