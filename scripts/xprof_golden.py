@@ -11,10 +11,10 @@ This script must run with a Python that has the PyPI package ``xprof``
 installed.  Keep that interpreter OUTSIDE the project's environment, so that
 nothing of XProf leaks into it, e.g.::
 
-    python3 -m venv /tmp/xprof-peer
-    /tmp/xprof-peer/bin/pip install xprof
-    cd /work/main   # the project root
-    /tmp/xprof-peer/bin/python scripts/xprof_golden.py
+    python3 -m venv ../xprof-peer          # any folder outside the project
+    ../xprof-peer/bin/pip install xprof
+    # from the project root:
+    ../xprof-peer/bin/python scripts/xprof_golden.py
 
 Options: ``--out`` (default ``tests/data/xprof_golden.json``), ``--real-dir``
 (default ``../shared/data/real`` relative to the project root),
@@ -691,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print(
             "xprof is not importable from this Python. Run me with a venv that has "
-            "`pip install xprof`, e.g. /tmp/xprof-peer/bin/python scripts/xprof_golden.py",
+            "`pip install xprof`, e.g. ../xprof-peer/bin/python scripts/xprof_golden.py",
             file=sys.stderr,
         )
         return 2
