@@ -34,6 +34,18 @@ DERIVED_LINE_NAMES = frozenset(
 )
 
 
+def host_lines(xs: XSpace) -> list[Line]:
+    """The non-empty lines (threads) of the host CPU planes."""
+    return [ln for p in xs.planes if p.name.startswith("/host:CPU") for ln in p.lines if len(ln)]
+
+
+def host_rows(xs: XSpace) -> np.ndarray:
+    """Rows of every timed event on the host CPU planes, line by line."""
+    parts = [ln.rows for ln in host_lines(xs)]
+    rows = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+    return rows[xs.is_timed[rows]]
+
+
 def is_derived_line(line: Line, names: frozenset[str] = DERIVED_LINE_NAMES) -> bool:
     """Whether an XSpace line is derived: an id in XProf's derived range, or one of ``names``."""
     return DERIVED_LINE_MIN <= line.id <= DERIVED_LINE_MAX or line.name in names
@@ -124,6 +136,8 @@ __all__ = [
     "factorize_first_seen",
     "factorize_sorted",
     "factorize_sorted_with_first",
+    "host_lines",
+    "host_rows",
     "is_derived_line",
     "number_stat",
     "string_stat",

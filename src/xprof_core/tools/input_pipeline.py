@@ -15,7 +15,8 @@ import numpy as np
 
 from xprof_core.tools.base import Params, Partial
 from xprof_core.tools.datatable import datatable
-from xprof_core.tools.steps import _INPUT, StepTable, _host_rows, align_steps, build_step_table
+from xprof_core.tools.event_rows import host_rows
+from xprof_core.tools.steps import INPUT_EVENT, StepTable, align_steps, build_step_table
 from xprof_core.xspace import XSpace
 
 PS_PER_MS = 1e9
@@ -30,12 +31,12 @@ def input_ops(xs: XSpace) -> list[tuple[str, int, int, int]]:
 
     Self time subtracts the time of input events nested inside (same thread).
     """
-    rows = _host_rows(xs)
+    rows = host_rows(xs)
     if len(rows) == 0:
         return []
     names = xs.event_names(rows).astype(str)
     uniq, inv = np.unique(names, return_inverse=True)
-    is_input = np.fromiter((bool(_INPUT.search(u)) for u in uniq), dtype=bool, count=len(uniq))
+    is_input = np.fromiter((bool(INPUT_EVENT.search(u)) for u in uniq), dtype=bool, count=len(uniq))
     sel = is_input[inv]
     if not sel.any():
         return []

@@ -70,6 +70,7 @@ from xprof_core.tools.event_rows import (
     DERIVED_LINE_NAMES,
     factorize_sorted,
     factorize_sorted_with_first,
+    host_rows,
     is_derived_line,
     number_stat,
     string_stat,
@@ -86,7 +87,6 @@ PS_PER_US = 1e6
 # Lines whose events are not ops: XProf's derived lines, "XLA TraceMe" and "Overlay".
 _SKIPPED_LINE_NAMES = DERIVED_LINE_NAMES | {"XLA TraceMe", "Overlay"}
 _FRAMEWORK_OP_LINES = ("Framework Ops", "TensorFlow Ops")
-_HOST_PLANE = re.compile(r"^/host:CPU")
 _DEVICE_PLANE = re.compile(r"^/device:(GPU|TPU|CUSTOM)")
 
 # Provenance that names a whole XLA module, not an op (GPU kernels carry "XlaModule:").
@@ -454,11 +454,6 @@ def _step_of_kernels(xs: XSpace, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return step.astype(np.uint64), found
 
 
-def _host_rows(xs: XSpace) -> np.ndarray:
-    rows = _rows_of([ln for p in xs.planes if _HOST_PLANE.match(p.name) for ln in p.lines])
-    return rows[xs.is_timed[rows]]
-
-
 def _host_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.ndarray) -> OpTable | None:
     """HLO ops run on host threads (XLA:CPU): one occurrence per event, self time by nesting per thread."""
     if len(rows) == 0:
@@ -629,16 +624,16 @@ def map_op_stats(xs: XSpace, params: Params | None = None) -> Partial:
     if tf_kernels is not None:
         fw_tables.append(tf_kernels)
 
-    host_rows = _host_rows(xs)
-    host_hlo = string_stat(xs, host_rows, "hlo_op")
+    rows_on_host = host_rows(xs)
+    host_hlo = string_stat(xs, rows_on_host, "hlo_op")
     on_host = host_hlo != ""
     xla_on = "device" if hlo_tables else "host" if on_host.any() else "none"
     if xla_on == "host":
-        host = _host_hlo_ops(xs, modules, host_rows[on_host], host_hlo[on_host])
+        host = _host_hlo_ops(xs, modules, rows_on_host[on_host], host_hlo[on_host])
         if host is not None:
             hlo_tables.append(host)
         # Host XLA events reported as HLO ops are not host framework ops as well.
-        host_rows = host_rows[~on_host]
+        rows_on_host = rows_on_host[~on_host]
     hlo = merge_rows(concat_tables(hlo_tables, HLO_IDS), _HLO_KEY, HLO_IDS)
     if len(hlo):
         fw_tables.append(_device_framework_from_hlo(hlo))
@@ -650,7 +645,7 @@ def map_op_stats(xs: XSpace, params: Params | None = None) -> Partial:
     from_lines = _device_framework_from_lines(xs, bare)
     if from_lines is not None:
         fw_tables.append(from_lines)
-    host_fw = _host_framework_ops(xs, host_rows)
+    host_fw = _host_framework_ops(xs, rows_on_host)
     if host_fw is not None:
         fw_tables.append(host_fw)
     framework = merge_rows(concat_tables(fw_tables, FRAMEWORK_IDS), _FRAMEWORK_KEY, FRAMEWORK_IDS)

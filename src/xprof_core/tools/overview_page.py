@@ -17,7 +17,15 @@ import numpy as np
 
 from xprof_core.tools.base import Params, Partial
 from xprof_core.tools.datatable import datatable
-from xprof_core.tools.steps import CATEGORIES, UNKNOWN, StepTable, _device_rows, align_steps, build_step_table
+from xprof_core.tools.steps import (
+    CATEGORIES,
+    UNKNOWN,
+    StepTable,
+    align_steps,
+    build_step_table,
+    device_rows,
+    union_length_by_group,
+)
 from xprof_core.xspace import XSpace
 
 PS_PER_MS = 1e9
@@ -38,11 +46,9 @@ def device_description(xs: XSpace) -> tuple[str, int, str]:
 
 def device_idle_fraction(xs: XSpace, start_ps: int, end_ps: int) -> float | None:
     """Share of [start, end) during which the average device plane runs nothing."""
-    rows = _device_rows(xs)
+    rows = device_rows(xs)
     if len(rows) == 0 or end_ps <= start_ps:
         return None
-    from xprof_core.tools.steps import union_length_by_group
-
     planes = xs.plane_of_event[rows]
     uniq, group = np.unique(planes, return_inverse=True)
     s = np.clip(xs.start_ps[rows], start_ps, end_ps)
@@ -53,7 +59,7 @@ def device_idle_fraction(xs: XSpace, start_ps: int, end_ps: int) -> float | None
 
 def top_device_ops(xs: XSpace) -> list[tuple[str, int, int]]:
     """(op name, occurrences, total time ps) of the device ops with the most time."""
-    rows = _device_rows(xs)
+    rows = device_rows(xs)
     if len(rows) == 0:
         return []
     names = xs.event_names(rows).astype(str)

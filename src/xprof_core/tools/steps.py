@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from xprof_core._fast.kernels import priority_union, step_breakdown
-from xprof_core.xspace import Line, XSpace
+from xprof_core.tools.event_rows import host_lines, host_rows
+from xprof_core.xspace import XSpace
 
 # Event types in priority order (earlier wins an overlap), with what they mean.
 CATEGORIES: dict[str, str] = {
@@ -49,9 +50,7 @@ UNKNOWN = "unknown"
 
 _COLLECTIVE = re.compile(r"nccl|rccl|all-?reduce|all-?gather|reduce-?scatter|all-?to-?all|collective|"
                          r"send|recv|ncclDevKernel", re.IGNORECASE)
-_DEVICE_DERIVED_LINES = {"Steps", "XLA Modules", "TensorFlow Ops", "TensorFlow Name Scope", "Framework Ops",
-                         "Framework Name Scope", "Source code", "Launch Stats", "XLA TraceMe", "Overlay"}
-_INPUT = re.compile(r"Iterator::|GetNext|IteratorGetNext|tf\.data|InfeedEnqueue|input_pipeline|DataLoader|"
+INPUT_EVENT = re.compile(r"Iterator::|GetNext|IteratorGetNext|tf\.data|InfeedEnqueue|input_pipeline|DataLoader|"
                     r"prefetch|next_batch", re.IGNORECASE)
 _COMPILE = re.compile(r"compile|Compilation|autotun", re.IGNORECASE)
 _HOST_TO_DEVICE = re.compile(r"MemcpyH2D|HostToDevice|H2D|TransferToDevice|BufferFromHostBuffer|DevicePut",
@@ -132,32 +131,23 @@ def union_length_by_group(starts: np.ndarray, ends: np.ndarray, group: np.ndarra
 
 # --- building a host's step table ---
 
-def _device_rows(xs: XSpace) -> np.ndarray:
-    """Rows of device activity: stream events on GPUs, XLA Ops on TPUs; derived lines left out."""
+def device_rows(xs: XSpace) -> np.ndarray:
+    """Rows of device activity: ``Stream #`` lines on GPUs, XLA Ops lines on TPUs.
+
+    Every other device line (Steps, TensorFlow Ops, XLA Modules, ...) is derived from these.
+    """
     parts = []
     for plane in xs.planes:
         if not plane.name.startswith("/device:"):
             continue
         has_streams = any(ln.name.startswith("Stream #") for ln in plane.lines)
         for ln in plane.lines:
-            if ln.name in _DEVICE_DERIVED_LINES or ln.display_name in _DEVICE_DERIVED_LINES:
-                continue
             if has_streams and not ln.name.startswith("Stream #"):
                 continue
             if not has_streams and ln.name not in ("XLA Ops", "Async XLA Ops"):
                 continue
             if len(ln):
                 parts.append(ln.rows)
-    rows = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
-    return rows[xs.is_timed[rows]]
-
-
-def _host_lines(xs: XSpace) -> list[Line]:
-    return [ln for p in xs.planes if p.name.startswith("/host:CPU") for ln in p.lines if len(ln)]
-
-
-def _host_rows(xs: XSpace) -> np.ndarray:
-    parts = [ln.rows for ln in _host_lines(xs)]
     rows = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
     return rows[xs.is_timed[rows]]
 
@@ -254,7 +244,7 @@ def _category_per_metadata(xs: XSpace, host: bool) -> np.ndarray:
     out = np.full(len(names) + 1, cats.index("host_compute" if host else "device_compute"), dtype=np.int64)
     for i, name in enumerate(names):
         if host:
-            if _INPUT.search(name):
+            if INPUT_EVENT.search(name):
                 out[i] = cats.index("host_wait_input")
             elif _COMPILE.search(name):
                 out[i] = cats.index("host_compile")
@@ -294,13 +284,13 @@ def _classify(xs: XSpace, rows: np.ndarray, host: bool) -> np.ndarray:
 
 def build_step_table(xs: XSpace) -> StepTable:
     """Detect the steps of one host and compute their times and breakdowns."""
-    host_rows = _host_rows(xs)
-    device_rows = _device_rows(xs)
-    source, name, step_num, host_start, host_end = _step_markers(xs, host_rows)
+    on_host = host_rows(xs)
+    on_device = device_rows(xs)
+    source, name, step_num, host_start, host_end = _step_markers(xs, on_host)
     reason = None
     if source == "none":
         # No markers: the whole profile is one pseudo-step.
-        everything = np.concatenate([host_rows, device_rows])
+        everything = np.concatenate([on_host, on_device])
         if len(everything) == 0:
             empty = np.empty(0, np.int64)
             return StepTable("none", "", empty, empty, empty, empty, empty, empty, empty, empty,
@@ -313,9 +303,9 @@ def build_step_table(xs: XSpace) -> StepTable:
         reason = ("no step markers found (no 'Steps' line and no host events with step_num or step_name): "
                   "figures cover the whole profile")
     n = len(step_num)
-    dev_step = _assign_device_to_steps(xs, device_rows, host_rows, host_start, host_end)
+    dev_step = _assign_device_to_steps(xs, on_device, on_host, host_start, host_end)
     d_ok = dev_step >= 0
-    d_rows, d_step = device_rows[d_ok], dev_step[d_ok]
+    d_rows, d_step = on_device[d_ok], dev_step[d_ok]
     dev_start = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     dev_end = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     np.minimum.at(dev_start, d_step, xs.start_ps[d_rows])
@@ -331,7 +321,7 @@ def build_step_table(xs: XSpace) -> StepTable:
     cats = list(CATEGORIES)
     covered_by = _breakdown_in_one_pass(xs, start, end, host_end - host_start, d_rows, d_step)
     if covered_by is None:
-        covered_by = _breakdown_general(xs, host_rows, start, end, host_start, host_end, d_rows, d_step)
+        covered_by = _breakdown_general(xs, on_host, start, end, host_start, host_end, d_rows, d_step)
     breakdown: dict[str, np.ndarray] = {}
     covered = np.zeros(n, dtype=np.int64)
     for k, cat in enumerate(cats):
@@ -363,7 +353,7 @@ def _breakdown_in_one_pass(xs: XSpace, start: np.ndarray, end: np.ndarray, marke
     """
     if xs.metadata_id.dtype != np.int32:
         return None
-    lines = _host_lines(xs)
+    lines = host_lines(xs)
     per_md = _category_per_metadata(xs, host=True)
     tables: list[np.ndarray] = []
     table_at: dict[int, tuple[int, int]] = {}
@@ -448,4 +438,5 @@ def align_steps(tables: Sequence[StepTable]) -> tuple[np.ndarray, list[np.ndarra
     return common, index
 
 
-__all__ = ["CATEGORIES", "UNKNOWN", "StepTable", "align_steps", "build_step_table", "union_length_by_group"]
+__all__ = ["CATEGORIES", "INPUT_EVENT", "UNKNOWN", "StepTable", "align_steps", "build_step_table", "device_rows",
+           "union_length_by_group"]

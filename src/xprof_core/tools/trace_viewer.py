@@ -54,23 +54,15 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
-import xprof_core._fast.decoder as _decoder
 from xprof_core._fast.kernels import render_complete_events, render_event_args
 from xprof_core.tools.base import Params, Partial, param_float, param_int
 from xprof_core.xspace import (
-    KIND_BYTES,
-    KIND_DOUBLE,
-    KIND_INT64,
-    KIND_REF,
-    KIND_STR,
-    KIND_UINT64,
     OWNER_EVENT_METADATA,
     XSpace,
 )
@@ -570,37 +562,6 @@ def select_window(idx: TraceIndex, start_ps: int | None = None, end_ps: int | No
 # --- map / reduce ---
 
 
-def _stat_values(xs: XSpace, planes: np.ndarray, kinds: np.ndarray, values: np.ndarray,
-                 lengths: np.ndarray) -> list[Any]:
-    """JSON-ready Python values of raw stat cells (as ``XSpace._decode_values``, but bytes
-    hex-encoded and non-finite floats as strings); numeric kinds are converted in bulk."""
-    out: list[Any] = values.tolist()  # int64 kinds are right already
-    kind_list = kinds.tolist()
-    present = set(kind_list)
-    if KIND_DOUBLE in present:
-        at = np.flatnonzero(kinds == KIND_DOUBLE)
-        for i, v in zip(at.tolist(), values[at].view(np.float64).tolist(), strict=True):
-            out[i] = v if math.isfinite(v) else str(v)
-    if KIND_UINT64 in present:
-        at = np.flatnonzero(kinds == KIND_UINT64)
-        for i, v in zip(at.tolist(), values[at].view(np.uint64).tolist(), strict=True):
-            out[i] = v
-    if present - {KIND_DOUBLE, KIND_UINT64, KIND_INT64}:
-        buf = memoryview(xs.buffer)
-        at = np.flatnonzero((kinds != KIND_DOUBLE) & (kinds != KIND_UINT64) & (kinds != KIND_INT64))
-        for i, k, v, n, p in zip(at.tolist(), kinds[at].tolist(), values[at].tolist(), lengths[at].tolist(),
-                                 planes[at].tolist(), strict=True):
-            if k == KIND_STR:
-                out[i] = bytes(buf[v:v + n]).decode("utf-8", "replace")
-            elif k == KIND_BYTES:
-                out[i] = bytes(buf[v:v + n]).hex()
-            elif k == KIND_REF:
-                out[i] = xs.planes[p].stat_metadata.get(v & 0xFFFFFFFFFFFFFFFF, "")
-            else:
-                out[i] = None
-    return out
-
-
 def _json_value(v: Any) -> Any:
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v).hex()
@@ -609,47 +570,10 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def event_args(xs: XSpace, rows: np.ndarray, chunk: int = 65536) -> list[dict[str, Any]]:
-    """JSON-ready stats of each event in ``rows``: what ``XSpace.iter_event_stats`` gives
-    (metadata stats, then the event's own, the event's winning), with bytes hex-encoded and
-    non-finite floats as strings. Stats are decoded in bulk per chunk of events."""
-    rows = np.asarray(rows, dtype=np.int64)
-    out: list[dict[str, Any]] = []
-    no_filter = np.zeros(0, dtype=np.int64)
-    md_cache: dict[int, dict[str, Any]] = {}
-    for lo in range(0, len(rows), chunk):
-        part = rows[lo:lo + chunk]
-        raw = _decoder.gather_event_stats(xs.buffer, xs.event_offset, part, no_filter)
-        event_planes = xs.plane_of_event[part]
-        at = raw["row"]
-        stat_planes = event_planes[at]
-        values = _stat_values(xs, stat_planes, raw["kind"], raw["value"], raw["length"])
-        # Stat names: one lookup per distinct (plane, stat metadata id).
-        mids = raw["metadata_id"].astype(np.int64)
-        pair_planes = stat_planes.astype(np.int64)
-        _, first, inverse = _unique_inverse(np.stack([pair_planes, mids], axis=1)) if len(mids) else (
-            None, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        distinct = [xs.planes[p].stat_metadata.get(m, str(m))
-                    for p, m in zip(pair_planes[first].tolist(), mids[first].tolist(), strict=True)]
-        names = [distinct[k] for k in inverse.tolist()]
-        bounds = np.searchsorted(at, np.arange(len(part) + 1)).tolist()
-        md_rows = xs.event_metadata_row[part].tolist()
-        for i, (p, md) in enumerate(zip(event_planes.tolist(), md_rows, strict=True)):
-            base = md_cache.get(md)
-            if base is None:
-                base = md_cache[md] = {} if md < 0 else {
-                    k: _json_value(v)
-                    for k, v in xs._owner_stats(OWNER_EVENT_METADATA, md, xs.planes[p]).items()}
-            b, e = bounds[i], bounds[i + 1]
-            if b == e:
-                out.append(dict(base))
-            elif base:
-                d = dict(base)
-                d.update(zip(names[b:e], values[b:e], strict=True))
-                out.append(d)
-            else:
-                out.append(dict(zip(names[b:e], values[b:e], strict=True)))
-    return out
+def event_args(xs: XSpace, rows: np.ndarray) -> list[dict[str, Any]]:
+    """JSON-ready stats of each event in ``rows`` (metadata stats, then the event's own, the event's
+    winning), bytes hex-encoded and non-finite floats as strings: the Python twin of :func:`render_args`."""
+    return [{k: _json_value(v) for k, v in stats.items()} for stats in xs.iter_event_stats(rows)]
 
 
 @dataclass(frozen=True)
@@ -968,24 +892,6 @@ def _host_label(source: Any, i: int) -> str:
     from xprof_core.logdir import host_name_of
 
     return host_name_of(str(source))
-
-
-def _args_json(args: dict[str, Any], key_cache: dict[str, str]) -> str:
-    """``json.dumps(args)`` for the flat JSON-ready dicts of :func:`event_args`, faster."""
-    items = []
-    for k, v in args.items():
-        key = key_cache.get(k)
-        if key is None:
-            key = key_cache[k] = _encode_str(k)
-        if isinstance(v, str):
-            items.append(f"{key}:{_encode_str(v)}")
-        elif isinstance(v, float):
-            items.append(f"{key}:{v!r}")  # finite: event_args turns the others into strings
-        elif isinstance(v, int) and not isinstance(v, bool):
-            items.append(f"{key}:{v}")
-        else:
-            items.append(f"{key}:{json.dumps(v)}")
-    return "{" + ",".join(items) + "}"
 
 
 def _open_source(source: Any) -> XSpace:
