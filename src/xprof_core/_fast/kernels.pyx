@@ -219,6 +219,8 @@ from libc.stdio cimport snprintf
 from libc.string cimport memcpy
 from libc.math cimport isfinite
 
+from xprof_core.errors import DecodeError
+
 from xprof_core._fast.wire cimport (
     WT_I64, WT_LEN, WT_VARINT, Cursor, Failure, read_fixed64, read_len, read_tag, read_varint, skip_field,
     sub_cursor,
@@ -259,6 +261,8 @@ cdef int out_json_string(Out* o, const uint8_t* s, Py_ssize_t n) except -1:
     cdef Py_ssize_t i = 0, k, need
     cdef uint8_t b
     cdef const char* hexd = "0123456789abcdef"
+    if n < 0 or (n > 0 and s == NULL):
+        raise ValueError("invalid string span")
     out_reserve(o, n * 6 + 2)
     o.data[o.n] = 34  # "
     o.n += 1
@@ -392,6 +396,32 @@ ctypedef fused offset_t:
     int64_t
 
 
+cdef bint _name_span(uint64_t sid, int64_t base, int64_t limit, const int64_t[::1] name_start,
+                     const int64_t[::1] name_end, Py_ssize_t n_slots, Py_ssize_t n_names, int64_t* slot) noexcept:
+    """Whether stat id ``sid`` (any 64-bit value read from the file) names a non-empty span of the name table.
+
+    Ids are compared unsigned against the plane's limit, so a negative id as
+    int64 is simply unknown; the slot and its span are checked too.
+    """
+    cdef int64_t k
+    if limit <= 0 or base < 0 or sid >= <uint64_t>limit:
+        return False
+    k = base + <int64_t>sid
+    if k < 0 or k >= n_slots:
+        return False
+    if not (0 <= name_start[k] < name_end[k] <= n_names):
+        return False
+    slot[0] = k
+    return True
+
+
+cdef object _stat_error(Failure* failure, const uint8_t* base, int64_t row):
+    """The DecodeError for a malformed event or stat found while rendering."""
+    msg = failure.msg.decode("ascii") if failure.msg != NULL else "malformed event"
+    at = (failure.at - base) if failure.at != NULL else 0
+    return DecodeError(msg, at, f"XEvent(row {row}).stats")
+
+
 def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] rows,
                       const int64_t[::1] key_base, const int64_t[::1] key_limit,
                       const uint8_t[::1] names, const int64_t[::1] name_start, const int64_t[::1] name_end,
@@ -432,6 +462,13 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
     cdef const uint8_t* sv
     cdef Py_ssize_t sl
     cdef const char* hexd = "0123456789abcdef"
+    cdef Py_ssize_t n_events = event_offset.shape[0], n_planes = key_base.shape[0]
+    cdef Py_ssize_t n_names = names.shape[0], n_slots = name_start.shape[0]
+    cdef Py_ssize_t n_md = md_json_start.shape[0], n_md_json = md_json.shape[0]
+    if md_row.shape[0] != n or row_plane.shape[0] != n:
+        raise ValueError("rows, md_row and row_plane differ in length")
+    if key_limit.shape[0] != n_planes or name_end.shape[0] != n_slots or md_json_end.shape[0] != n_md:
+        raise ValueError("table columns differ in length")
     failure.msg = NULL
     failure.at = NULL
     try:
@@ -440,28 +477,32 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
             out_put(&o, "{", 1)
             first = True
             md = md_row[i]
-            if md >= 0 and md_json_end[md] > md_json_start[md]:
+            if 0 <= md < n_md and 0 <= md_json_start[md] < md_json_end[md] <= n_md_json:
                 out_put(&o, <const char*>&md_json[md_json_start[md]], md_json_end[md] - md_json_start[md])
                 first = False
+            if rows[i] < 0 or rows[i] >= n_events:
+                raise IndexError(f"event row {rows[i]} out of range")
             off = <int64_t>event_offset[rows[i]]
             if off < 0 or off >= nbuf:
-                raise ValueError(f"event offset {off} outside the buffer")
+                raise DecodeError("event offset outside the buffer", off, "XEvent")
             c.p = base + off
             c.end = base + nbuf
             c.failure = &failure
             if read_len(&c, &s, &e) < 0:
-                raise ValueError("bad event framing")
+                raise _stat_error(&failure, base, rows[i])
             ev = sub_cursor(&c, s, e)
             p = row_plane[i]
+            if p < 0 or p >= n_planes:
+                raise IndexError(f"plane {p} out of range")
             while ev.p < ev.end:
                 if read_tag(&ev, &field, &wt) < 0:
-                    raise ValueError("bad event field")
+                    raise _stat_error(&failure, base, rows[i])
                 if not (field == 4 and wt == WT_LEN):
                     if skip_field(&ev, field, wt) < 0:
-                        raise ValueError("bad event field")
+                        raise _stat_error(&failure, base, rows[i])
                     continue
                 if read_len(&ev, &s, &e) < 0:
-                    raise ValueError("bad stat framing")
+                    raise _stat_error(&failure, base, rows[i])
                 sub = sub_cursor(&ev, s, e)
                 mid = 0
                 kind = 0
@@ -470,33 +511,34 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
                 sl = 0
                 while sub.p < sub.end:
                     if read_tag(&sub, &f2, &w2) < 0:
-                        raise ValueError("bad stat field")
+                        raise _stat_error(&failure, base, rows[i])
                     if f2 == 1 and w2 == WT_VARINT:
-                        read_varint(&sub, &mid)
+                        if read_varint(&sub, &mid) < 0:
+                            raise _stat_error(&failure, base, rows[i])
                     elif f2 == 2 and w2 == WT_I64:
-                        read_fixed64(&sub, &value)
+                        if read_fixed64(&sub, &value) < 0:
+                            raise _stat_error(&failure, base, rows[i])
                         kind = 1
                     elif (f2 == 3 or f2 == 4 or f2 == 7) and w2 == WT_VARINT:
-                        read_varint(&sub, &value)
+                        if read_varint(&sub, &value) < 0:
+                            raise _stat_error(&failure, base, rows[i])
                         kind = 2 if f2 == 3 else (3 if f2 == 4 else 6)
                     elif (f2 == 5 or f2 == 6) and w2 == WT_LEN:
-                        read_len(&sub, &sv, &e)
+                        if read_len(&sub, &sv, &e) < 0:
+                            raise _stat_error(&failure, base, rows[i])
                         sl = e - sv
                         kind = 4 if f2 == 5 else 5
                     elif skip_field(&sub, f2, w2) < 0:
-                        raise ValueError("bad stat field")
-                if failure.msg != NULL:
-                    raise ValueError(failure.msg.decode("ascii"))
+                        raise _stat_error(&failure, base, rows[i])
                 if not first:
                     out_put(&o, ",", 1)
                 first = False
                 # Key: the stat's name, or its id when the plane does not name it.
-                key = key_base[p] + <int64_t>mid
-                if <int64_t>mid < key_limit[p] and name_end[key] > name_start[key]:
+                if _name_span(mid, key_base[p], key_limit[p], name_start, name_end, n_slots, n_names, &key):
                     out_json_string(&o, &names[name_start[key]], name_end[key] - name_start[key])
                 else:
                     out_put(&o, '"', 1)
-                    out_uint(&o, mid)
+                    out_int(&o, <int64_t>mid)
                     out_put(&o, '"', 1)
                 out_put(&o, ":", 1)
                 if kind == 1:
@@ -518,8 +560,7 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
                     o.data[o.n] = 34
                     o.n += 1
                 elif kind == 6:
-                    ref = key_base[p] + <int64_t>value
-                    if <int64_t>value < key_limit[p] and name_end[ref] > name_start[ref]:
+                    if _name_span(value, key_base[p], key_limit[p], name_start, name_end, n_slots, n_names, &ref):
                         out_json_string(&o, &names[name_start[ref]], name_end[ref] - name_start[ref])
                     else:
                         out_put(&o, '""', 2)
@@ -546,8 +587,12 @@ def render_complete_events(const int64_t[::1] pid, const int64_t[::1] tid, const
     comma-separated, with a leading comma when ``leading_comma``.
     """
     cdef Py_ssize_t n = pid.shape[0], i
+    cdef Py_ssize_t n_slots = name_start.shape[0], n_names = names.shape[0], n_args = args.shape[0]
     cdef Out o
     cdef int64_t k
+    if (tid.shape[0] != n or ts_ps.shape[0] != n or dur_ps.shape[0] != n or name_idx.shape[0] != n
+            or args_start.shape[0] != n or args_end.shape[0] != n or name_end.shape[0] != n_slots):
+        raise ValueError("event columns differ in length")
     o.data = NULL
     o.n = o.cap = 0
     try:
@@ -564,10 +609,14 @@ def render_complete_events(const int64_t[::1] pid, const int64_t[::1] tid, const
             out_us(&o, dur_ps[i])
             out_put(&o, ',"name":', 8)
             k = name_idx[i]
-            out_json_string(&o, &names[name_start[k]] if name_end[k] > name_start[k] else NULL,
-                            name_end[k] - name_start[k])
+            if k < 0 or k >= n_slots:
+                raise IndexError(f"name index {k} out of range")
+            if 0 <= name_start[k] < name_end[k] <= n_names:
+                out_json_string(&o, &names[name_start[k]], name_end[k] - name_start[k])
+            else:
+                out_put(&o, '""', 2)
             out_put(&o, ',"args":', 8)
-            if args_end[i] > args_start[i]:
+            if 0 <= args_start[i] < args_end[i] <= n_args:
                 out_put(&o, <const char*>&args[args_start[i]], args_end[i] - args_start[i])
             else:
                 out_put(&o, "{}", 2)

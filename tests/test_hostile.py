@@ -1,0 +1,127 @@
+"""Crafted hostile inputs (tests/data/hostile/): every tool either answers or raises the project's error; no crash.
+
+Each file is run in a child process, so a segmentation fault or an abort
+fails the test instead of killing the test session.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, subprocess_env
+
+HOSTILE = ROOT / "tests" / "data" / "hostile"
+
+# Every tool on the file; the trace viewer's C-rendered args must equal their Python twin.
+_CHILD = r"""
+import json, sys
+import numpy as np
+import orjson
+import xprof_core
+from xprof_core.errors import XprofError
+from xprof_core.tools import run_tool_json, tool_names
+from xprof_core.tools.trace_viewer import event_args
+
+path = sys.argv[1]
+report = {}
+for tool in tool_names():
+    try:
+        run_tool_json(tool, path)
+        report[tool] = "ok"
+    except XprofError as exc:
+        report[tool] = type(exc).__name__
+xs = xprof_core.load(path)
+rows = np.arange(xs.num_events, dtype=np.int64)
+trace = orjson.loads(run_tool_json("trace_viewer", path, max_events=10**6))
+rendered = [e["args"] for e in trace["traceEvents"] if e.get("ph") == "X"]
+report["args_match"] = sorted(map(json.dumps, rendered)) == sorted(map(json.dumps, event_args(xs, rows)))
+report["args"] = rendered
+print(json.dumps(report))
+"""
+
+
+def _run_child(path: Path) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True, timeout=120, env=subprocess_env()
+    )
+    assert proc.returncode == 0, f"{path.name}: exit {proc.returncode}\n{proc.stderr[-2000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("path", sorted(HOSTILE.glob("trace_args_*.xplane.pb")), ids=lambda p: p.name)
+def test_out_of_range_stat_ids_render_as_unknown(path: Path) -> None:
+    report = _run_child(path)
+    assert all(v == "ok" for k, v in report.items() if k not in ("args_match", "args")), report
+    assert report["args_match"], report
+    assert len(report["args"]) == 1
+
+
+def test_negative_stat_id_is_rendered_signed() -> None:
+    # The 75-byte file that crashed the trace args renderer: stat metadata id -1048576, uint64 value 7.
+    report = _run_child(HOSTILE / "trace_args_negative_stat_id.xplane.pb")
+    assert report["args"] == [{"-1048576": 7}]
+
+
+def test_unknown_ref_value_renders_empty_name() -> None:
+    for name in ("trace_args_ref_all_ones", "trace_args_ref_2pow63", "trace_args_ref_far"):
+        report = _run_child(HOSTILE / f"{name}.xplane.pb")
+        (args,) = report["args"]
+        assert list(args.values()) == [""], (name, args)
+
+
+_KERNEL_CHILD = r"""
+import sys
+import numpy as np
+import xprof_core
+from xprof_core._fast.kernels import render_complete_events, render_event_args
+from xprof_core.tools.trace_viewer import _arg_tables
+
+xs = xprof_core.load(sys.argv[1])
+t = _arg_tables(xs)
+i64 = lambda *v: np.array(v, dtype=np.int64)
+out = []
+# Rows, planes and metadata rows out of range: an error, or the metadata fragment skipped; never a crash.
+for rows, md, plane in ((i64(5), i64(0), i64(0)), (i64(-1), i64(0), i64(0)), (i64(0), i64(0), i64(7)),
+                        (i64(0), i64(1 << 40), i64(0)), (i64(0), i64(-3), i64(0))):
+    try:
+        blob, offs = render_event_args(xs.buffer, xs.event_offset, rows, t.key_base, t.key_limit, t.names,
+                                       t.name_start, t.name_end, md, t.md_json, t.md_start, t.md_end, plane)
+        out.append(blob.decode())
+    except (IndexError, ValueError) as exc:
+        out.append(type(exc).__name__)
+# A name index past the table, and spans past the blobs.
+names = np.frombuffer(b"op", dtype=np.uint8)
+for idx, ns, ne, a_s, a_e in ((9, 0, 2, 0, 0), (0, 0, 99, 0, 0), (0, -4, 2, 0, 0), (0, 0, 2, 0, 1 << 40)):
+    try:
+        text = render_complete_events(i64(1), i64(1), i64(0), i64(1), i64(idx), names, i64(ns), i64(ne),
+                                      np.frombuffer(b"{}", dtype=np.uint8), i64(a_s), i64(a_e), False)
+        out.append(text.decode())
+    except (IndexError, ValueError) as exc:
+        out.append(type(exc).__name__)
+print("|".join(out))
+"""
+
+
+def test_render_kernels_check_every_index() -> None:
+    path = HOSTILE / "trace_args_negative_stat_id.xplane.pb"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KERNEL_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=subprocess_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = proc.stdout.strip().split("|")
+    assert got[:3] == ["IndexError", "IndexError", "IndexError"]
+    # A metadata row out of range only drops the metadata fragment: the event's own stat is still rendered.
+    assert got[3] == got[4] == '{"-1048576":7}'
+    assert got[5] == "IndexError"
+    # Name spans past the table render as an empty name; an args span past its blob as {}.
+    assert got[6] == got[7] == '{"ph":"X","pid":1,"tid":1,"ts":0.0,"dur":0.000001,"name":"","args":{}}'
+    assert got[8] == '{"ph":"X","pid":1,"tid":1,"ts":0.0,"dur":0.000001,"name":"op","args":{}}'
