@@ -1,7 +1,7 @@
 """Serving: what the gRPC hop costs, and how 8 hosts scale from one worker process to two.
 
 (i) One host's overview_page map (read + decode + map + encode) on one worker
-process through gRPC, against ``tools.map_host`` in this process, on the same
+process through gRPC, against ``execute.map_host`` in this process, on the same
 ~10 MB JAX profile: host MB/s, tasks/s and the RPC overhead ratio.
 
 (ii) 8 hosts x ~10 MB of overview_page through an aggregator (run in this
@@ -45,9 +45,9 @@ import pytest
 from aiohttp import web
 
 import xprof_core
-from xprof_core.aggregator import Aggregator, AggregatorConfig
-from xprof_core.executor import GrpcExecutor, MapResult, MapTask
-from xprof_core.tools import map_host
+from xprof_core.execute import map_host
+from xprof_core.serve.aggregator import Aggregator, AggregatorConfig
+from xprof_core.serve.executor import GrpcExecutor, MapResult, MapTask
 
 from figures import LARGE_DIR, ROOT, record
 

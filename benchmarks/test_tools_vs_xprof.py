@@ -41,7 +41,8 @@ def hwm_kb():
     return 0
 import numpy
 import xprof_core
-from xprof_core.tools import run_tool_json, get_tool
+from xprof_core.execute import run_tool_json
+from xprof_core.tools import get_tool
 get_tool(tool)
 base = hwm_kb()
 t0 = time.perf_counter()

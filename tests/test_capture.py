@@ -30,8 +30,9 @@ from typing import Any
 import grpc
 import pytest
 
-from xprof_core import capture as capture_module
-from xprof_core.capture import (
+from xprof_core.protos import profiler_service_pb2, profiler_service_pb2_grpc
+from xprof_core.serve import capture as capture_module
+from xprof_core.serve.capture import (
     CaptureCancelledError,
     CaptureOptions,
     CaptureParamError,
@@ -43,8 +44,7 @@ from xprof_core.capture import (
     capture,
     parse_service_addresses,
 )
-from xprof_core.logdir import Logdir
-from xprof_core.protos import profiler_service_pb2, profiler_service_pb2_grpc
+from xprof_core.storage.logdir import Logdir
 
 from conftest import JAX_DATA, subprocess_env
 

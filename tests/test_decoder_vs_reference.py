@@ -22,8 +22,8 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from xprof_core._fast.decoder import decode_columns, gather_event_stats
 from xprof_core.errors import DecodeError
+from xprof_core.model.xspace import decode_xspace
 from xprof_core.protos import xplane_pb2 as pb
-from xprof_core.xspace import decode_xspace
 
 from conftest import JAX_DATA, NO_REAL, REAL, jax_files, real_xplane_files
 from reference_decoder import (

@@ -24,7 +24,8 @@ import numpy as np
 import orjson
 import xprof_core
 from xprof_core.errors import XprofError
-from xprof_core.tools import run_tool_json, tool_names
+from xprof_core.execute import run_tool_json
+from xprof_core.tools import tool_names
 from xprof_core.tools.trace_viewer import event_args
 
 path = sys.argv[1]

@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 import xprof_core
+from xprof_core.execute import run_tool
 from xprof_core.protos import xplane_pb2
-from xprof_core.tools import get_tool, run_tool
+from xprof_core.tools import get_tool
 from xprof_core.tools.datatable import column_values
 from xprof_core.tools.kernel_stats import (
     COLUMNS,

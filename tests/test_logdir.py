@@ -1,4 +1,4 @@
-"""Tests for run and host discovery (xprof_core.logdir) on memory://, local and real logdirs."""
+"""Tests for run and host discovery (xprof_core.storage.logdir) on memory://, local and real logdirs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import fsspec.core
 import pytest
 
 from xprof_core.errors import DecodeError, ProfileNotFoundError, XprofError
-from xprof_core.logdir import (
+from xprof_core.storage.logdir import (
     Host,
     HostNotFoundError,
     Logdir,
@@ -405,7 +405,7 @@ def test_unreadable_directories_reported(
                 return real_ls(path, detail=detail, **kwargs)
 
             monkeypatch.setattr(logdir.fs, "ls", refusing_ls)
-        with caplog.at_level(logging.WARNING, logger="xprof_core.logdir"):
+        with caplog.at_level(logging.WARNING, logger="xprof_core.storage.logdir"):
             runs = logdir.runs()
     finally:
         for path in locked:
@@ -425,7 +425,7 @@ def test_unreadable_directories_reported(
     assert str(locked_session) in broken.problems[0]
     assert all(run.problems == [] for run in runs if run is not broken)
     assert len(logdir.problems) == 1 and str(locked_subrun) in logdir.problems[0]
-    logged = [r.getMessage() for r in caplog.records if r.name == "xprof_core.logdir"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "xprof_core.storage.logdir"]
     assert broken.problems[0] in logged and logdir.problems[0] in logged
 
 

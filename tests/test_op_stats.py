@@ -26,9 +26,11 @@ import numpy as np
 import pytest
 
 import xprof_core
+from xprof_core.execute import run_tool
+from xprof_core.model.xspace import XSpace
 from xprof_core.protos import xplane_pb2
-from xprof_core.serialization import decode, encode
-from xprof_core.tools import get_tool, run_tool
+from xprof_core.serve.partials import decode_partial, encode_partial
+from xprof_core.tools import get_tool
 from xprof_core.tools.op_stats import (
     category_from_name,
     category_from_opcode,
@@ -37,7 +39,6 @@ from xprof_core.tools.op_stats import (
     parse_framework_op,
     self_times,
 )
-from xprof_core.xspace import XSpace
 
 from conftest import JAX_DATA, REAL, TPU, V100, need
 
@@ -598,7 +599,7 @@ def test_partials_are_small_and_versioned() -> None:
     assert tool.reduce([], {})["reason"] == "no hosts selected"
     # Partials travel between worker and aggregator as JSON plus read-only numpy buffers.
     for name in ("framework_op_stats", "hlo_stats", "op_profile"):
-        sent = decode(encode(part))
+        sent = decode_partial(encode_partial(part))
         assert get_tool(name).reduce([sent, sent], {}) == get_tool(name).reduce([part, part], {})
 
 

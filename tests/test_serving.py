@@ -24,11 +24,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from xprof_core import serialization
-from xprof_core.executor import GrpcExecutor, MapTask, normalize_target, service_config
+from xprof_core.execute import run_tool
 from xprof_core.protos import worker_pb2, worker_pb2_grpc
-from xprof_core.tools import run_tool
-from xprof_core.worker import WorkerConfig, create_server, is_under_roots
+from xprof_core.serve.executor import GrpcExecutor, MapTask, normalize_target, service_config
+from xprof_core.serve.partials import decode_partial
+from xprof_core.serve.worker import WorkerConfig, create_server, is_under_roots
 
 from conftest import CORRUPTED, JAX_DATA, subprocess_env
 
@@ -69,7 +69,7 @@ def call_map(address: str, tool: str, url: str, **params: str) -> tuple[dict, wo
         stub = worker_pb2_grpc.WorkerStub(channel)
         chunks = list(stub.Map(worker_pb2.MapRequest(tool=tool, host_url=url, params=params), timeout=60))
     data = b"".join(c.data for c in chunks)
-    return serialization.decode(data), chunks[-1]
+    return decode_partial(data), chunks[-1]
 
 
 def test_worker_maps_a_host(worker, logdir: Path) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import xprof_core
-from xprof_core.tools import run_tool
+from xprof_core.execute import run_tool
 from xprof_core.tools.steps import CATEGORIES, UNKNOWN, StepTable, align_steps, build_step_table, union_length_by_group
 
 from conftest import JAX_DATA, REAL, TPU, V100, need

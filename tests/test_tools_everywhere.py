@@ -7,7 +7,8 @@ import json
 import pytest
 
 from xprof_core import cli
-from xprof_core.tools import run_tool, run_tool_json, tool_names
+from xprof_core.execute import run_tool, run_tool_json
+from xprof_core.tools import tool_names
 
 from conftest import JAX_DATA, real_xplane_files
 

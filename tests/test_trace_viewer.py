@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 
 import xprof_core
+from xprof_core.execute import run_tool
 from xprof_core.protos import xplane_pb2
-from xprof_core.tools import get_tool, run_tool
+from xprof_core.tools import get_tool
 from xprof_core.tools import trace_viewer as tv
 
 from conftest import JAX_DATA, NO_REAL, REAL, ROOT, V100, jax_files, need, real_xplane_files

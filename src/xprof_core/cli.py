@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from xprof_core.errors import DecodeError, XprofError
-from xprof_core.loader import load
-from xprof_core.logdir import host_name_of
+from xprof_core.model.load import load
+from xprof_core.model.xspace import XSpace
 from xprof_core.progress import ProgressBar
-from xprof_core.xspace import XSpace
+from xprof_core.storage.logdir import host_name_of
 
 PS_PER_MS = 1_000_000_000
 
@@ -107,7 +107,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if _is_profile_file(target):
         items.append(("", host_name_of(target), target))
     else:
-        from xprof_core.logdir import Logdir
+        from xprof_core.storage.logdir import Logdir
 
         logdir = Logdir(target)
         runs = logdir.runs()
@@ -191,7 +191,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from xprof_core.tools import run_tool, run_tool_json
+    from xprof_core.execute import run_tool, run_tool_json
     from xprof_core.tools.datatable import to_csv
 
     params = dict(kv.split("=", 1) for kv in args.param)

@@ -780,7 +780,7 @@ cdef class _Decoder:
 # --- Python interface ---
 
 def decode_columns(buf, progress=None):
-    """Decode XSpace wire bytes into plain columns (see xprof_core.xspace).
+    """Decode XSpace wire bytes into plain columns (see xprof_core.model.xspace).
 
     ``buf`` is any contiguous bytes-like object (bytes, bytearray, memoryview,
     mmap); it is read in place, never copied. ``progress(done, total)`` (bytes)

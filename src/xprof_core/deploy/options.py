@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Final, TypeAlias
 
-from xprof_core import __version__
+from xprof_core._version import __version__
 
 DEFAULT_IMAGE: Final = f"xprof-core:{__version__}"
 PULL_POLICIES: Final = ("Always", "IfNotPresent", "Never")

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from xprof_core.xspace import XSpace
+from xprof_core.model.xspace import XSpace
 
 Partial = dict[str, Any]
 Params = Mapping[str, Any]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xprof_core.xspace import Line, XSpace
+from xprof_core.model.xspace import Line, XSpace
 
 # ---- derived lines --------------------------------------------------------------------------
 

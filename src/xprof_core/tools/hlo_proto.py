@@ -14,7 +14,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from xprof_core.xspace import XSpace
+from xprof_core.model.xspace import XSpace
 
 _U64 = (1 << 64) - 1
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.event_rows import host_rows
 from xprof_core.tools.steps import INPUT_EVENT, StepTable, align_steps, build_step_table
-from xprof_core.xspace import XSpace
 
 PS_PER_MS = 1e9
 # Input share of step time above which a run is called input-bound (XProf's thresholds).

@@ -39,12 +39,12 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.event_rows import factorize_first_seen, is_derived_line, string_stat
 from xprof_core.tools.framework_ops import tf_op_name
 from xprof_core.tools.hlo_proto import HloModules
-from xprof_core.xspace import XSpace
 
 VERSION = 1
 MAX_KERNELS = 1000  # XProf's kMaxNumOfKernels

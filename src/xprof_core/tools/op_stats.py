@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import Column, datatable
 from xprof_core.tools.event_rows import (
@@ -79,7 +80,6 @@ from xprof_core.tools.event_rows import (
 from xprof_core.tools.framework_ops import FrameworkOp, parse_framework_op
 from xprof_core.tools.hlo_proto import HloModules, category_from_opcode
 from xprof_core.tools.steps import build_step_table
-from xprof_core.xspace import XSpace
 
 VERSION = 1
 PS_PER_US = 1e6

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.steps import (
@@ -26,7 +27,6 @@ from xprof_core.tools.steps import (
     device_rows,
     union_length_by_group,
 )
-from xprof_core.xspace import XSpace
 
 PS_PER_MS = 1e9
 TOP_OPS = 10

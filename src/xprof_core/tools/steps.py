@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 
 from xprof_core._fast.kernels import priority_union, step_breakdown
+from xprof_core.model.xspace import XSpace
 from xprof_core.tools.event_rows import host_lines, host_rows
-from xprof_core.xspace import XSpace
 
 # Event types in priority order (earlier wins an overlap), with what they mean.
 CATEGORIES: dict[str, str] = {

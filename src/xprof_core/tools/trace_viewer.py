@@ -61,11 +61,11 @@ import numpy as np
 import orjson
 
 from xprof_core._fast.kernels import render_complete_events, render_event_args
-from xprof_core.tools.base import Params, Partial, param_float, param_int
-from xprof_core.xspace import (
+from xprof_core.model.xspace import (
     OWNER_EVENT_METADATA,
     XSpace,
 )
+from xprof_core.tools.base import Params, Partial, param_float, param_int
 
 VERSION = 1
 DEFAULT_RESOLUTION = 8000
@@ -889,7 +889,7 @@ TOOLS = {"trace_viewer": TRACE_VIEWER}
 def _host_label(source: Any, i: int) -> str:
     if isinstance(source, XSpace):
         return source.hostnames[0] if source.hostnames else f"host{i}"
-    from xprof_core.logdir import host_name_of
+    from xprof_core.storage.logdir import host_name_of
 
     return host_name_of(str(source))
 
@@ -897,7 +897,7 @@ def _host_label(source: Any, i: int) -> str:
 def _open_source(source: Any) -> XSpace:
     if isinstance(source, XSpace):
         return source
-    from xprof_core.loader import load
+    from xprof_core.model.load import load
 
     return load(source)
 

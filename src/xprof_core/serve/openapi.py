@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xprof_core import __version__
+from xprof_core._version import __version__
 
 _RUN = {"name": "run", "in": "query", "required": True, "schema": {"type": "string"},
         "description": "run name as listed by /runs, e.g. 'train/2024_01_01_00_00_00'"}

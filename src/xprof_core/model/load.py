@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xprof_core.xspace import XSpace, decode_xspace
+from xprof_core.model.xspace import XSpace, decode_xspace
 
 
 def load(path_or_url: Any, progress: Callable[[int, int], None] | None = None) -> XSpace:
@@ -16,6 +16,6 @@ def load(path_or_url: Any, progress: Callable[[int, int], None] | None = None) -
     ``s3://``, ``memory://``, ...) are read whole. ``progress(done, total)`` in
     bytes reports decoding progress on large files.
     """
-    from xprof_core.logdir import open_host_bytes  # storage layer: fsspec is imported on first use
+    from xprof_core.storage.logdir import open_host_bytes  # storage layer: fsspec is imported on first use
 
     return decode_xspace(open_host_bytes(str(path_or_url)), progress=progress)

@@ -26,10 +26,10 @@ from typing import Any
 
 import grpc
 
-from xprof_core import serialization
 from xprof_core.errors import DecodeError, ProfileNotFoundError, XprofError
+from xprof_core.serve.partials import decode_partial, encode_partial
 
-log = logging.getLogger("xprof_core.executor")
+log = logging.getLogger(__name__)
 
 MiB = 1 << 20
 # Status codes worth another try (on another worker): the worker was down,
@@ -74,14 +74,14 @@ class RemoteMapError(XprofError):
 
 def _run_local(task: MapTask) -> tuple[bytes, float]:
     """Worker-process body: map one host and return the encoded partial."""
-    from xprof_core.tools import map_host
+    from xprof_core.execute import map_host
 
     t0 = time.perf_counter()
     params = dict(task.params)
     if task.shard is not None:
         params["shard_index"], params["shard_count"] = str(task.shard[0]), str(task.shard[1])
     partial = map_host(task.tool, task.url, params)
-    return serialization.encode(partial), time.perf_counter() - t0
+    return encode_partial(partial), time.perf_counter() - t0
 
 
 class LocalExecutor:
@@ -108,7 +108,7 @@ class LocalExecutor:
         for task, fut in submitted:
             try:
                 data, seconds = fut.result(timeout=timeout_s)
-                results.append(MapResult(task, serialization.decode(data), seconds=seconds))
+                results.append(MapResult(task, decode_partial(data), seconds=seconds))
             except (XprofError, ValueError, OSError) as exc:  # DecodeError is a ValueError
                 results.append(MapResult(task, error=exc))
             except futures.process.BrokenProcessPool as exc:
@@ -202,7 +202,7 @@ class GrpcExecutor:
                 if final.total_bytes != len(data):
                     raise RemoteMapError("DATA_LOSS", f"got {len(data)} of {final.total_bytes} bytes")
                 t = final.timings
-                return MapResult(task, serialization.decode(data), worker_id=final.worker_id,
+                return MapResult(task, decode_partial(data), worker_id=final.worker_id,
                                  seconds=time.perf_counter() - t0, attempts=attempt,
                                  timings={"queue_s": t.queue_s, "read_s": t.read_s, "decode_s": t.decode_s,
                                           "map_s": t.map_s, "encode_s": t.encode_s})

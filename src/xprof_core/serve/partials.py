@@ -1,12 +1,12 @@
 """Bytes for tool partials: JSON structure plus raw numpy buffers, no pickle.
 
 A partial (see ``tools/base.py``) is a tree of dicts, lists, strings, numbers,
-bytes and numpy arrays. ``encode`` writes::
+bytes and numpy arrays. ``encode_partial`` writes::
 
     b"XPC1" | u32 header length | JSON header | padding | buffer 0 | buffer 1 | ...
 
 where every numpy array (and bytes value) in the tree is replaced in the
-header by a reference to its buffer. ``decode`` rebuilds the tree with
+header by a reference to its buffer. ``decode_partial`` rebuilds the tree with
 read-only numpy views on the input (no copy). Nothing executable travels, so a
 worker's answer cannot run code in the aggregator.
 """
@@ -45,7 +45,7 @@ def _loads(data: bytes | memoryview) -> Any:
     return json.loads(bytes(data))
 
 
-def encode(partial: Any) -> bytes:
+def encode_partial(partial: Any) -> bytes:
     """Serialise a partial to bytes (see the module docstring for the layout)."""
     buffers: list[memoryview] = []
 
@@ -96,8 +96,8 @@ def encode(partial: Any) -> bytes:
     return bytes(out)
 
 
-def decode(data: bytes | bytearray | memoryview) -> Any:
-    """Rebuild a partial from ``encode``'s bytes; arrays are read-only views on ``data``."""
+def decode_partial(data: bytes | bytearray | memoryview) -> Any:
+    """Rebuild a partial from ``encode_partial``'s bytes; arrays are read-only views on ``data``."""
     view = memoryview(data)
     if view.nbytes < 8 or bytes(view[:4]) != MAGIC:
         raise SerializationError("not an encoded partial (bad magic)")

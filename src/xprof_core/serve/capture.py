@@ -46,12 +46,11 @@ import orjson
 from aiohttp import web
 
 from xprof_core.errors import XprofError
-from xprof_core.logdir import HOST_SUFFIXES, Logdir, host_name_from_file
+from xprof_core.storage.logdir import HOST_SUFFIXES, Logdir, host_name_from_file
 
 if TYPE_CHECKING:
     import grpc
 
-    from xprof_core.aggregator import Aggregator
     from xprof_core.protos import profiler_service_pb2
 
 log = logging.getLogger(__name__)
@@ -653,7 +652,7 @@ class _RemoteRunWriter(_RunWriter):
 
 
 def _run_name(session: str) -> str:
-    """The run's name as :class:`~xprof_core.logdir.Logdir` lists it: sessions sit at the top level."""
+    """The run's name as :class:`~xprof_core.storage.logdir.Logdir` lists it: sessions sit at the top level."""
     return session
 
 
@@ -760,10 +759,13 @@ async def _body_params(request: web.Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def add_capture_routes(app: web.Application, aggregator: Aggregator) -> CaptureRoute:
-    """Serve ``capture_profile`` (GET and POST) on ``app`` for ``aggregator``'s logdir."""
-    service = aggregator.service
-    route = CaptureRoute(lambda: service.logdir, lambda: service.runs(refresh=True))
+def add_capture_routes(app: web.Application, logdir: Callable[[], Logdir],
+                       refresh_runs: Callable[[], object]) -> CaptureRoute:
+    """Serve ``capture_profile`` (GET and POST) on ``app``, writing new runs into ``logdir()``.
+
+    ``refresh_runs()`` is called after a capture so the new run is listed at once.
+    """
+    route = CaptureRoute(logdir, refresh_runs)
     app.router.add_get(CAPTURE_ROUTE, route.handle)
     app.router.add_post(CAPTURE_ROUTE, route.handle)
     # on_shutdown runs before aiohttp waits for open requests: a running capture ends now, not at its deadline.
