@@ -24,7 +24,6 @@ LARGE_STEPS = int(os.environ.get("XPROF_BENCH_LARGE_STEPS", "12500"))
 RESULTS: list[str] = []
 
 
-
 def real_files() -> list[Path]:
     files = sorted(p for p in REAL.rglob("*.xplane.pb") if "corrupted" not in p.parts) if REAL.is_dir() else []
     files += sorted((ROOT / "tests" / "data" / "jax").glob("*.xplane.pb"))
@@ -42,9 +41,21 @@ def large_profile() -> Path | None:
         return None
     LARGE_DIR.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "make_jax_profiles.py"), "--out-dir", str(LARGE_DIR),
-         "--name", LARGE_NAME, "--steps", str(LARGE_STEPS), "--hidden", "128", "--python-tracer",
-         "--platform", "cpu"],
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "make_jax_profiles.py"),
+            "--out-dir",
+            str(LARGE_DIR),
+            "--name",
+            LARGE_NAME,
+            "--steps",
+            str(LARGE_STEPS),
+            "--hidden",
+            "128",
+            "--python-tracer",
+            "--platform",
+            "cpu",
+        ],
         check=True,
     )
     return path

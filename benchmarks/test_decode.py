@@ -55,8 +55,9 @@ print(json.dumps({"base_kb": base, "peak_kb": rss_kb(), "events": n}))
 
 
 def peak_rss_bytes(mode: str, path: Path) -> int:
-    out = subprocess.run([sys.executable, "-c", RSS_SCRIPT, mode, str(path)], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_SCRIPT, mode, str(path)], check=True, capture_output=True, text=True
+    ).stdout
     r = json.loads(out)
     return (r["peak_kb"] - r["base_kb"]) * 1024
 
@@ -69,11 +70,14 @@ def _measure(benchmark, path: Path, rounds: int) -> None:  # type: ignore[no-unt
     events = len(cols["events"]["start_ps"])
     mb = len(data) / 1e6
     ratio = theirs_s / ours_s
-    benchmark.extra_info.update({"mb_per_s": mb / ours_s, "events_per_s": events / ours_s,
-                                 "protobuf_s": theirs_s, "speedup_vs_protobuf": ratio})
-    record(f"decode {path.name}: {mb:.2f} MB, {events:,} events | ours {ours_s * 1e3:.2f} ms "
-           f"({mb / ours_s:,.0f} MB/s, {events / ours_s / 1e6:,.1f} M events/s) | protobuf "
-           f"{theirs_s * 1e3:.2f} ms | ratio {ratio:.1f}x (target >= 4x)")
+    benchmark.extra_info.update(
+        {"mb_per_s": mb / ours_s, "events_per_s": events / ours_s, "protobuf_s": theirs_s, "speedup_vs_protobuf": ratio}
+    )
+    record(
+        f"decode {path.name}: {mb:.2f} MB, {events:,} events | ours {ours_s * 1e3:.2f} ms "
+        f"({mb / ours_s:,.0f} MB/s, {events / ours_s / 1e6:,.1f} M events/s) | protobuf "
+        f"{theirs_s * 1e3:.2f} ms | ratio {ratio:.1f}x (target >= 4x)"
+    )
 
 
 @pytest.mark.parametrize("path", real_files(), ids=lambda p: p.name)
@@ -89,6 +93,8 @@ def test_peak_rss_large(large_file: Path) -> None:
     size = large_file.stat().st_size
     ours = peak_rss_bytes("ours", large_file)
     theirs = peak_rss_bytes("protobuf", large_file)
-    record(f"peak RSS {large_file.name} ({size / 1e6:.0f} MB): ours {ours / 1e6:.0f} MB = {ours / size:.2f}x "
-           f"the file (target <= 2.5x) | protobuf {theirs / 1e6:.0f} MB = {theirs / size:.2f}x")
+    record(
+        f"peak RSS {large_file.name} ({size / 1e6:.0f} MB): ours {ours / 1e6:.0f} MB = {ours / size:.2f}x "
+        f"the file (target <= 2.5x) | protobuf {theirs / 1e6:.0f} MB = {theirs / size:.2f}x"
+    )
     assert ours > 0

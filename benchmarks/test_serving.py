@@ -82,9 +82,21 @@ def ten_mb_profile() -> Path:
     python = os.environ.get("XPROF_BENCH_JAX_PYTHON", sys.executable)
     if _can_import_jax(python):
         subprocess.run(
-            [python, str(ROOT / "scripts" / "make_jax_profiles.py"), "--out-dir", str(LARGE_DIR),
-             "--name", PROFILE_NAME, "--steps", str(PROFILE_STEPS), "--hidden", "128", "--python-tracer",
-             "--platform", "cpu"],
+            [
+                python,
+                str(ROOT / "scripts" / "make_jax_profiles.py"),
+                "--out-dir",
+                str(LARGE_DIR),
+                "--name",
+                PROFILE_NAME,
+                "--steps",
+                str(PROFILE_STEPS),
+                "--hidden",
+                "128",
+                "--python-tracer",
+                "--platform",
+                "cpu",
+            ],
             check=True,
         )
     else:
@@ -130,9 +142,23 @@ class Workers:
         self.ports = [free_port() for _ in range(count)]
         self.procs = [
             # --port=0: no HTTP server (nothing reads the workers' /metrics here).
-            subprocess.Popen([sys.executable, "-m", "xprof_core.worker", "--port=0", f"-gp={port}",
-                              "--host", "127.0.0.1", "--logdir", str(logdir), "--max_concurrency=1",
-                              f"--worker_id=bench-{i}", "--log_level=WARNING"], env=_env())
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "xprof_core.worker",
+                    "--port=0",
+                    f"-gp={port}",
+                    "--host",
+                    "127.0.0.1",
+                    "--logdir",
+                    str(logdir),
+                    "--max_concurrency=1",
+                    f"--worker_id=bench-{i}",
+                    "--log_level=WARNING",
+                ],
+                env=_env(),
+            )
             for i, port in enumerate(self.ports)
         ]
         self.target = ",".join(f"127.0.0.1:{p}" for p in self.ports)
@@ -204,12 +230,20 @@ def test_overview_map_through_grpc_vs_in_process(benchmark, workers: Workers, lo
     ratio = grpc_s / local
     fastest = min(results, key=lambda r: r.seconds)
     parts = ", ".join(f"{k[:-2]} {v * 1e3:.0f}" for k, v in fastest.timings.items())
-    benchmark.extra_info.update({"host_mb_per_s": size_mb / grpc_s, "tasks_per_s": 1 / grpc_s,
-                                 "in_process_s": local, "rpc_overhead_ratio": ratio})
-    record(f"overview_page map, one {size_mb:.1f} MB host, one worker (best of {ROUNDS_ONE_MAP}): gRPC "
-           f"{grpc_s * 1e3:.0f} ms ({size_mb / grpc_s:.1f} host MB/s, {1 / grpc_s:.2f} tasks/s; worker ms: {parts}) "
-           f"| in process {local * 1e3:.0f} ms ({size_mb / local:.1f} host MB/s, {1 / local:.2f} tasks/s) | "
-           f"RPC overhead ratio {ratio:.3f}x")
+    benchmark.extra_info.update(
+        {
+            "host_mb_per_s": size_mb / grpc_s,
+            "tasks_per_s": 1 / grpc_s,
+            "in_process_s": local,
+            "rpc_overhead_ratio": ratio,
+        }
+    )
+    record(
+        f"overview_page map, one {size_mb:.1f} MB host, one worker (best of {ROUNDS_ONE_MAP}): gRPC "
+        f"{grpc_s * 1e3:.0f} ms ({size_mb / grpc_s:.1f} host MB/s, {1 / grpc_s:.2f} tasks/s; worker ms: {parts}) "
+        f"| in process {local * 1e3:.0f} ms ({size_mb / local:.1f} host MB/s, {1 / local:.2f} tasks/s) | "
+        f"RPC overhead ratio {ratio:.3f}x"
+    )
 
 
 # --- (ii) 8 hosts: one worker process against two ---
@@ -315,6 +349,7 @@ BURN = "x = 0\nfor i in range(6_000_000):\n    x += i\n"
 
 def two_process_scaling() -> float:
     """Throughput of two CPU-bound processes over one, right now on this machine (2.0 on two idle cores)."""
+
     def burn(n: int) -> float:
         t0 = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(n)]
@@ -331,8 +366,9 @@ def test_eight_hosts_one_vs_two_workers(benchmark, workers: Workers, logdir: Pat
     # alternate (the one-worker round is the untimed setup of each two-worker round), so both
     # see the same background load on this shared machine.
     pids = [p.pid for p in workers.procs]
-    one = ServedAggregator(logdir, TimedExecutor(GrpcExecutor(f"ipv4:127.0.0.1:{workers.ports[0]}", deadline_s=600)),
-                           pids[:1])
+    one = ServedAggregator(
+        logdir, TimedExecutor(GrpcExecutor(f"ipv4:127.0.0.1:{workers.ports[0]}", deadline_s=600)), pids[:1]
+    )
     two = ServedAggregator(logdir, TimedExecutor(GrpcExecutor(workers.target, deadline_s=600)), pids)
     try:
         connect(one.executor.inner, logdir, 1)
@@ -347,14 +383,24 @@ def test_eight_hosts_one_vs_two_workers(benchmark, workers: Workers, logdir: Pat
         wall_s, map_s, share, cpu_s = served.best()
         # The CPU the workers got during executor.map, in cores: on an idle machine ~1 per worker. Where
         # other work shares the cores it is less, and the speed-up follows the cores obtained.
-        record(f"overview_page, {HOSTS} hosts ({size_mb:.0f} MB), {count} worker process(es), best of "
-               f"{ROUNDS_EIGHT_HOSTS}: wall {wall_s:.2f} s ({size_mb / wall_s:.0f} MB/s), in executor.map "
-               f"{map_s:.2f} s, workers' CPU {cpu_s:.2f} s = {cpu_s / map_s:.2f} cores; aggregator's own share "
-               f"{share * 100:.2f}% ({(wall_s - map_s) * 1e3:.0f} ms), median over rounds "
-               f"{served.median_share() * 100:.2f}% (target < 5%)")
+        record(
+            f"overview_page, {HOSTS} hosts ({size_mb:.0f} MB), {count} worker process(es), best of "
+            f"{ROUNDS_EIGHT_HOSTS}: wall {wall_s:.2f} s ({size_mb / wall_s:.0f} MB/s), in executor.map "
+            f"{map_s:.2f} s, workers' CPU {cpu_s:.2f} s = {cpu_s / map_s:.2f} cores; aggregator's own share "
+            f"{share * 100:.2f}% ({(wall_s - map_s) * 1e3:.0f} ms), median over rounds "
+            f"{served.median_share() * 100:.2f}% (target < 5%)"
+        )
     speedup = one.best()[0] / two.best()[0]
-    benchmark.extra_info.update({"one_worker_s": one.best()[0], "two_workers_s": two.best()[0], "speedup": speedup,
-                                 "aggregator_share": two.best()[2]})
-    record(f"overview_page, {HOSTS} hosts: 2 workers vs 1: {speedup:.2f}x faster (target >= 1.7x; "
-           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} during the run; right after it, two "
-           f"CPU-bound processes did {two_process_scaling():.2f}x the work of one in the same time, 2.00x when idle)")
+    benchmark.extra_info.update(
+        {
+            "one_worker_s": one.best()[0],
+            "two_workers_s": two.best()[0],
+            "speedup": speedup,
+            "aggregator_share": two.best()[2],
+        }
+    )
+    record(
+        f"overview_page, {HOSTS} hosts: 2 workers vs 1: {speedup:.2f}x faster (target >= 1.7x; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} during the run; right after it, two "
+        f"CPU-bound processes did {two_process_scaling():.2f}x the work of one in the same time, 2.00x when idle)"
+    )

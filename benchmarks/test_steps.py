@@ -65,8 +65,7 @@ def test_map_60k_steps(benchmark, host_bytes: bytes) -> None:  # type: ignore[no
     table = benchmark.pedantic(build_step_table, args=(xs,), rounds=3, iterations=1)
     assert len(table) == STEPS
     assert (table.device_start_ps > table.host_start_ps).all()
-    record(f"steps map: one host, {STEPS:,} steps, {xs.num_events:,} events: "
-           f"{benchmark.stats.stats.min:.2f} s")
+    record(f"steps map: one host, {STEPS:,} steps, {xs.num_events:,} events: {benchmark.stats.stats.min:.2f} s")
 
 
 def test_reduce_8_hosts_x_60k_steps(benchmark, host_bytes: bytes) -> None:  # type: ignore[no-untyped-def]
@@ -78,14 +77,29 @@ def test_reduce_8_hosts_x_60k_steps(benchmark, host_bytes: bytes) -> None:  # ty
         lo, hi = int(rng.integers(0, 5)), STEPS - int(rng.integers(0, 5))
         keep = slice(lo, hi)
         shift = h * 1_000_000  # hosts' clocks differ
-        cut = {k: (v[keep] + (shift if k.endswith("_ps") and k != "step_time_ps" else 0))
-               for k, v in table.to_partial().items() if isinstance(v, np.ndarray)}
+        cut = {
+            k: (v[keep] + (shift if k.endswith("_ps") and k != "step_time_ps" else 0))
+            for k, v in table.to_partial().items()
+            if isinstance(v, np.ndarray)
+        }
         partial = dict(base, **cut)
         partial["breakdown_ps"] = {c: v[keep] for c, v in base["breakdown_ps"].items()}
-        partials.append({"version": 1, "steps": partial, "device_type": "GPU", "device_count": 1,
-                         "hardware_type": "GPU", "device_idle_fraction": 0.5, "top_ops": [], "host": f"h{h}"})
+        partials.append(
+            {
+                "version": 1,
+                "steps": partial,
+                "device_type": "GPU",
+                "device_count": 1,
+                "hardware_type": "GPU",
+                "device_idle_fraction": 0.5,
+                "top_ops": [],
+                "host": f"h{h}",
+            }
+        )
     t0 = time.perf_counter()
     result = benchmark.pedantic(OVERVIEW_PAGE.reduce, args=(partials, {}), rounds=3, iterations=1)
     assert STEPS - 10 <= result["steps"]["count"] <= STEPS
-    record(f"steps reduce: {HOSTS} hosts x {STEPS:,} steps aligned in {benchmark.stats.stats.min:.2f} s "
-           f"({result['steps']['count']:,} steps on every host; wall incl. rounds {time.perf_counter() - t0:.1f} s)")
+    record(
+        f"steps reduce: {HOSTS} hosts x {STEPS:,} steps aligned in {benchmark.stats.stats.min:.2f} s "
+        f"({result['steps']['count']:,} steps on every host; wall incl. rounds {time.perf_counter() - t0:.1f} s)"
+    )

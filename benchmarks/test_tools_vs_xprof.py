@@ -85,18 +85,23 @@ def _run(python: str, script: str, tool: str, path: Path) -> dict:  # type: igno
     return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize(("tool", "speed_target", "rss_target"), [
-    ("overview_page", 20.0, 1.5),
-    ("framework_op_stats", 20.0, 1.5),
-    ("hlo_stats", 20.0, 1.5),
-    ("trace_viewer", 10.0, None),
-])
+@pytest.mark.parametrize(
+    ("tool", "speed_target", "rss_target"),
+    [
+        ("overview_page", 20.0, 1.5),
+        ("framework_op_stats", 20.0, 1.5),
+        ("hlo_stats", 20.0, 1.5),
+        ("trace_viewer", 10.0, None),
+    ],
+)
 def test_cold_tool_vs_xprof(large_file: Path, tool: str, speed_target: float, rss_target: float | None) -> None:
     size = large_file.stat().st_size
     ours = _run(sys.executable, OURS, tool, large_file)
-    line = (f"{tool} on {large_file.name} ({size / 1e6:.0f} MB), cold: ours {ours['seconds']:.2f} s, "
-            f"RSS growth {ours['rss_growth_kb'] * 1024 / size:.2f}x the file"
-            + (f" (target <= {rss_target}x)" if rss_target else ""))
+    line = (
+        f"{tool} on {large_file.name} ({size / 1e6:.0f} MB), cold: ours {ours['seconds']:.2f} s, "
+        f"RSS growth {ours['rss_growth_kb'] * 1024 / size:.2f}x the file"
+        + (f" (target <= {rss_target}x)" if rss_target else "")
+    )
     python = xprof_python()
     if python is None:
         record(line + " | XProf not importable here (set XPROF_PYTHON): no ratio")
@@ -107,5 +112,7 @@ def test_cold_tool_vs_xprof(large_file: Path, tool: str, speed_target: float, rs
         shutil.copyfile(large_file, copy)
         theirs = _run(python, THEIRS, tool, copy)
     ratio = theirs["seconds"] / ours["seconds"]
-    record(line + f" | XProf {theirs['seconds']:.2f} s, RSS growth {theirs['rss_growth_kb'] * 1024 / size:.2f}x"
-           f" | speed-up {ratio:.1f}x (target >= {speed_target:.0f}x)")
+    record(
+        line + f" | XProf {theirs['seconds']:.2f} s, RSS growth {theirs['rss_growth_kb'] * 1024 / size:.2f}x"
+        f" | speed-up {ratio:.1f}x (target >= {speed_target:.0f}x)"
+    )

@@ -38,9 +38,11 @@ def test_index_build(benchmark: Any, large: xprof_core.XSpace) -> None:
     idx = benchmark.pedantic(tv.build_trace_index, args=(large,), rounds=3, iterations=1)
     s = _best(benchmark)
     benchmark.extra_info.update({"events_per_s": idx.num_events / s, "index_bytes": idx.nbytes})
-    record(f"trace_viewer index build: {idx.num_events:,} events, {idx.num_groups} (line, depth) groups, "
-           f"depth <= {idx.max_depth} | {s * 1e3:.0f} ms ({idx.num_events / s / 1e6:.1f} M events/s) | "
-           f"index {idx.nbytes / 1e6:.0f} MB ({idx.nbytes / idx.num_events:.0f} B/event)")
+    record(
+        f"trace_viewer index build: {idx.num_events:,} events, {idx.num_groups} (line, depth) groups, "
+        f"depth <= {idx.max_depth} | {s * 1e3:.0f} ms ({idx.num_events / s / 1e6:.1f} M events/s) | "
+        f"index {idx.nbytes / 1e6:.0f} MB ({idx.nbytes / idx.num_events:.0f} B/event)"
+    )
 
 
 def _query(benchmark: Any, xs: xprof_core.XSpace, label: str, params: dict[str, Any]) -> None:
@@ -48,8 +50,13 @@ def _query(benchmark: Any, xs: xprof_core.XSpace, label: str, params: dict[str, 
     span_ms = (idx.end_ps - idx.first_ps) / 1e9
     ws = None if "start_time_ms" not in params else round(float(params["start_time_ms"]) * 1e9)
     we = None if "end_time_ms" not in params else round(float(params["end_time_ms"]) * 1e9)
-    sel = benchmark.pedantic(tv.select_window, args=(idx, ws, we, int(params.get("resolution", 8000))),
-                             rounds=5, iterations=1, warmup_rounds=1)
+    sel = benchmark.pedantic(
+        tv.select_window,
+        args=(idx, ws, we, int(params.get("resolution", 8000))),
+        rounds=5,
+        iterations=1,
+        warmup_rounds=1,
+    )
     select_s = _best(benchmark)
     # The HTTP path: map (window, visibility, args rendered in C) + reduce_json (bytes sent as is).
     rounds = []
@@ -65,12 +72,21 @@ def _query(benchmark: Any, xs: xprof_core.XSpace, label: str, params: dict[str, 
     reduce_s = statistics.median(r[1] for r in rounds)
     total = statistics.median(r[0] + r[1] for r in rounds)
     n = sel.events_in_window
-    benchmark.extra_info.update({"events_in_window": n, "kept": len(sel.positions),
-                                 "select_events_per_s": n / select_s, "map_s": map_s, "api_s": total})
-    record(f"trace_viewer {label} (span {span_ms:,.0f} ms): {n:,} events in window -> {len(sel.positions):,} kept | "
-           f"select {select_s * 1e3:.1f} ms ({n / select_s / 1e6:,.1f} M events/s) | map with args "
-           f"{map_s * 1e3:.0f} ms + reduce_json {reduce_s * 1e3:.0f} ms = {total * 1e3:.0f} ms median "
-           f"({size / 1e6:.1f} MB of JSON)")
+    benchmark.extra_info.update(
+        {
+            "events_in_window": n,
+            "kept": len(sel.positions),
+            "select_events_per_s": n / select_s,
+            "map_s": map_s,
+            "api_s": total,
+        }
+    )
+    record(
+        f"trace_viewer {label} (span {span_ms:,.0f} ms): {n:,} events in window -> {len(sel.positions):,} kept | "
+        f"select {select_s * 1e3:.1f} ms ({n / select_s / 1e6:,.1f} M events/s) | map with args "
+        f"{map_s * 1e3:.0f} ms + reduce_json {reduce_s * 1e3:.0f} ms = {total * 1e3:.0f} ms median "
+        f"({size / 1e6:.1f} MB of JSON)"
+    )
 
 
 def test_full_window_query(benchmark: Any, large: xprof_core.XSpace) -> None:
@@ -81,8 +97,12 @@ def test_zoomed_query(benchmark: Any, large: xprof_core.XSpace) -> None:
     idx = tv.trace_index(large)
     span_ms = (idx.end_ps - idx.first_ps) / 1e9
     start = idx.first_ps / 1e9 + span_ms * 0.5
-    _query(benchmark, large, "1% window, resolution 8000",
-           {"start_time_ms": f"{start:.6f}", "end_time_ms": f"{start + span_ms * 0.01:.6f}"})
+    _query(
+        benchmark,
+        large,
+        "1% window, resolution 8000",
+        {"start_time_ms": f"{start:.6f}", "end_time_ms": f"{start + span_ms * 0.01:.6f}"},
+    )
 
 
 def test_fine_full_window_query(benchmark: Any, large: xprof_core.XSpace) -> None:

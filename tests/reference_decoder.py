@@ -118,18 +118,21 @@ def decode_reference(buf: Buffer) -> Columns:
     lines: dict[str, list[Any]] = {
         k: []
         for k in (
-            "plane", "id", "display_id", "name", "display_name", "timestamp_ns", "duration_ps",
-            "event_begin", "event_end",
+            "plane",
+            "id",
+            "display_id",
+            "name",
+            "display_name",
+            "timestamp_ns",
+            "duration_ps",
+            "event_begin",
+            "event_end",
         )
     }
     planes: dict[str, list[Any]] = {k: [] for k in ("id", "name", "line_begin", "line_end")}
-    em: dict[str, list[Any]] = {
-        k: [] for k in ("plane", "id", "name", "display_name", "metadata", "child_id")
-    }
+    em: dict[str, list[Any]] = {k: [] for k in ("plane", "id", "name", "display_name", "metadata", "child_id")}
     sm: dict[str, list[Any]] = {k: [] for k in ("plane", "id", "name", "description")}
-    st: dict[str, list[Any]] = {
-        k: [] for k in ("owner_kind", "owner", "metadata_id", "kind", "value", "length")
-    }
+    st: dict[str, list[Any]] = {k: [] for k in ("owner_kind", "owner", "metadata_id", "kind", "value", "length")}
 
     def add_stat(owner_kind: int, owner: int, stat: xplane_pb2.XStat) -> None:
         for key, value in zip(
@@ -156,10 +159,15 @@ def decode_reference(buf: Buffer) -> Columns:
                 ev_duration_ps.append(event.duration_ps)
                 ev_message.append(event)
             for key, value in (
-                ("plane", plane_index), ("id", line.id), ("display_id", line.display_id),
-                ("name", line.name), ("display_name", line.display_name),
-                ("timestamp_ns", line.timestamp_ns), ("duration_ps", line.duration_ps),
-                ("event_begin", event_begin), ("event_end", len(ev_metadata_id)),
+                ("plane", plane_index),
+                ("id", line.id),
+                ("display_id", line.display_id),
+                ("name", line.name),
+                ("display_name", line.display_name),
+                ("timestamp_ns", line.timestamp_ns),
+                ("duration_ps", line.duration_ps),
+                ("event_begin", event_begin),
+                ("event_end", len(ev_metadata_id)),
             ):
                 lines[key].append(value)
         planes["id"].append(plane.id)
@@ -174,21 +182,29 @@ def decode_reference(buf: Buffer) -> Columns:
             for stat in md.stats:
                 add_stat(OWNER_EVENT_METADATA, len(em["id"]), stat)
             for key, value in (
-                ("plane", plane_index), ("id", md_id), ("name", md.name), ("display_name", md.display_name),
-                ("metadata", md.metadata), ("child_id", tuple(md.child_id)),
+                ("plane", plane_index),
+                ("id", md_id),
+                ("name", md.name),
+                ("display_name", md.display_name),
+                ("metadata", md.metadata),
+                ("child_id", tuple(md.child_id)),
             ):
                 em[key].append(value)
         for sm_id in sorted(plane.stat_metadata):
             smd = plane.stat_metadata[sm_id]
             for key, value in (
-                ("plane", plane_index), ("id", sm_id), ("name", smd.name), ("description", smd.description),
+                ("plane", plane_index),
+                ("id", sm_id),
+                ("name", smd.name),
+                ("description", smd.description),
             ):
                 sm[key].append(value)
 
     return {
         "events": {
             # int32 unless an id needs more (then the decoder retries with int64 ids).
-            "metadata_id": _i64(ev_metadata_id) if any(not -2**31 <= i < 2**31 for i in ev_metadata_id)
+            "metadata_id": _i64(ev_metadata_id)
+            if any(not -(2**31) <= i < 2**31 for i in ev_metadata_id)
             else np.asarray(ev_metadata_id, dtype=np.int32),
             "start_ps": _i64(ev_start_ps),
             "duration_ps": _i64(ev_duration_ps),
@@ -246,8 +262,9 @@ def reference_event_stats(buf: Buffer) -> Columns:
         for line in plane.lines:
             for event in line.events:
                 for stat in event.stats:
-                    for key, value in zip(("row", "metadata_id", "kind", "value", "length"),
-                                          (row, *stat_row(stat)), strict=True):
+                    for key, value in zip(
+                        ("row", "metadata_id", "kind", "value", "length"), (row, *stat_row(stat)), strict=True
+                    ):
                         out[key].append(value)
                 row += 1
     return {
@@ -274,14 +291,12 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _resolve_values(
-    kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, data: bytes
-) -> list[StatValue]:
+def _resolve_values(kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, data: bytes) -> list[StatValue]:
     """Stat values in content form: strings and bytes read out of ``data``, other kinds as Python ints."""
     out: list[StatValue] = []
     for kind, value, length in zip(kinds.tolist(), values.tolist(), lengths.tolist(), strict=True):
         if kind in (KIND_STR, KIND_BYTES):
-            payload = data[value:value + length]
+            payload = data[value : value + length]
             assert len(payload) == length, f"string stat at {value}+{length} runs past the buffer"
             out.append(payload.decode("utf-8") if kind == KIND_STR else payload)
         else:
@@ -297,7 +312,7 @@ def normalize_columns(columns: Columns, buf: Buffer) -> Columns:
     messages = []
     for offset in events["offset"].tolist():
         length, start = _read_varint(data, offset)
-        messages.append(xplane_pb2.XEvent.FromString(data[start:start + length]))
+        messages.append(xplane_pb2.XEvent.FromString(data[start : start + length]))
     events["offset"] = messages
 
     # Event metadata by (plane, id); a stable sort keeps duplicates (which protobuf would merge) visible.
@@ -309,7 +324,7 @@ def normalize_columns(columns: Columns, buf: Buffer) -> Columns:
         key: (value[em_order] if isinstance(value, np.ndarray) else [value[i] for i in em_order])
         for key, value in em_in.items()
     }
-    em["metadata"] = [b"" if m is None else data[m[0]:m[0] + m[1]] for m in em["metadata"]]
+    em["metadata"] = [b"" if m is None else data[m[0] : m[0] + m[1]] for m in em["metadata"]]
 
     sm_in = columns["stat_metadata"]
     sm_keys = list(zip(sm_in["plane"].tolist(), sm_in["id"].tolist(), strict=True))
@@ -324,9 +339,7 @@ def normalize_columns(columns: Columns, buf: Buffer) -> Columns:
     owner_kind = st_in["owner_kind"].tolist()
     owner = st_in["owner"].tolist()
     em_plane = em_in["plane"].tolist()
-    new_owner = [
-        o if k == OWNER_PLANE else em_new_index[o] for k, o in zip(owner_kind, owner, strict=True)
-    ]
+    new_owner = [o if k == OWNER_PLANE else em_new_index[o] for k, o in zip(owner_kind, owner, strict=True)]
     sort_keys = [
         (o, k, 0) if k == OWNER_PLANE else (em_plane[old], k, o)
         for k, o, old in zip(owner_kind, new_owner, owner, strict=True)

@@ -136,29 +136,50 @@ def _leftovers(logdir: Path) -> list[str]:
 def test_service_addresses() -> None:
     assert parse_service_addresses("localhost:9999") == ["localhost:9999"]
     assert parse_service_addresses(" grpc://10.0.0.1:6009 , host-1.svc:1,10.0.0.1:6009") == [
-        "10.0.0.1:6009", "host-1.svc:1"]
+        "10.0.0.1:6009",
+        "host-1.svc:1",
+    ]
     assert parse_service_addresses("[::1]:9999") == ["[::1]:9999"]
     assert capture_module.host_file_stem("10.0.0.1:6009") == "10.0.0.1_6009"
 
 
-@pytest.mark.parametrize("addr", ["", "   ", "localhost", "localhost:", ":9999", "localhost:0", "localhost:65536",
-                                  "localhost:99999999", "http://localhost:9999", "local host:1", "a/b:1",
-                                  "localhost:9999/x", "localhost:9999,", "../x:1"])
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "",
+        "   ",
+        "localhost",
+        "localhost:",
+        ":9999",
+        "localhost:0",
+        "localhost:65536",
+        "localhost:99999999",
+        "http://localhost:9999",
+        "local host:1",
+        "a/b:1",
+        "localhost:9999/x",
+        "localhost:9999,",
+        "../x:1",
+    ],
+)
 def test_bad_service_address(addr: str) -> None:
     with pytest.raises(CaptureParamError, match="service_addr|service address"):
         parse_service_addresses(addr)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"duration_ms": 0}, "'duration' must be in 1..300000"),
-    ({"duration_ms": 300_001}, "'duration' must be in 1..300000"),
-    ({"duration_ms": 1.5}, "'duration' must be an integer"),
-    ({"duration_ms": True}, "'duration' must be an integer"),
-    ({"host_tracer_level": 4}, "'host_tracer_level' must be in 0..3"),
-    ({"device_tracer_level": -1}, "'device_tracer_level' must be in 0..3"),
-    ({"python_tracer_level": 9}, "'python_tracer_level' must be in 0..3"),
-    ({"timeout_s": 0.5}, "timeout_s must be a number of seconds above the trace's 1 s"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"duration_ms": 0}, "'duration' must be in 1..300000"),
+        ({"duration_ms": 300_001}, "'duration' must be in 1..300000"),
+        ({"duration_ms": 1.5}, "'duration' must be an integer"),
+        ({"duration_ms": True}, "'duration' must be an integer"),
+        ({"host_tracer_level": 4}, "'host_tracer_level' must be in 0..3"),
+        ({"device_tracer_level": -1}, "'device_tracer_level' must be in 0..3"),
+        ({"python_tracer_level": 9}, "'python_tracer_level' must be in 0..3"),
+        ({"timeout_s": 0.5}, "timeout_s must be a number of seconds above the trace's 1 s"),
+    ],
+)
 def test_bad_parameters_contact_nothing(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
     args: dict[str, Any] = {"service_addr": "127.0.0.1:1", "duration_ms": 1000, "logdir": tmp_path / "logdir"}
     with pytest.raises(CaptureParamError, match=message.replace("(", r"\(").replace(".", r"\.")):
@@ -167,16 +188,27 @@ def test_bad_parameters_contact_nothing(tmp_path: Path, kwargs: dict[str, Any], 
 
 
 def test_query_parameters() -> None:
-    options = CaptureOptions.from_query({"service_addr": "localhost:9999", "duration": "2000",
-                                         "host_tracer_level": "3", "device_tracer_level": "0",
-                                         "python_tracer_level": "1", "num_retry": "2", "delay": "10",
-                                         "is_tpu_name": "false", "worker_list": ""})
+    options = CaptureOptions.from_query(
+        {
+            "service_addr": "localhost:9999",
+            "duration": "2000",
+            "host_tracer_level": "3",
+            "device_tracer_level": "0",
+            "python_tracer_level": "1",
+            "num_retry": "2",
+            "delay": "10",
+            "is_tpu_name": "false",
+            "worker_list": "",
+        }
+    )
     assert options == CaptureOptions(("localhost:9999",), 2000, 3, 0, 1, 2.010 + 60, 2, 10)
-    for query, message in [({"service_addr": "localhost:9999"}, "missing parameter 'duration'"),
-                           ({"service_addr": "localhost:9999", "duration": "1s"}, "must be an integer"),
-                           ({"duration": "1000"}, "missing parameter 'service_addr'"),
-                           ({"service_addr": "x:1", "duration": "1000", "is_tpu_name": "true"}, "is_tpu_name"),
-                           ({"service_addr": "x:1", "duration": "1000", "worker_list": "a:1"}, "worker_list")]:
+    for query, message in [
+        ({"service_addr": "localhost:9999"}, "missing parameter 'duration'"),
+        ({"service_addr": "localhost:9999", "duration": "1s"}, "must be an integer"),
+        ({"duration": "1000"}, "missing parameter 'service_addr'"),
+        ({"service_addr": "x:1", "duration": "1000", "is_tpu_name": "true"}, "is_tpu_name"),
+        ({"service_addr": "x:1", "duration": "1000", "worker_list": "a:1"}, "worker_list"),
+    ]:
         with pytest.raises(CaptureParamError, match=message):
             CaptureOptions.from_query(query)
 
@@ -186,8 +218,7 @@ def test_query_parameters() -> None:
 
 def test_capture_stores_the_xspace_verbatim(tmp_path: Path, fake_server: FakeServer) -> None:
     logdir = tmp_path / "logdir"
-    result = capture(fake_server.addr, 250, logdir, host_tracer_level=3, device_tracer_level=0,
-                     python_tracer_level=1)
+    result = capture(fake_server.addr, 250, logdir, host_tracer_level=3, device_tracer_level=0, python_tracer_level=1)
     [session] = _session_dirs(logdir)
     assert result.run == session.name and result.session_url == str(session)
     assert result.hosts == [fake_server.host] and result.failures == {}
@@ -202,8 +233,11 @@ def test_capture_stores_the_xspace_verbatim(tmp_path: Path, fake_server: FakeSer
     [request] = fake_server.servicer.requests
     assert request.emit_xspace and request.duration_ms == 250 and request.host_name == fake_server.addr
     assert (request.opts.version, request.opts.duration_ms) == (1, 250)
-    assert (request.opts.host_tracer_level, request.opts.device_tracer_level,
-            request.opts.python_tracer_level) == (3, 0, 1)
+    assert (request.opts.host_tracer_level, request.opts.device_tracer_level, request.opts.python_tracer_level) == (
+        3,
+        0,
+        1,
+    )
 
 
 @pytest.mark.parametrize("fake_server", ["old", "tool_data"], indirect=True)
@@ -282,8 +316,9 @@ def test_several_hosts_one_run(tmp_path: Path) -> None:
     assert run.host_names == result.hosts
 
 
-def test_same_second_captures_get_distinct_runs(tmp_path: Path, fake_server: FakeServer,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_same_second_captures_get_distinct_runs(
+    tmp_path: Path, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(capture_module, "_session_name", lambda: "2026_01_02_03_04_05")
     runs = [capture(fake_server.addr, 10, tmp_path).run for _ in range(3)]
     assert runs == ["2026_01_02_03_04_05", "2026_01_02_03_04_05_2", "2026_01_02_03_04_05_3"]
@@ -314,13 +349,15 @@ def test_logdir_that_is_a_file(tmp_path: Path, fake_server: FakeServer) -> None:
     assert fake_server.servicer.requests == []
 
 
-def test_logdir_without_write_permission(tmp_path: Path, fake_server: FakeServer,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logdir_without_write_permission(
+    tmp_path: Path, fake_server: FakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Root writes through chmod, so the permission check is simulated here; a read-only mount,
     which stops root too, is tested for real through the aggregator below."""
     real_access = os.access
-    monkeypatch.setattr(capture_module.os, "access",
-                        lambda path, mode, **kw: False if mode & os.W_OK else real_access(path, mode, **kw))
+    monkeypatch.setattr(
+        capture_module.os, "access", lambda path, mode, **kw: False if mode & os.W_OK else real_access(path, mode, **kw)
+    )
     with pytest.raises(LogdirNotWritableError, match="is not writable .*no write permission") as info:
         capture(fake_server.addr, 10, tmp_path)
     assert info.value.logdir == str(tmp_path) and isinstance(info.value, PermissionError)
@@ -359,8 +396,9 @@ def _env() -> dict[str, str]:
     return subprocess_env()
 
 
-def _request(url: str, data: bytes | None = None, content_type: str = "application/json",
-             timeout: float = 60) -> tuple[int, Any]:
+def _request(
+    url: str, data: bytes | None = None, content_type: str = "application/json", timeout: float = 60
+) -> tuple[int, Any]:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": content_type} if data else {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
@@ -378,9 +416,23 @@ class AggregatorProcess:
         self.log = tmp_path / f"aggregator-{self.port}.log"
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [*wrapper, sys.executable, "-m", "xprof_core.aggregator", "--host", "127.0.0.1",
-                 f"--port={self.port}", "--logdir", str(logdir), "--local_workers", "1"],
-                env=_env(), stdout=out, stderr=subprocess.STDOUT)
+                [
+                    *wrapper,
+                    sys.executable,
+                    "-m",
+                    "xprof_core.aggregator",
+                    "--host",
+                    "127.0.0.1",
+                    f"--port={self.port}",
+                    "--logdir",
+                    str(logdir),
+                    "--local_workers",
+                    "1",
+                ],
+                env=_env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.base = f"http://127.0.0.1:{self.port}{API}"
         deadline = time.monotonic() + 60
         while True:
@@ -418,16 +470,19 @@ def aggregator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AggregatorP
         assert agg.stop() == 0, agg.log.read_text()[-2000:]
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("duration=1000", "missing parameter 'service_addr'"),
-    ("service_addr=localhost&duration=1000", "invalid service address 'localhost'"),
-    ("service_addr=localhost:70000&duration=1000", "invalid service address"),
-    ("service_addr=localhost:9999", "missing parameter 'duration'"),
-    ("service_addr=localhost:9999&duration=0", "'duration' must be in 1..300000"),
-    ("service_addr=localhost:9999&duration=abc", "'duration' must be an integer"),
-    ("service_addr=localhost:9999&duration=1000&host_tracer_level=7", "'host_tracer_level' must be in 0..3"),
-    ("service_addr=localhost:9999&duration=1000&python_tracer_level=x", "'python_tracer_level' must be an integer"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("duration=1000", "missing parameter 'service_addr'"),
+        ("service_addr=localhost&duration=1000", "invalid service address 'localhost'"),
+        ("service_addr=localhost:70000&duration=1000", "invalid service address"),
+        ("service_addr=localhost:9999", "missing parameter 'duration'"),
+        ("service_addr=localhost:9999&duration=0", "'duration' must be in 1..300000"),
+        ("service_addr=localhost:9999&duration=abc", "'duration' must be an integer"),
+        ("service_addr=localhost:9999&duration=1000&host_tracer_level=7", "'host_tracer_level' must be in 0..3"),
+        ("service_addr=localhost:9999&duration=1000&python_tracer_level=x", "'python_tracer_level' must be an integer"),
+    ],
+)
 def test_http_bad_parameters(aggregator: AggregatorProcess, query: str, message: str) -> None:
     status, body = aggregator.capture(query)
     assert status == 400 and message in body["error"], body
@@ -468,8 +523,9 @@ def test_http_capture_get_and_post(aggregator: AggregatorProcess, fake_server: F
 def test_http_shutdown_cancels_a_running_capture(tmp_path: Path, fake_server: FakeServer) -> None:
     agg = AggregatorProcess(tmp_path / "logdir", tmp_path)
     answer: list[tuple[int, Any]] = []
-    thread = threading.Thread(target=lambda: answer.append(
-        agg.capture(f"service_addr={fake_server.addr}&duration=120000", timeout=130)))
+    thread = threading.Thread(
+        target=lambda: answer.append(agg.capture(f"service_addr={fake_server.addr}&duration=120000", timeout=130))
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 10
@@ -562,8 +618,10 @@ def _jax_python() -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"cannot run {python} to check for JAX: {exc}")
     if found.returncode != 0:
-        pytest.skip(f"JAX is not importable by {python} (pip install jax, or set XPROF_TEST_JAX_PYTHON to an "
-                    f"interpreter that has it)")
+        pytest.skip(
+            f"JAX is not importable by {python} (pip install jax, or set XPROF_TEST_JAX_PYTHON to an "
+            f"interpreter that has it)"
+        )
     return python
 
 

@@ -94,8 +94,9 @@ def test_events_jsonl_filters_and_stats(capsys) -> None:  # type: ignore[no-unty
 
 def test_events_csv_with_limit(capsys) -> None:  # type: ignore[no-untyped-def]
     path = JAX_DATA / "gpu_mlp_train.xplane.pb"
-    code, out, _ = run(capsys, "events", str(path), "--plane", "GPU", "--line", "Compute", "--limit", "5",
-                       "--format", "csv")
+    code, out, _ = run(
+        capsys, "events", str(path), "--plane", "GPU", "--line", "Compute", "--limit", "5", "--format", "csv"
+    )
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 5
@@ -148,8 +149,17 @@ def test_convert_writes_tool_json(capsys, tmp_path) -> None:  # type: ignore[no-
 
 def test_convert_csv_of_a_logdir_run(capsys) -> None:  # type: ignore[no-untyped-def]
     logdir = need(REAL / "openxla-xprof" / "demo")
-    code, out, _ = run(capsys, "convert", str(logdir), "--run", "GPU-multi-worker", "--tool",
-                       "input_pipeline_analyzer", "--format", "csv")
+    code, out, _ = run(
+        capsys,
+        "convert",
+        str(logdir),
+        "--run",
+        "GPU-multi-worker",
+        "--tool",
+        "input_pipeline_analyzer",
+        "--format",
+        "csv",
+    )
     assert code == 0
     assert out.startswith("# step_table\nStep,Step time (ms)")
     assert "Iterator::Prefetch" in out

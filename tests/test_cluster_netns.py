@@ -102,8 +102,9 @@ class Probe:
     """A client process inside the namespace (names resolve there); one request at a time."""
 
     def __init__(self, ns: NetworkNamespace) -> None:
-        self.proc = ns.popen([sys.executable, "-c", PROBE_SOURCE], env=_env(), stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+        self.proc = ns.popen(
+            [sys.executable, "-c", PROBE_SOURCE], env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self._lock = threading.Lock()
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -153,16 +154,20 @@ class Probe:
         """Sum of a worker's Prometheus samples ``name`` whose labels include ``labels``."""
         status, body = self.get(f"http://{address}:{port}/metrics", timeout_s=10.0)
         assert status == 200, (address, status, body[:200])
-        return sum(sample.value for family in text_string_to_metric_families(body.decode())
-                   for sample in family.samples
-                   if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        )
 
     def tasks_served(self, address: str, port: int = WORKER_HTTP_PORT) -> float:
         return self.worker_metric(address, "xprof_worker_tasks_total", port, outcome="ok")
 
 
-def request_until_every_worker_served(probe: Probe, base: str, workers: Mapping[str, int], hosts: int,
-                                      max_requests: int = 8) -> list[float]:
+def request_until_every_worker_served(
+    probe: Probe, base: str, workers: Mapping[str, int], hosts: int, max_requests: int = 8
+) -> list[float]:
     """Ask for a ``hosts``-host view, then for uncached variants of it, until every worker has served.
 
     Round robin spreads calls over the connections that are up; the very first
@@ -201,8 +206,17 @@ class ServiceCluster:
         #   the replicas share one namespace, so each binds its own loopback address, the one
         #   the Service name resolves to for it (and all of them keep ports 9999 and 8891).
         # --logdir: the profiles volume mounted in each pod; here the test's logdir.
-        argv = [sys.executable, "-m", "xprof_core.worker", *WORKER_ARGS, "--host", address,
-                "--logdir", str(self.logdir), *self.worker_extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "xprof_core.worker",
+            *WORKER_ARGS,
+            "--host",
+            address,
+            "--logdir",
+            str(self.logdir),
+            *self.worker_extra,
+        ]
         self.workers[address] = self.ns.popen(argv, env=_env())
         if wait:
             self.wait_worker(address)
@@ -231,8 +245,9 @@ class ServiceCluster:
         return dict(zip(procs, NetworkNamespace.stop(*procs.values()), strict=True))
 
 
-def start_service_cluster(ns: NetworkNamespace, tmp_path: Path, hosts: int, workers: int,
-                          worker_extra: Sequence[str] = ()) -> ServiceCluster:
+def start_service_cluster(
+    ns: NetworkNamespace, tmp_path: Path, hosts: int, workers: int, worker_extra: Sequence[str] = ()
+) -> ServiceCluster:
     cluster = ServiceCluster(ns, make_logdir(tmp_path, hosts), worker_extra)
     addresses = [f"127.0.1.{i + 1}" for i in range(workers)]
     cluster.publish(addresses)
@@ -248,14 +263,21 @@ def start_service_cluster(ns: NetworkNamespace, tmp_path: Path, hosts: int, work
 # --- a. the headless Service name ---
 
 
-def test_headless_service_name_spreads_a_six_host_view_over_three_workers(
-        ns: NetworkNamespace, tmp_path: Path) -> None:
+def test_headless_service_name_spreads_a_six_host_view_over_three_workers(ns: NetworkNamespace, tmp_path: Path) -> None:
     cluster = start_service_cluster(ns, tmp_path, hosts=6, workers=3)
     workers = list(cluster.workers)
     # The aggregator resolves the name as the test set it up: three addresses, via glibc.
-    out = ns.run([sys.executable, "-c", "import socket; print(sorted({a[4][0] for a in "
-                  f"socket.getaddrinfo({WORKER_SERVICE!r}, 8891, proto=socket.IPPROTO_TCP)}}))"],
-                 capture_output=True, text=True, check=True).stdout
+    out = ns.run(
+        [
+            sys.executable,
+            "-c",
+            "import socket; print(sorted({a[4][0] for a in "
+            f"socket.getaddrinfo({WORKER_SERVICE!r}, 8891, proto=socket.IPPROTO_TCP)}}))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == str(workers)
     served = request_until_every_worker_served(cluster.probe, cluster.base, cluster.metrics_ports(), hosts=6)
     assert all(s > 0 for s in served), dict(zip(workers, served, strict=True))
@@ -355,8 +377,12 @@ def test_rendered_manifests_run_as_kubernetes_would(ns: NetworkNamespace, tmp_pa
     workers = list(metrics_ports)
     assert len(workers) == 4  # the worker Deployment's replicas
     # The aggregator found them through the worker Service's name, as its flag says.
-    flag = next(a for d in deployments for a in d["spec"]["template"]["spec"]["containers"][0]["args"]
-                if a.startswith("--worker_service_address="))
+    flag = next(
+        a
+        for d in deployments
+        for a in d["spec"]["template"]["spec"]["containers"][0]["args"]
+        if a.startswith("--worker_service_address=")
+    )
     host, _, grpc_port = flag.split("dns:///", 1)[1].rpartition(":")
     assert sorted(names[host]) == sorted(workers), (flag, names)
     worker_svc = next(svc for svc in services if svc["spec"].get("clusterIP") == "None")
@@ -377,9 +403,12 @@ def _aggregator_map_tasks(probe: Probe, base: str, tool: str) -> dict[tuple[str,
     """The aggregator's count of map results, by (worker id, outcome), for ``tool``."""
     status, body = probe.get(f"{base}/metrics", timeout_s=10.0)
     assert status == 200
-    return {(s.labels["worker"], s.labels["outcome"]): s.value
-            for family in text_string_to_metric_families(body.decode()) for s in family.samples
-            if s.name == "xprof_map_tasks_total" and s.labels.get("tool") == tool}
+    return {
+        (s.labels["worker"], s.labels["outcome"]): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == "xprof_map_tasks_total" and s.labels.get("tool") == tool
+    }
 
 
 def test_worker_killed_mid_request_is_retried_elsewhere(ns: NetworkNamespace, tmp_path: Path) -> None:
@@ -410,8 +439,9 @@ def test_worker_killed_mid_request_is_retried_elsewhere(ns: NetworkNamespace, tm
     assert page["run_environment"]["host_count"] == hosts and page["steps"]["count"] == 120
     assert cluster.workers[victim].wait(timeout=10) == -signal.SIGKILL
     agg_after = _aggregator_map_tasks(cluster.probe, cluster.base, "overview_page")
-    delivered = {w: agg_after.get((worker_ids[w], "ok"), 0.0) - agg_before.get((worker_ids[w], "ok"), 0.0)
-                 for w in workers}
+    delivered = {
+        w: agg_after.get((worker_ids[w], "ok"), 0.0) - agg_before.get((worker_ids[w], "ok"), 0.0) for w in workers
+    }
     assert sum(delivered.values()) == hosts, delivered  # each host mapped once, by a known worker
     assert not any(outcome == "error" for _, outcome in agg_after), agg_after
     for w in workers:
@@ -452,8 +482,10 @@ def test_concurrent_clients_on_cached_and_uncached_views(tmp_path: Path) -> None
     cluster = Cluster(logdir)  # one aggregator + three workers on loopback
     aggregator = cluster.procs[-1]
     clients, per_client = 32, 20
-    cached = [f"data?run={SESSION}&tag={tool}" for tool in
-              ("overview_page", "input_pipeline_analyzer", "kernel_stats", "framework_op_stats")]
+    cached = [
+        f"data?run={SESSION}&tag={tool}"
+        for tool in ("overview_page", "input_pipeline_analyzer", "kernel_stats", "framework_op_stats")
+    ]
 
     def view(client: int, i: int, round_name: str) -> str:
         if i % 2 == 0:
@@ -471,8 +503,7 @@ def test_concurrent_clients_on_cached_and_uncached_views(tmp_path: Path) -> None
 
     def run_round(requests: int, round_name: str) -> list[str]:
         with futures.ThreadPoolExecutor(clients) as pool:
-            return [e for errs in pool.map(lambda c: client_run(c, requests, round_name), range(clients))
-                    for e in errs]
+            return [e for errs in pool.map(lambda c: client_run(c, requests, round_name), range(clients)) for e in errs]
 
     try:
         assert run_round(4, "warm") == []
@@ -484,8 +515,10 @@ def test_concurrent_clients_on_cached_and_uncached_views(tmp_path: Path) -> None
         # Not growing without bound: 640 more requests (320 of them new cache entries of a few KB)
         # may cost some allocator slack, never a copy of every response.
         assert full_rss <= warm_rss * 1.25 + (32 << 20), (warm_rss, full_rss)
-        print(f"{clients * per_client} requests in {elapsed:.1f} s; aggregator RSS "
-              f"{warm_rss / 2**20:.0f} MiB after warm-up, {full_rss / 2**20:.0f} MiB after the run")
+        print(
+            f"{clients * per_client} requests in {elapsed:.1f} s; aggregator RSS "
+            f"{warm_rss / 2**20:.0f} MiB after warm-up, {full_rss / 2**20:.0f} MiB after the run"
+        )
     finally:
         cluster.stop()
     assert all(p.returncode == 0 for p in cluster.procs), [p.returncode for p in cluster.procs]

@@ -163,8 +163,12 @@ def test_profile_event_stats_selected_rows_and_ids(path: Path) -> None:
     by_row: dict[int, list[int]] = {}
     for i, row in enumerate(everything["row"].tolist()):
         by_row.setdefault(row, []).append(i)
-    keep = [(pos, i) for pos, row in enumerate(rows.tolist()) for i in by_row.get(row, [])
-            if everything["metadata_id"][i] in wanted]
+    keep = [
+        (pos, i)
+        for pos, row in enumerate(rows.tolist())
+        for i in by_row.get(row, [])
+        if everything["metadata_id"][i] in wanted
+    ]
     expected = {
         "row": np.asarray([pos for pos, _ in keep], dtype=np.int64),
         **{key: everything[key][[i for _, i in keep]] for key in ("metadata_id", "kind")},
@@ -232,15 +236,38 @@ UNKNOWN = (
 # Per message type, its own known field numbers under the wrong wire type: protobuf treats them as unknown.
 WRONG_WIRE_TYPES = {
     "XSpace": f_varint(1, 5) + f_fixed32(2, 1) + f_group(3, f_varint(1, 1)) + f_fixed64(4, 1),
-    "XPlane": (f_len(1, varint(5)) + f_varint(2, 1) + f_fixed64(3, 0) + f_varint(4, 1) + f_fixed32(5, 1)
-               + f_group(6, b"")),
-    "XLine": (f_fixed64(1, 9) + f_varint(2, 1) + f_len(3, varint(7)) + f_varint(4, 3) + f_fixed32(9, 1)
-              + f_group(10, f_varint(3, 1)) + f_varint(11, 0)),
+    "XPlane": (
+        f_len(1, varint(5)) + f_varint(2, 1) + f_fixed64(3, 0) + f_varint(4, 1) + f_fixed32(5, 1) + f_group(6, b"")
+    ),
+    "XLine": (
+        f_fixed64(1, 9)
+        + f_varint(2, 1)
+        + f_len(3, varint(7))
+        + f_varint(4, 3)
+        + f_fixed32(9, 1)
+        + f_group(10, f_varint(3, 1))
+        + f_varint(11, 0)
+    ),
     "XEvent": f_fixed32(1, 1) + f_fixed64(2, 77) + f_group(3, b"") + f_varint(4, 1) + f_len(5, varint(3)),
-    "XStat": (f_len(1, varint(99)) + f_varint(2, 1) + f_fixed64(3, 1) + f_len(4, varint(1)) + f_varint(5, 1)
-              + f_fixed32(6, 1) + f_fixed64(7, 1)),
-    "XEventMetadata": (f_len(1, varint(99)) + f_varint(2, 1) + f_varint(3, 1) + f_fixed32(4, 1)
-                       + f_varint(5, 1) + f_fixed64(6, 13) + f_fixed32(6, 14) + f_group(6, b"")),
+    "XStat": (
+        f_len(1, varint(99))
+        + f_varint(2, 1)
+        + f_fixed64(3, 1)
+        + f_len(4, varint(1))
+        + f_varint(5, 1)
+        + f_fixed32(6, 1)
+        + f_fixed64(7, 1)
+    ),
+    "XEventMetadata": (
+        f_len(1, varint(99))
+        + f_varint(2, 1)
+        + f_varint(3, 1)
+        + f_fixed32(4, 1)
+        + f_varint(5, 1)
+        + f_fixed64(6, 13)
+        + f_fixed32(6, 14)
+        + f_group(6, b"")
+    ),
     "EventMetadataEntry": f_len(1, varint(99)) + f_varint(2, 1) + f_group(2, b""),
     "XStatMetadata": f_fixed64(1, 99) + f_varint(2, 1) + f_fixed64(3, 1),
     "StatMetadataEntry": f_fixed64(1, 99) + f_fixed32(2, 1),
@@ -262,23 +289,42 @@ def build_space(noise: Callable[[str], bytes]) -> bytes:
         return message("XStat", *fields)
 
     event = message(
-        "XEvent", f_varint(1, 10), f_varint(2, 5), f_varint(3, 6),
+        "XEvent",
+        f_varint(1, 10),
+        f_varint(2, 5),
+        f_varint(3, 6),
         f_len(4, stat(f_varint(1, 2), f_len(5, "héllo".encode()))),
         f_len(4, stat(f_varint(1, 3), f_fixed64(2, double_bits(2.5)))),
     )
     aggregated = message("XEvent", f_varint(1, 4), f_varint(5, 12), f_len(4, stat(f_varint(1, 2))))
     line = message(
-        "XLine", f_varint(1, 1), f_varint(10, 2), f_len(2, b"l"), f_len(11, b"L"), f_varint(3, 100),
-        f_varint(9, 9), f_len(4, event), f_len(4, aggregated),
+        "XLine",
+        f_varint(1, 1),
+        f_varint(10, 2),
+        f_len(2, b"l"),
+        f_len(11, b"L"),
+        f_varint(3, 100),
+        f_varint(9, 9),
+        f_len(4, event),
+        f_len(4, aggregated),
     )
     em_10 = message(
-        "XEventMetadata", f_varint(1, 10), f_len(2, b"op"), f_len(4, b"Op"), f_len(3, b"\x00\x01"),
-        f_len(5, stat(f_varint(1, 1), f_varint(7, 2))), f_len(6, varint(11) + varint(12)), f_varint(6, 13),
+        "XEventMetadata",
+        f_varint(1, 10),
+        f_len(2, b"op"),
+        f_len(4, b"Op"),
+        f_len(3, b"\x00\x01"),
+        f_len(5, stat(f_varint(1, 1), f_varint(7, 2))),
+        f_len(6, varint(11) + varint(12)),
+        f_varint(6, 13),
     )
     em_4 = message("XEventMetadata", f_len(2, b"four"), f_len(5, stat(f_varint(1, 3), f_varint(3, 44))))
     sm_2 = message("XStatMetadata", f_varint(1, 2), f_len(2, b"s"), f_len(3, b"d"))
     plane = message(
-        "XPlane", f_varint(1, 3), f_len(2, b"p"), f_len(3, line),
+        "XPlane",
+        f_varint(1, 3),
+        f_len(2, b"p"),
+        f_len(3, line),
         f_len(4, message("EventMetadataEntry", f_varint(1, 10), f_len(2, em_10))),
         f_len(5, message("StatMetadataEntry", f_varint(1, 2), f_len(2, sm_2))),
         f_len(6, stat(f_varint(1, 1), f_varint(4, -3))),
@@ -286,7 +332,11 @@ def build_space(noise: Callable[[str], bytes]) -> bytes:
         f_len(6, stat(f_varint(1, 2), f_len(6, b"\xff\x00"))),
     )
     return message(
-        "XSpace", f_len(1, plane), f_len(2, b"e"), f_len(3, b"w"), f_len(4, b"h"),
+        "XSpace",
+        f_len(1, plane),
+        f_len(2, b"e"),
+        f_len(3, b"w"),
+        f_len(4, b"h"),
         f_len(1, message("XPlane", f_varint(1, 8))),
     )
 
@@ -392,7 +442,11 @@ def _parse_with_pure_python_protobuf(tmp_path: Path, noisy: bytes, clean: bytes)
     env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
     done = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "noisy.pb"), str(tmp_path / "clean.pb")],
-        env=env, capture_output=True, text=True, check=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     return done.stdout.strip()
 
@@ -414,15 +468,27 @@ def test_noise_in_map_entries_too(noise: str, tmp_path: Path) -> None:
 
 
 def test_num_occurrences_events_are_aggregated_at_the_line_start() -> None:
-    space = pb.XSpace(planes=[pb.XPlane(lines=[
-        pb.XLine(id=1, timestamp_ns=1_000, events=[
-            pb.XEvent(metadata_id=1, offset_ps=5, duration_ps=3),
-            pb.XEvent(metadata_id=2, num_occurrences=7),
-            pb.XEvent(metadata_id=3, offset_ps=9, duration_ps=1),
-            pb.XEvent(metadata_id=4, num_occurrences=0),  # set to zero is still set: a oneof has presence
-        ]),
-        pb.XLine(id=2, events=[pb.XEvent(metadata_id=5, num_occurrences=2, duration_ps=8)]),
-    ])])
+    space = pb.XSpace(
+        planes=[
+            pb.XPlane(
+                lines=[
+                    pb.XLine(
+                        id=1,
+                        timestamp_ns=1_000,
+                        events=[
+                            pb.XEvent(metadata_id=1, offset_ps=5, duration_ps=3),
+                            pb.XEvent(metadata_id=2, num_occurrences=7),
+                            pb.XEvent(metadata_id=3, offset_ps=9, duration_ps=1),
+                            pb.XEvent(
+                                metadata_id=4, num_occurrences=0
+                            ),  # set to zero is still set: a oneof has presence
+                        ],
+                    ),
+                    pb.XLine(id=2, events=[pb.XEvent(metadata_id=5, num_occurrences=2, duration_ps=8)]),
+                ]
+            )
+        ]
+    )
     ours, _ = check_against_reference(space.SerializeToString())
     assert ours["aggregated"]["event"].tolist() == [1, 3, 4]
     assert ours["aggregated"]["num_occurrences"].tolist() == [7, 0, 2]
@@ -446,8 +512,9 @@ def test_event_oneof_last_member_on_the_wire_wins() -> None:
 
 def test_line_timestamp_after_its_events() -> None:
     def events() -> bytes:
-        return (f_len(4, pb.XEvent(metadata_id=1, offset_ps=10, duration_ps=2).SerializeToString())
-                + f_len(4, pb.XEvent(metadata_id=2, num_occurrences=4).SerializeToString()))
+        return f_len(4, pb.XEvent(metadata_id=1, offset_ps=10, duration_ps=2).SerializeToString()) + f_len(
+            4, pb.XEvent(metadata_id=2, num_occurrences=4).SerializeToString()
+        )
 
     late = f_varint(1, 7) + f_len(2, b"late") + events() + f_varint(3, 2_000) + f_varint(9, 55)
     twice = f_varint(3, 1) + events() + f_varint(3, 5)  # the last timestamp wins
@@ -473,20 +540,27 @@ def test_start_wraps_around_like_int64() -> None:
     ]
     ours, _ = check_against_reference(pb.XSpace(planes=[pb.XPlane(lines=lines)]).SerializeToString())
     assert ours["events"]["start_ps"].tolist() == [
-        wrap(2**62 * 1000 - 5), wrap(-(2**63) * 1000 - 1), wrap(-(2**63) * 1000),
+        wrap(2**62 * 1000 - 5),
+        wrap(-(2**63) * 1000 - 1),
+        wrap(-(2**63) * 1000),
         wrap((2**63 - 1) * 1000 + 2**63 - 1),
     ]
     assert ours["lines"]["timestamp_ns"].tolist() == [2**62, -(2**63), 2**63 - 1]
 
 
 def test_child_id_packed_unpacked_and_mixed() -> None:
-    mixed = (f_len(2, b"mixed") + f_len(6, varint(1) + varint(-2) + varint(2**40)) + f_varint(6, 3)
-             + f_len(6, b"") + f_varint(6, 4) + f_len(6, varint(5)))
+    mixed = (
+        f_len(2, b"mixed")
+        + f_len(6, varint(1) + varint(-2) + varint(2**40))
+        + f_varint(6, 3)
+        + f_len(6, b"")
+        + f_varint(6, 4)
+        + f_len(6, varint(5))
+    )
     unpacked = f_len(2, b"unpacked") + f_varint(6, 7) + f_varint(6, -8)
     packed = pb.XEventMetadata(name="packed", child_id=[9, -10, 2**62]).SerializeToString()
     assert packed.count(key(6, 2)) == 1  # protobuf writes repeated int64 packed
-    entries = [f_varint(1, 1) + f_len(2, mixed), f_varint(1, 2) + f_len(2, unpacked),
-               f_varint(1, 3) + f_len(2, packed)]
+    entries = [f_varint(1, 1) + f_len(2, mixed), f_varint(1, 2) + f_len(2, unpacked), f_varint(1, 3) + f_len(2, packed)]
     buf = f_len(1, b"".join(f_len(4, e) for e in entries))
     ours, _ = check_against_reference(buf)
     em = normalize_columns(ours, buf)["event_metadata"]
@@ -496,19 +570,22 @@ def test_child_id_packed_unpacked_and_mixed() -> None:
 
 def test_stat_kinds_and_ref_values() -> None:
     neg_nan = struct.unpack("<d", struct.pack("<Q", 0xFFF8_0000_0000_1234))[0]
-    event = pb.XEvent(metadata_id=1, stats=[
-        pb.XStat(metadata_id=1),
-        pb.XStat(metadata_id=2, double_value=-0.0),
-        pb.XStat(metadata_id=2, double_value=neg_nan),
-        pb.XStat(metadata_id=3, uint64_value=2**64 - 1),
-        pb.XStat(metadata_id=3, uint64_value=2**63),
-        pb.XStat(metadata_id=4, int64_value=-5),
-        pb.XStat(metadata_id=5, str_value="ünïcode"),
-        pb.XStat(metadata_id=5, str_value=""),
-        pb.XStat(metadata_id=6, bytes_value=b"\xff\x00"),
-        pb.XStat(metadata_id=7, ref_value=8),
-        pb.XStat(metadata_id=7, ref_value=2**64 - 1),
-    ]).SerializeToString()
+    event = pb.XEvent(
+        metadata_id=1,
+        stats=[
+            pb.XStat(metadata_id=1),
+            pb.XStat(metadata_id=2, double_value=-0.0),
+            pb.XStat(metadata_id=2, double_value=neg_nan),
+            pb.XStat(metadata_id=3, uint64_value=2**64 - 1),
+            pb.XStat(metadata_id=3, uint64_value=2**63),
+            pb.XStat(metadata_id=4, int64_value=-5),
+            pb.XStat(metadata_id=5, str_value="ünïcode"),
+            pb.XStat(metadata_id=5, str_value=""),
+            pb.XStat(metadata_id=6, bytes_value=b"\xff\x00"),
+            pb.XStat(metadata_id=7, ref_value=8),
+            pb.XStat(metadata_id=7, ref_value=2**64 - 1),
+        ],
+    ).SerializeToString()
     event += f_len(4, f_varint(1, 9) + f_len(5, b"abc") + f_varint(4, 9))  # str, then int64: int64 wins
     event += f_len(4, f_varint(1, 9) + f_varint(7, 8) + f_fixed64(2, double_bits(1.5)))  # ref, then double
     plane = pb.XPlane(
@@ -523,12 +600,34 @@ def test_stat_kinds_and_ref_values() -> None:
     assert ev["row"].tolist() == [0] * 13
     assert ev["metadata_id"].tolist() == [1, 2, 2, 3, 3, 4, 5, 5, 6, 7, 7, 9, 9]
     assert ev["kind"].tolist() == [
-        KIND_NONE, KIND_DOUBLE, KIND_DOUBLE, KIND_UINT64, KIND_UINT64, KIND_INT64, KIND_STR, KIND_STR,
-        KIND_BYTES, KIND_REF, KIND_REF, KIND_INT64, KIND_DOUBLE,
+        KIND_NONE,
+        KIND_DOUBLE,
+        KIND_DOUBLE,
+        KIND_UINT64,
+        KIND_UINT64,
+        KIND_INT64,
+        KIND_STR,
+        KIND_STR,
+        KIND_BYTES,
+        KIND_REF,
+        KIND_REF,
+        KIND_INT64,
+        KIND_DOUBLE,
     ]
     assert ev["value"] == [
-        0, -(2**63), 0xFFF8_0000_0000_1234 - 2**64, -1, -(2**63), -5,
-        "ünïcode", "", b"\xff\x00", 8, -1, 9, double_bits(1.5),
+        0,
+        -(2**63),
+        0xFFF8_0000_0000_1234 - 2**64,
+        -1,
+        -(2**63),
+        -5,
+        "ünïcode",
+        "",
+        b"\xff\x00",
+        8,
+        -1,
+        9,
+        double_bits(1.5),
     ]
     assert ev["length"].tolist() == [0, 0, 0, 0, 0, 0, len("ünïcode".encode()), 0, 2, 0, 0, 0, 0]
     assert stats["value"].view(np.float64)[12] == 1.5
@@ -596,9 +695,7 @@ def as_mmap(tmp_path: Path) -> Iterator[Callable[[bytes], mmap.mmap]]:
 
 
 @pytest.mark.parametrize("sample", SAMPLES)
-def test_input_types_give_identical_results(
-    sample: Callable[[], bytes], as_mmap: Callable[[bytes], mmap.mmap]
-) -> None:
+def test_input_types_give_identical_results(sample: Callable[[], bytes], as_mmap: Callable[[bytes], mmap.mmap]) -> None:
     data = sample()
     expected = decode_columns(data)
     expected_stats = all_event_stats(data, expected)

@@ -190,9 +190,7 @@ def test_runs_local_file_url_and_trailing_slash(local_logdir: Path) -> None:
     for url in (f"file://{local_logdir}", f"{local_logdir}/"):
         runs = Logdir(url).runs()
         assert [run.name for run in runs] == EXPECTED_ORDER
-        assert runs[0].hosts[0].url == str(
-            local_logdir / "plugins/profile/2024_03_05_10_00_00/host_c.xplane.pb"
-        )
+        assert runs[0].hosts[0].url == str(local_logdir / "plugins/profile/2024_03_05_10_00_00/host_c.xplane.pb")
 
 
 def test_local_host_bytes_are_mmap(local_logdir: Path) -> None:
@@ -305,9 +303,7 @@ def test_logdir_is_session_dir(local_logdir: Path, memory_logdir: str) -> None:
     ):
         logdir = Logdir(url)
         runs = logdir.runs()
-        assert [(run.name, run.host_names) for run in runs] == [
-            ("2024_02_01_00_00_00", ["worker_0", "worker_1"])
-        ]
+        assert [(run.name, run.host_names) for run in runs] == [("2024_02_01_00_00_00", ["worker_0", "worker_1"])]
         assert logdir.run("2024_02_01_00_00_00").host_names == ["worker_0", "worker_1"]
         with pytest.raises(RunNotFoundError):
             logdir.run("train/2024_02_01_00_00_00")
@@ -338,9 +334,7 @@ def test_run_lookup_and_host_url(kind: str, local_logdir: Path, memory_logdir: s
     run = logdir.run("train/2024_02_01_00_00_00")
     assert logdir.host_url(run, "worker_1") == run.hosts[1].url
     assert logdir.host_url("train/2024_02_01_00_00_00", run.hosts[0]) == run.hosts[0].url
-    assert logdir.host_url(run, "worker_1").endswith(
-        "/train/plugins/profile/2024_02_01_00_00_00/worker_1.xplane.pb"
-    )
+    assert logdir.host_url(run, "worker_1").endswith("/train/plugins/profile/2024_02_01_00_00_00/worker_1.xplane.pb")
 
     with pytest.raises(HostNotFoundError) as host_error:
         logdir.host_url(run, "worker_9")
@@ -557,9 +551,7 @@ def test_missing_extra_names_the_install(url: str, extra: str, monkeypatch: pyte
     assert isinstance(error.value, ImportError) and isinstance(error.value, XprofError)
 
 
-@pytest.mark.parametrize(
-    ("url", "module", "extra"), [("gs://b/l", "gcsfs", "gcs"), ("s3://b/l", "s3fs", "s3")]
-)
+@pytest.mark.parametrize(("url", "module", "extra"), [("gs://b/l", "gcsfs", "gcs"), ("s3://b/l", "s3fs", "s3")])
 def test_missing_extra_for_real(url: str, module: str, extra: str) -> None:
     if importlib.util.find_spec(module) is not None:
         pytest.skip(f"{module} is installed, so the missing-extra error cannot happen")
@@ -597,9 +589,7 @@ def test_real_xprof_demo() -> None:
         assert host.size_bytes == os.stat(host.url).st_size > 0
         assert stat.S_ISREG(os.stat(host.url).st_mode)
     url = logdir.host_url("GPU-multi-worker", "34.83.195.180_6003")
-    expected = os.path.join(
-        os.path.abspath(REAL_DEMO), "plugins/profile/GPU-multi-worker/34.83.195.180_6003.xplane.pb"
-    )
+    expected = os.path.join(os.path.abspath(REAL_DEMO), "plugins/profile/GPU-multi-worker/34.83.195.180_6003.xplane.pb")
     assert url == expected
     data = open_host_bytes(url)
     assert isinstance(data, mmap.mmap)

@@ -60,6 +60,7 @@ PS_PER_US = 1e6
 
 # ---- helpers -------------------------------------------------------------------------------
 
+
 def golden(path: Path, tool: str) -> dict[str, Any]:
     """XProf's figures for one input, keyed as scripts/xprof_golden.py keys them; skip when absent."""
     try:
@@ -90,6 +91,7 @@ def partial_rows(partial: dict[str, Any], which: str) -> list[dict[str, Any]]:
 
 
 # ---- the naive oracle: plain Python over the protobuf messages ------------------------------
+
 
 class Space:
     """An XSpace parsed by protobuf, with stat lookup that falls back to the event metadata."""
@@ -252,6 +254,7 @@ def oracle_tf_ops(path: Path) -> tuple[dict[str, list[int]], dict[str, list[int]
 
 # ---- unit pieces ---------------------------------------------------------------------------
 
+
 def test_parse_framework_op_follows_xprof() -> None:
     assert parse_framework_op("model/dense/MatMul_1:MatMul") == ("model/dense/MatMul_1", "MatMul", "tensorflow")
     assert parse_framework_op("jit(f)/jit(main)/add:")[:2] == ("jit(f)/jit(main)/add", "add")
@@ -305,6 +308,7 @@ def test_nesting_is_not_a_loop_per_event() -> None:
 
 # ---- TPU: XLA Ops lines --------------------------------------------------------------------
 
+
 def test_tpu_hlo_ops_match_oracle() -> None:
     path = need(TPU)
     expect = oracle_tpu(path)
@@ -337,16 +341,26 @@ def test_tpu_self_time_sums_to_line_coverage() -> None:
 
 def test_tpu_tables_against_xprof() -> None:
     path = need(TPU)
-    for tool, key, fields in (("hlo_stats", "hlo_stats", ("program_id", "hlo_op_name")),
-                              ("framework_op_stats", "framework_op_stats", ("host_or_device", "operation"))):
+    for tool, key, fields in (
+        ("hlo_stats", "hlo_stats", ("program_id", "hlo_op_name")),
+        ("framework_op_stats", "framework_op_stats", ("host_or_device", "operation")),
+    ):
         g = golden(path, tool)
         ours = {tuple(r[f] for f in fields): r for r in table_rows(run_tool(tool, str(path)), key)}
         summary = g["without_idle"] if tool == "framework_op_stats" else g
         top = summary["top_by_total_self_time"]
         assert top
         for e in top:
-            r = ours[tuple(str(e[f]) for f in (("host_or_device", "operation") if tool == "framework_op_stats"
-                                                else ("program_id", "hlo_op_name")))]
+            r = ours[
+                tuple(
+                    str(e[f])
+                    for f in (
+                        ("host_or_device", "operation")
+                        if tool == "framework_op_stats"
+                        else ("program_id", "hlo_op_name")
+                    )
+                )
+            ]
             assert r["occurrences"] == e["occurrences"]
             assert within(r["total_time"], e["total_time_us"]) and within(r["total_self_time"], e["total_self_time_us"])
             if tool == "hlo_stats":
@@ -388,6 +402,7 @@ def test_tpu_shares_and_op_profile() -> None:
 
 # ---- GPU (JAX, H100): kernels inside CUDA graphs -----------------------------------------------
 
+
 def test_gpu_jax_hlo_ops_match_oracle() -> None:
     path = GPU_JAX
     expect = oracle_kernels(path)
@@ -423,8 +438,10 @@ def test_gpu_jax_against_xprof() -> None:
     assert within(sum(r["total_time"] for r in hlo), kernels["total_duration_us"])
 
     fw = golden(GPU_JAX, "framework_op_stats")["without_idle"]
-    ours = {(r["host_or_device"], r["operation"]): r
-            for r in table_rows(run_tool("framework_op_stats", str(GPU_JAX)), "framework_op_stats")}
+    ours = {
+        (r["host_or_device"], r["operation"]): r
+        for r in table_rows(run_tool("framework_op_stats", str(GPU_JAX)), "framework_op_stats")
+    }
     for e in fw["top_by_total_self_time"]:  # XProf's one op: a host TF-op-named event
         r = ours[(e["host_or_device"], e["operation"])]
         assert (r["type"], r["occurrences"]) == (e["type"], e["occurrences"])
@@ -437,6 +454,7 @@ def test_gpu_jax_against_xprof() -> None:
 
 
 # ---- CPU-only JAX: XLA on host threads ------------------------------------------------------------
+
 
 def test_cpu_jax_hlo_ops_match_oracle() -> None:
     expect = oracle_host_xla(CPU_JAX)
@@ -475,11 +493,13 @@ def test_cpu_jax_against_xprof() -> None:
 
 # ---- V100 TensorFlow GPU: no XLA, TensorFlow Ops lines ------------------------------------------
 
+
 def test_v100_framework_ops_match_oracle() -> None:
     path = need(V100)
     device, host = oracle_tf_ops(path)
-    got = {(r["host_or_device"], r["name"]): r for r in partial_rows(map_op_stats(xprof_core.load(str(path))),
-                                                                     "framework")}
+    got = {
+        (r["host_or_device"], r["name"]): r for r in partial_rows(map_op_stats(xprof_core.load(str(path))), "framework")
+    }
     assert {n for side, n in got if side == "Device"} == set(device)
     assert {n for side, n in got if side == "Host"} == set(host)
     for side, expect in (("Device", device), ("Host", host)):
@@ -531,8 +551,9 @@ def test_multi_host_reduce_sums_hosts() -> None:
     one, other = need(V100), need(V100_OTHER)
     tool = get_tool("framework_op_stats")
     parts = [tool.map(xprof_core.load(str(p)), {}) for p in (one, other)]
-    single = {(r["host_or_device"], r["operation"]): r
-              for r in table_rows(tool.reduce(parts[:1], {}), "framework_op_stats")}
+    single = {
+        (r["host_or_device"], r["operation"]): r for r in table_rows(tool.reduce(parts[:1], {}), "framework_op_stats")
+    }
     both = {(r["host_or_device"], r["operation"]): r for r in table_rows(tool.reduce(parts, {}), "framework_op_stats")}
     second = {(r["host_or_device"], r["name"]): r for r in partial_rows(parts[1], "framework")}
     assert set(both) == set(single) | set(second)
@@ -544,8 +565,11 @@ def test_multi_host_reduce_sums_hosts() -> None:
     assert merged["hosts"] == ["34.83.195.179_6003", "34.83.195.180_6003"]
     assert table_rows(merged, "framework_op_stats") == table_rows(tool.reduce(parts, {}), "framework_op_stats")
     g = golden(one.parent, "framework_op_stats")["without_idle"]
-    host = [r for r in table_rows(run_tool("framework_op_stats", one.parent, max_ops=499), "framework_op_stats")
-            if r["host_or_device"] == "Host"]
+    host = [
+        r
+        for r in table_rows(run_tool("framework_op_stats", one.parent, max_ops=499), "framework_op_stats")
+        if r["host_or_device"] == "Host"
+    ]
     assert sum(r["occurrences"] for r in host) == g["sum_occurrences"]
     for e in g["top_by_total_self_time"]:
         r = next(r for r in host if r["operation"] == e["operation"])
@@ -554,12 +578,15 @@ def test_multi_host_reduce_sums_hosts() -> None:
 
 # ---- AMD MI300X JAX: plain XLA kernels, HLO protos --------------------------------------------------
 
+
 @pytest.mark.parametrize("path", AMD_FILES, ids=lambda p: p.parent.name)
 def test_amd_gpu_against_xprof(path: Path) -> None:
     """ROCm kernels with hlo_op: the whole hlo_stats and framework_op_stats tables agree with XProf."""
     need(path)
-    for tool, fields in (("hlo_stats", ("program_id", "hlo_op_name")),
-                         ("framework_op_stats", ("host_or_device", "operation"))):
+    for tool, fields in (
+        ("hlo_stats", ("program_id", "hlo_op_name")),
+        ("framework_op_stats", ("host_or_device", "operation")),
+    ):
         g = golden(path, tool)
         summary = g["without_idle"] if tool == "framework_op_stats" else g
         ours = {tuple(r[f] for f in fields): r for r in table_rows(run_tool(tool, str(path)), tool)}
@@ -576,6 +603,7 @@ def test_amd_gpu_against_xprof(path: Path) -> None:
 
 # ---- registry ----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("tool", ["framework_op_stats", "hlo_stats", "op_profile"])
 @pytest.mark.parametrize("path", [GPU_JAX, CPU_JAX, V100, TPU], ids=lambda p: p.name)
 def test_run_tool_never_raises(tool: str, path: Path) -> None:
@@ -584,8 +612,9 @@ def test_run_tool_never_raises(tool: str, path: Path) -> None:
     json.dumps(result)  # JSON-ready
     if tool != "op_profile":
         table = result[tool]
-        assert [c["id"] for c in table["cols"]][:2] == (["rank", "host_or_device"] if tool == "framework_op_stats"
-                                                         else ["rank", "program_id"])
+        assert [c["id"] for c in table["cols"]][:2] == (
+            ["rank", "host_or_device"] if tool == "framework_op_stats" else ["rank", "program_id"]
+        )
         assert bool(table["rows"]) == (result["reason"] is None)
 
 
@@ -605,8 +634,10 @@ def test_partials_are_small_and_versioned() -> None:
 
 # ---- synthetic profiles: the GPU merging rules --------------------------------------------------
 
-def _gpu_space(kernels: list[tuple[str, int, int, dict[str, Any]]],
-               steps: Sequence[tuple[int, int, int]] = ()) -> XSpace:
+
+def _gpu_space(
+    kernels: list[tuple[str, int, int, dict[str, Any]]], steps: Sequence[tuple[int, int, int]] = ()
+) -> XSpace:
     """A one-GPU XSpace: kernels (name, start ps, duration ps, stats) on one stream; host step markers."""
     space = xplane_pb2.XSpace()
     gpu = space.planes.add(id=1, name="/device:GPU:0")
@@ -643,10 +674,15 @@ def _hlo(xs: XSpace) -> dict[str, dict[str, Any]]:
 
 def test_gpu_consecutive_kernels_merge_within_a_group() -> None:
     op = {"hlo_op": "fusion.1", "program_id": 5, "flops": 100}
-    xs = _gpu_space([("k", 0, 10, {**op, "group_id": 1}), ("k2", 10, 5, {**op, "group_id": 1}),
-                     ("k", 20, 10, {**op, "group_id": 2}),  # next step: a new occurrence
-                     ("other", 30, 1, {"hlo_op": "copy.2", "program_id": 5, "group_id": 2}),
-                     ("k", 40, 10, {**op, "group_id": 2})])  # not consecutive: a new occurrence
+    xs = _gpu_space(
+        [
+            ("k", 0, 10, {**op, "group_id": 1}),
+            ("k2", 10, 5, {**op, "group_id": 1}),
+            ("k", 20, 10, {**op, "group_id": 2}),  # next step: a new occurrence
+            ("other", 30, 1, {"hlo_op": "copy.2", "program_id": 5, "group_id": 2}),
+            ("k", 40, 10, {**op, "group_id": 2}),
+        ]
+    )  # not consecutive: a new occurrence
     rows = _hlo(xs)
     assert (rows["fusion.1"]["occurrences"], rows["fusion.1"]["total_ps"], rows["fusion.1"]["min_ps"]) == (3, 35, 10)
     assert rows["fusion.1"]["flops"] == 300  # one value per occurrence, not per kernel

@@ -87,20 +87,26 @@ def test_worker_streams_large_partials_in_chunks(logdir: Path) -> None:
     try:
         url = str(logdir / "plugins" / "profile" / SESSION / "host0.xplane.pb")
         with grpc.insecure_channel(f"127.0.0.1:{handle.port}") as channel:
-            chunks = list(worker_pb2_grpc.WorkerStub(channel).Map(
-                worker_pb2.MapRequest(tool="overview_page", host_url=url), timeout=60))
+            chunks = list(
+                worker_pb2_grpc.WorkerStub(channel).Map(
+                    worker_pb2.MapRequest(tool="overview_page", host_url=url), timeout=60
+                )
+            )
         assert len(chunks) > 1 and [c.last for c in chunks].count(True) == 1
         assert sum(len(c.data) for c in chunks) == chunks[-1].total_bytes
     finally:
         handle.stop(grace_s=0)
 
 
-@pytest.mark.parametrize(("case", "code"), [
-    ("outside", grpc.StatusCode.PERMISSION_DENIED),
-    ("traversal", grpc.StatusCode.PERMISSION_DENIED),
-    ("missing", grpc.StatusCode.NOT_FOUND),
-    ("unknown_tool", grpc.StatusCode.INVALID_ARGUMENT),
-])
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("outside", grpc.StatusCode.PERMISSION_DENIED),
+        ("traversal", grpc.StatusCode.PERMISSION_DENIED),
+        ("missing", grpc.StatusCode.NOT_FOUND),
+        ("unknown_tool", grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
 def test_worker_error_codes(worker, logdir: Path, case: str, code: grpc.StatusCode) -> None:  # type: ignore[no-untyped-def]
     address, _ = worker
     session = logdir / "plugins" / "profile" / SESSION
@@ -138,8 +144,11 @@ def test_worker_health_and_drain(worker) -> None:  # type: ignore[no-untyped-def
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         handle.service.drain()
         with pytest.raises(grpc.RpcError) as err:
-            list(worker_pb2_grpc.WorkerStub(channel).Map(
-                worker_pb2.MapRequest(tool="overview_page", host_url="/x"), timeout=5))
+            list(
+                worker_pb2_grpc.WorkerStub(channel).Map(
+                    worker_pb2.MapRequest(tool="overview_page", host_url="/x"), timeout=5
+                )
+            )
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -234,17 +243,44 @@ class Cluster:
         self.worker_http = [free_port() for _ in range(3)]
         worker_grpc = [free_port() for _ in range(3)]
         for i in range(3):
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "xprof_core.worker", f"--port={self.worker_http[i]}",
-                 f"-gp={worker_grpc[i]}", "--hide_capture_profile_button", "--host", "127.0.0.1",
-                 f"--logdir={logdir}", f"--worker_id=worker-{i}"], env=_env()))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "xprof_core.worker",
+                        f"--port={self.worker_http[i]}",
+                        f"-gp={worker_grpc[i]}",
+                        "--hide_capture_profile_button",
+                        "--host",
+                        "127.0.0.1",
+                        f"--logdir={logdir}",
+                        f"--worker_id=worker-{i}",
+                    ],
+                    env=_env(),
+                )
+            )
         self.port = free_port()
         self.agg_grpc = free_port()
         targets = ",".join(f"127.0.0.1:{p}" for p in worker_grpc)
-        self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "xprof_core.aggregator", f"--port={self.port}",
-             f"--worker_service_address={targets}", f"-gp={self.agg_grpc}", "--hide_capture_profile_button",
-             "--host", "127.0.0.1", "--logdir", str(logdir)], env=_env()))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "xprof_core.aggregator",
+                    f"--port={self.port}",
+                    f"--worker_service_address={targets}",
+                    f"-gp={self.agg_grpc}",
+                    "--hide_capture_profile_button",
+                    "--host",
+                    "127.0.0.1",
+                    "--logdir",
+                    str(logdir),
+                ],
+                env=_env(),
+            )
+        )
         for p in self.worker_http:
             _wait_http(f"http://127.0.0.1:{p}/healthz")
         _wait_http(f"http://127.0.0.1:{self.port}/healthz")
@@ -286,8 +322,11 @@ def test_cluster_overview_uses_every_worker(cluster: Cluster, logdir: Path) -> N
     served = []
     for p in cluster.worker_http:
         _, metrics, _ = _get(f"http://127.0.0.1:{p}/metrics")
-        line = [ln for ln in metrics.decode().splitlines()
-                if ln.startswith('xprof_worker_tasks_total{outcome="ok",tool="overview_page"}')]
+        line = [
+            ln
+            for ln in metrics.decode().splitlines()
+            if ln.startswith('xprof_worker_tasks_total{outcome="ok",tool="overview_page"}')
+        ]
         served.append(float(line[0].split()[-1]) if line else 0.0)
     assert sum(served) == 6
     # Round robin needs every connection up; ask again for tools until all three have served.
@@ -300,8 +339,13 @@ def test_cluster_overview_uses_every_worker(cluster: Cluster, logdir: Path) -> N
         served = []
         for p in cluster.worker_http:
             _, metrics, _ = _get(f"http://127.0.0.1:{p}/metrics")
-            served.append(sum(float(ln.split()[-1]) for ln in metrics.decode().splitlines()
-                              if ln.startswith('xprof_worker_tasks_total{outcome="ok"')))
+            served.append(
+                sum(
+                    float(ln.split()[-1])
+                    for ln in metrics.decode().splitlines()
+                    if ln.startswith('xprof_worker_tasks_total{outcome="ok"')
+                )
+            )
     assert all(s > 0 for s in served), served
     # The second request for the same view is answered from the cache: no new map tasks.
     before = sum(served)
@@ -310,8 +354,11 @@ def test_cluster_overview_uses_every_worker(cluster: Cluster, logdir: Path) -> N
     after = 0.0
     for p in cluster.worker_http:
         _, metrics, _ = _get(f"http://127.0.0.1:{p}/metrics")
-        after += sum(float(ln.split()[-1]) for ln in metrics.decode().splitlines()
-                     if ln.startswith('xprof_worker_tasks_total{outcome="ok"'))
+        after += sum(
+            float(ln.split()[-1])
+            for ln in metrics.decode().splitlines()
+            if ln.startswith('xprof_worker_tasks_total{outcome="ok"')
+        )
     assert after == before
 
 
@@ -359,8 +406,11 @@ def test_aggregator_serves_the_worker_service_on_gp(cluster: Cluster, logdir: Pa
     with grpc.insecure_channel(f"127.0.0.1:{cluster.agg_grpc}") as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
-    partial, last = call_map(f"127.0.0.1:{cluster.agg_grpc}", "overview_page",
-                             str(logdir / "plugins" / "profile" / SESSION / "host3.xplane.pb"))
+    partial, last = call_map(
+        f"127.0.0.1:{cluster.agg_grpc}",
+        "overview_page",
+        str(logdir / "plugins" / "profile" / SESSION / "host3.xplane.pb"),
+    )
     assert len(partial["steps"]["step_num"]) == 120
 
 
@@ -379,10 +429,15 @@ def test_config_openapi_metrics_and_landing_page(cluster: Cluster) -> None:
 
 
 def test_help_explains_every_flag() -> None:
-    for module, flags in (("xprof_core.aggregator", ["--worker_service_address", "--grpc_port", "--logdir",
-                                                     "--hide_capture_profile_button", "--port"]),
-                          ("xprof_core.worker", ["--grpc_port", "--port", "--logdir", "--max_concurrency"])):
-        out = subprocess.run([sys.executable, "-m", module, "--help"], env=_env(), capture_output=True, text=True,
-                             check=True).stdout
+    for module, flags in (
+        (
+            "xprof_core.aggregator",
+            ["--worker_service_address", "--grpc_port", "--logdir", "--hide_capture_profile_button", "--port"],
+        ),
+        ("xprof_core.worker", ["--grpc_port", "--port", "--logdir", "--max_concurrency"]),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", module, "--help"], env=_env(), capture_output=True, text=True, check=True
+        ).stdout
         for flag in flags:
             assert flag in out, (module, flag)

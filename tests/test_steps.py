@@ -130,8 +130,9 @@ def test_breakdown_adds_up_to_the_step_window(name: str) -> None:
 def test_v100_steps_line_takes_the_longest_device() -> None:
     """TensorFlow writes a Steps line per GPU; XProf's step time is the longest one (21.310352 ms)."""
     table = build_step_table(xprof_core.load(need(V100)))
-    gold = golden_steps("../shared/data/real/openxla-xprof/demo/plugins/profile/GPU-multi-worker/"
-                        "34.83.195.179_6003.xplane.pb")
+    gold = golden_steps(
+        "../shared/data/real/openxla-xprof/demo/plugins/profile/GPU-multi-worker/34.83.195.179_6003.xplane.pb"
+    )
     assert table.source == "steps_line"
     assert len(table) == gold["step_count"] == 1
     assert table.step_time_ps[0] / 1e9 == pytest.approx(gold["avg_step_ms"], rel=1e-6)
@@ -183,8 +184,19 @@ def _table(step_num: list[int], step_ms: list[float]) -> StepTable:
     start = np.arange(n, dtype=np.int64) * 10**10
     dur = (np.array(step_ms) * 1e9).astype(np.int64)
     empty = np.full(n, -1, dtype=np.int64)
-    return StepTable("step_num", "train", np.array(step_num, dtype=np.int64), start, start + dur, start,
-                     start + dur, empty, empty, dur, {c: np.zeros(n, np.int64) for c in [*CATEGORIES, UNKNOWN]})
+    return StepTable(
+        "step_num",
+        "train",
+        np.array(step_num, dtype=np.int64),
+        start,
+        start + dur,
+        start,
+        start + dur,
+        empty,
+        empty,
+        dur,
+        {c: np.zeros(n, np.int64) for c in [*CATEGORIES, UNKNOWN]},
+    )
 
 
 def test_align_keeps_only_steps_on_every_host() -> None:
@@ -235,8 +247,10 @@ def test_unknown_tool_lists_the_valid_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [JAX_DATA / "gpu_mlp_train.xplane.pb", JAX_DATA / "cpu_mlp_train.xplane.pb", V100, TPU],
-    ids=lambda p: p.name)
+    "path",
+    [JAX_DATA / "gpu_mlp_train.xplane.pb", JAX_DATA / "cpu_mlp_train.xplane.pb", V100, TPU],
+    ids=lambda p: p.name,
+)
 def test_one_pass_breakdown_equals_the_general_path(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The merged-pass Cython kernel and the plain numpy path give identical breakdowns."""
     from xprof_core.tools import steps

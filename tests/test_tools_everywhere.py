@@ -13,8 +13,15 @@ from xprof_core.tools import tool_names
 from conftest import JAX_DATA, real_xplane_files
 
 FILES = real_xplane_files() + sorted(JAX_DATA.glob("*.xplane.pb"))
-TOOLS = ["overview_page", "input_pipeline_analyzer", "framework_op_stats", "hlo_stats", "op_profile",
-         "kernel_stats", "trace_viewer"]
+TOOLS = [
+    "overview_page",
+    "input_pipeline_analyzer",
+    "framework_op_stats",
+    "hlo_stats",
+    "op_profile",
+    "kernel_stats",
+    "trace_viewer",
+]
 
 
 def test_every_tool_is_registered() -> None:

@@ -34,8 +34,10 @@ V100_OTHER = V100.with_name("34.83.195.180_6003.xplane.pb")
 
 
 def _files() -> list[Any]:
-    params = [pytest.param(p, id=p.name if p.parent == JAX_DATA else str(p.relative_to(REAL)))
-              for p in real_xplane_files() + jax_files()]
+    params = [
+        pytest.param(p, id=p.name if p.parent == JAX_DATA else str(p.relative_to(REAL)))
+        for p in real_xplane_files() + jax_files()
+    ]
     if not REAL.is_dir():
         params.append(pytest.param(None, id="real-files", marks=pytest.mark.skip(reason=NO_REAL)))
     return params
@@ -104,8 +106,9 @@ def oracle_of(path: Path) -> Oracle:
                 timed.append(is_timed)
                 start.append(line.timestamp_ns * 1000 + (ev.offset_ps if is_timed else 0))
                 dur.append(ev.duration_ps)
-    return Oracle(space, events, np.array(timed, dtype=bool), np.array(start, dtype=np.int64),
-                  np.array(dur, dtype=np.int64))
+    return Oracle(
+        space, events, np.array(timed, dtype=bool), np.array(start, dtype=np.int64), np.array(dur, dtype=np.int64)
+    )
 
 
 def in_window(o: Oracle, start_ms: float, end_ms: float) -> set[int]:
@@ -159,11 +162,15 @@ def test_sample_events_match_protobuf(path: Path) -> None:
         assert ev["args"] == o.args(row), f"args of row {row}"
         p, li, _ = o.events[row]
         line = o.space.planes[p].lines[li]
-        thread = next(m for m in result["traceEvents"] if m["ph"] == "M" and m["name"] == "thread_name"
-                      and m["pid"] == ev["pid"] and m["tid"] == ev["tid"])
+        thread = next(
+            m
+            for m in result["traceEvents"]
+            if m["ph"] == "M" and m["name"] == "thread_name" and m["pid"] == ev["pid"] and m["tid"] == ev["tid"]
+        )
         assert thread["args"]["name"] == (line.display_name or line.name)
-        process = next(m for m in result["traceEvents"] if m["ph"] == "M" and m["name"] == "process_name"
-                       and m["pid"] == ev["pid"])
+        process = next(
+            m for m in result["traceEvents"] if m["ph"] == "M" and m["name"] == "process_name" and m["pid"] == ev["pid"]
+        )
         assert process["args"]["name"] == o.space.planes[p].name
     json.dumps(result, allow_nan=False)  # valid JSON: no NaN or inf anywhere
 
@@ -214,8 +221,12 @@ def test_window_returns_exactly_the_overlapping_events(path: Path, window: tuple
 
 def test_empty_and_reversed_windows() -> None:
     xs = xprof_core.load(GPU_LONG)
-    for params in ({"start_time_ms": 5, "end_time_ms": 5}, {"start_time_ms": 9, "end_time_ms": 3},
-                   {"start_time_ms": -50, "end_time_ms": -10}, {"start_time_ms": 1e9}):
+    for params in (
+        {"start_time_ms": 5, "end_time_ms": 5},
+        {"start_time_ms": 9, "end_time_ms": 3},
+        {"start_time_ms": -50, "end_time_ms": -10},
+        {"start_time_ms": 1e9},
+    ):
         result = tv.TRACE_VIEWER.reduce([tv.TRACE_VIEWER.map(xs, params)], params)
         assert result["returnedEventsSize"] == 0 and x_events(result) == []
         assert result["droppedEvents"]["count"] == 0
@@ -227,14 +238,20 @@ def test_window_far_beyond_the_profile_keeps_everything() -> None:
     part = tv.TRACE_VIEWER.map(xs, params)
     assert part["counts"]["kept"] == int(xs.is_timed.sum())  # under 500,000 events: nothing filtered
     idx = tv.trace_index(xs)
-    sel = tv.select_window(idx, -10**18, 10**18, 1)
+    sel = tv.select_window(idx, -(10**18), 10**18, 1)
     assert sel.events_in_window == idx.num_events
 
 
 def test_bad_parameters_raise() -> None:
     xs = xprof_core.load(GPU_LONG)
-    for params in ({"resolution": "-1"}, {"resolution": "fine"}, {"start_time_ms": "soon"},
-                   {"max_events": "-3"}, {"end_time_ms": "nan"}, {"start_time_ms": "inf"}):
+    for params in (
+        {"resolution": "-1"},
+        {"resolution": "fine"},
+        {"start_time_ms": "soon"},
+        {"max_events": "-3"},
+        {"end_time_ms": "nan"},
+        {"start_time_ms": "inf"},
+    ):
         with pytest.raises(ValueError):
             tv.TRACE_VIEWER.map(xs, params)
 
@@ -406,12 +423,14 @@ def test_resolution_zero_and_coarser_resolutions(synthetic: Synthetic) -> None:
     xs = synthetic.xs
     full = tv.TRACE_VIEWER.map(xs, {"resolution": 0})
     assert full["counts"]["kept"] == xs.num_events and full["counts"]["dropped_visibility"] == 0
-    kept = [tv.TRACE_VIEWER.map(xs, {"resolution": r, "include_args": "0"})["counts"]["kept"]
-            for r in (100, 1000, 8000, 100_000)]
+    kept = [
+        tv.TRACE_VIEWER.map(xs, {"resolution": r, "include_args": "0"})["counts"]["kept"]
+        for r in (100, 1000, 8000, 100_000)
+    ]
     assert kept == sorted(kept) and kept[0] < kept[-1] < xs.num_events
     idx = tv.trace_index(xs)
     # A window so wide that its threshold passes every duration and gap: one event per (line, depth).
-    coarsest = tv.select_window(idx, -10**18, 10**18, 1)
+    coarsest = tv.select_window(idx, -(10**18), 10**18, 1)
     assert coarsest.events_in_window == xs.num_events and len(coarsest.positions) == idx.num_groups
     expected, _, _ = synthetic_expected(synthetic, idx.first_ps, idx.end_ps + 1, 100)
     assert set(tv.TRACE_VIEWER.map(xs, {"resolution": 100})["row"].tolist()) == expected
@@ -466,10 +485,12 @@ def test_multi_host_merge_remaps_pids() -> None:
     single = run_tool("trace_viewer", V100, resolution=0)
     merged = run_tool("trace_viewer", [V100, V100_OTHER], resolution=0)
     assert merged["returnedEventsSize"] == 2 * single["returnedEventsSize"]
-    procs = {e["pid"]: e["args"]["name"] for e in merged["traceEvents"]
-             if e["ph"] == "M" and e["name"] == "process_name"}
-    single_procs = {e["pid"]: e["args"]["name"] for e in single["traceEvents"]
-                    if e["ph"] == "M" and e["name"] == "process_name"}
+    procs = {
+        e["pid"]: e["args"]["name"] for e in merged["traceEvents"] if e["ph"] == "M" and e["name"] == "process_name"
+    }
+    single_procs = {
+        e["pid"]: e["args"]["name"] for e in single["traceEvents"] if e["ph"] == "M" and e["name"] == "process_name"
+    }
     for pid, name in single_procs.items():
         assert procs[pid] == f"34.83.195.179_6003 {name}"
         assert procs[pid + tv.HOST_PID_STRIDE] == f"34.83.195.180_6003 {name}"
@@ -564,13 +585,16 @@ def test_export_json_gz_has_every_event(tmp_path: Path) -> None:
     events = x_events(doc)
     assert n == len(events) == int(o.timed.sum()) == doc["returnedEventsSize"]
     got = sorted((e["ts"], e["dur"], e["name"]) for e in events)
-    want = sorted(((int(o.start_ps[r]) - o.origin_ps) / 1e6, int(o.duration_ps[r]) / 1e6, o.name(r))
-                  for r in np.flatnonzero(o.timed).tolist())
+    want = sorted(
+        ((int(o.start_ps[r]) - o.origin_ps) / 1e6, int(o.duration_ps[r]) / 1e6, o.name(r))
+        for r in np.flatnonzero(o.timed).tolist()
+    )
     assert got == want
     # Same events, names and args as the tool at full fidelity.
     tool = tv.TRACE_VIEWER.reduce([tv.TRACE_VIEWER.map(xprof_core.load(path), {"resolution": 0})], {})
     assert sorted(json.dumps(e, sort_keys=True) for e in x_events(tool)) == sorted(
-        json.dumps(e, sort_keys=True) for e in events)
+        json.dumps(e, sort_keys=True) for e in events
+    )
     assert [e for e in doc["traceEvents"] if e["ph"] == "M"] == [e for e in tool["traceEvents"] if e["ph"] == "M"]
 
 
@@ -586,13 +610,16 @@ def test_export_multi_host_and_small_chunks(tmp_path: Path, monkeypatch: pytest.
     events = x_events(doc)
     assert n == len(events) == 2 * int(xs.is_timed.sum())
     assert {e["pid"] for e in events} == {p for p in {e["pid"] for e in events} if p < 1000} | {
-        p + 1000 for p in {e["pid"] for e in events} if p < 1000}
+        p + 1000 for p in {e["pid"] for e in events} if p < 1000
+    }
     names = {e["args"]["name"] for e in doc["traceEvents"] if e["ph"] == "M" and e["name"] == "process_name"}
     assert "34.83.195.180_6003 /host:CPU" in names
 
 
-@pytest.mark.parametrize("params", [{"resolution": "0"}, {"resolution": "8000", "start_time_ms": "1",
-                                                           "end_time_ms": "20"}, {"max_events": "500"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"resolution": "0"}, {"resolution": "8000", "start_time_ms": "1", "end_time_ms": "20"}, {"max_events": "500"}],
+)
 def test_reduce_json_renders_the_same_document(params: dict[str, str]) -> None:
     """The C-rendered JSON bytes parse to exactly the dict ``reduce`` builds, one host or two."""
     import json as _json
@@ -635,11 +662,11 @@ def test_args_kernel_escapes_and_replaces_bad_utf8() -> None:
     data = bytearray(space.SerializeToString())
     xs = xprof_core.decode_xspace(bytes(data))
     blob, offs = tv.render_args(xs, np.array([0], dtype=np.int64))
-    args = _json.loads(blob[offs[0]:offs[1]])
+    args = _json.loads(blob[offs[0] : offs[1]])
     assert args == {"text": 'a"b\\c\n\x01é', "blob": "00ff", "x": "nan", "9": -7}
     # Corrupt the UTF-8 of the string value in place: it comes back with U+FFFD, still valid JSON.
     at = bytes(data).index("é".encode())
     data[at] = 0xFF
     xs = xprof_core.decode_xspace(bytes(data))
     blob, offs = tv.render_args(xs, np.array([0], dtype=np.int64))
-    assert _json.loads(blob[offs[0]:offs[1]])["text"] == 'a"b\\c\n\x01\ufffd\ufffd'
+    assert _json.loads(blob[offs[0] : offs[1]])["text"] == 'a"b\\c\n\x01\ufffd\ufffd'

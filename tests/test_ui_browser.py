@@ -86,8 +86,19 @@ class Server:
     def __init__(self, *flags: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.proc = subprocess.Popen([sys.executable, "-m", "xprof_core.aggregator", f"--port={self.port}",
-                                      "--host", "127.0.0.1", "--local_workers=2", *flags], env=_env())
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "xprof_core.aggregator",
+                f"--port={self.port}",
+                "--host",
+                "127.0.0.1",
+                "--local_workers=2",
+                *flags,
+            ],
+            env=_env(),
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -148,13 +159,25 @@ def test_ui_files_are_served_with_their_types_and_nothing_else(server: Server) -
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     page = body.decode()
     assert 'src="ui/app.js"' in page and "<noscript>" in page and H100_RUN in page
-    for path, kind in (("ui/app.js", "text/javascript"), ("ui/style.css", "text/css"),
-                       ("ui/favicon.svg", "image/svg+xml"), ("ui/views/trace_viewer.js", "text/javascript")):
+    for path, kind in (
+        ("ui/app.js", "text/javascript"),
+        ("ui/style.css", "text/css"),
+        ("ui/favicon.svg", "image/svg+xml"),
+        ("ui/views/trace_viewer.js", "text/javascript"),
+    ):
         status, body, headers = _get(server.url + path)
         assert status == 200 and headers["Content-Type"].startswith(kind), (path, headers)
         assert headers["X-Content-Type-Options"] == "nosniff"
-    for bad in ("ui/%2e%2e/aggregator.py", "ui/..%2faggregator.py", "ui/views/%2e%2e/%2e%2e/aggregator.py",
-                "ui/.hidden.js", "ui/index.py", "ui/", "ui/nope.js", "ui/%5c..%5caggregator.py"):
+    for bad in (
+        "ui/%2e%2e/aggregator.py",
+        "ui/..%2faggregator.py",
+        "ui/views/%2e%2e/%2e%2e/aggregator.py",
+        "ui/.hidden.js",
+        "ui/index.py",
+        "ui/",
+        "ui/nope.js",
+        "ui/%5c..%5caggregator.py",
+    ):
         status, body, headers = _get(server.url + bad)
         assert status == 404, bad
         assert headers["Content-Type"].startswith("application/json")
@@ -322,12 +345,15 @@ def test_overview_shows_the_api_numbers(ui: UiPage, server: Server) -> None:
 # --- the table tools ---
 
 
-@pytest.mark.parametrize("tool, table", [
-    ("framework_op_stats", "framework_op_stats"),
-    ("hlo_stats", "hlo_stats"),
-    ("kernel_stats", "kernel_stats"),
-    ("input_pipeline_analyzer", "step_table"),
-])
+@pytest.mark.parametrize(
+    "tool, table",
+    [
+        ("framework_op_stats", "framework_op_stats"),
+        ("hlo_stats", "hlo_stats"),
+        ("kernel_stats", "kernel_stats"),
+        ("input_pipeline_analyzer", "step_table"),
+    ],
+)
 def test_table_view_matches_api_sorts_filters_and_links_csv(ui: UiPage, server: Server, tool: str, table: str) -> None:
     data = server.api("data", run=H100_RUN, tag=tool)
     dt = data[table]
@@ -366,13 +392,16 @@ def test_table_view_matches_api_sorts_filters_and_links_csv(ui: UiPage, server: 
     if text_cols:
         col = max(text_cols, key=lambda i: len({str(r["c"][i]["v"]) for r in dt["rows"]}))
         needle = str(dt["rows"][-1]["c"][col]["v"])
-        texts = ["\u0001".join(cell_text(c["v"], t["type"]) for c, t in zip(r["c"], cols, strict=True)).lower()
-                 for r in dt["rows"]]
+        texts = [
+            "\u0001".join(cell_text(c["v"], t["type"]) for c, t in zip(r["c"], cols, strict=True)).lower()
+            for r in dt["rows"]
+        ]
         expected = sum(needle.lower() in t for t in texts)
         panel.locator("input[type='search']").fill(needle)
         page.wait_for_function(
             "([t, n]) => document.querySelectorAll(`table[data-table='${t}'] tbody tr`).length === n",
-            arg=[table, min(expected, 50 if table == tool else 25)])
+            arg=[table, min(expected, 50 if table == tool else 25)],
+        )
         assert f"{expected} of {len(dt['rows'])} rows" in panel.locator(".row-count").inner_text()
 
 
@@ -465,8 +494,10 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
     rows = page.evaluate("window.__xprofTrace.timeline.items.filter(i => i.kind === 'thread').map(i => i.name)")
     threads = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "thread_name"}
     assert set(rows) == threads
-    depths = page.evaluate("Object.fromEntries(window.__xprofTrace.timeline.items"
-                           ".filter(i => i.kind === 'thread').map(i => [i.key, i.depths]))")
+    depths = page.evaluate(
+        "Object.fromEntries(window.__xprofTrace.timeline.items"
+        ".filter(i => i.kind === 'thread').map(i => [i.key, i.depths]))"
+    )
     assert depths == lane_depths(events)
     ui.shot("trace_viewer")
 
@@ -550,8 +581,9 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
     name = "gemm_fusion_dot_4"
     expected = sum(e["name"] == name for e in events)
     page.locator("input[aria-label='Search slices by name']").fill(name)
-    page.wait_for_function("n => document.querySelector('.match-count').innerText.startsWith(n + ' match')",
-                           arg=str(expected))
+    page.wait_for_function(
+        "n => document.querySelector('.match-count').innerText.startsWith(n + ' match')", arg=str(expected)
+    )
     page.locator("input[aria-label='Search slices by name']").press("Enter")
     details.locator(f"h3[data-slice='{name}']").wait_for()
     page.wait_for_function("() => location.hash.includes('q=gemm_fusion_dot_4')")
@@ -659,8 +691,10 @@ def test_views_are_keyboard_reachable(ui: UiPage, server: Server) -> None:
     reached = set()
     for _ in range(40):
         page.keyboard.press("Tab")
-        reached.add(page.evaluate("""() => { const a = document.activeElement;
-            return a.dataset.tool || a.id || a.getAttribute('aria-label') || a.tagName; }"""))
+        reached.add(
+            page.evaluate("""() => { const a = document.activeElement;
+            return a.dataset.tool || a.id || a.getAttribute('aria-label') || a.tagName; }""")
+        )
     assert {"run-select", "capture-button", "trace_viewer", "kernel_stats"} <= reached, reached
     page.locator("#tool-tabs a[data-tool='trace_viewer']").focus()
     page.keyboard.press("Enter")

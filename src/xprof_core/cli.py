@@ -27,6 +27,7 @@ from xprof_core.storage.logdir import host_name_of
 
 PS_PER_MS = 1_000_000_000
 
+
 def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str, Any]:
     """The numbers ``summary`` prints for one host, as plain JSON-ready data."""
     timed = xs.is_timed
@@ -35,15 +36,17 @@ def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str,
         b, e = p.event_begin, p.event_end
         starts = xs.start_ps[b:e][timed[b:e]]
         ends = starts + xs.duration_ps[b:e][timed[b:e]]
-        planes.append({
-            "name": p.name,
-            "id": p.id,
-            "lines": len(p.lines),
-            "events": p.num_events,
-            "event_metadata": len(p.metadata_ids),
-            "span_ms": float(ends.max() - starts.min()) / PS_PER_MS if len(starts) else 0.0,
-            "device": p.device_kind,
-        })
+        planes.append(
+            {
+                "name": p.name,
+                "id": p.id,
+                "lines": len(p.lines),
+                "events": p.num_events,
+                "event_metadata": len(p.metadata_ids),
+                "span_ms": float(ends.max() - starts.min()) / PS_PER_MS if len(starts) else 0.0,
+                "device": p.device_kind,
+            }
+        )
     starts = xs.start_ps[timed]
     span_ms = float((starts + xs.duration_ps[timed]).max() - starts.min()) / PS_PER_MS if len(starts) else 0.0
     devices = sorted({p["device"] for p in planes if p["device"] and p["name"].startswith("/device:")})
@@ -68,16 +71,16 @@ def _format_summary(s: dict[str, Any]) -> str:
     size = f"{s['size_bytes'] / 1e6:,.2f} MB" if s["size_bytes"] is not None else "?"
     out = [
         f"host {s['host']}  ({size}; hostnames: {', '.join(s['hostnames']) or '-'})",
-        f"  {s['num_planes']} planes, {s['num_lines']} lines, {s['num_events']:,} events, "
-        f"span {s['span_ms']:,.3f} ms",
+        f"  {s['num_planes']} planes, {s['num_lines']} lines, {s['num_events']:,} events, span {s['span_ms']:,.3f} ms",
         f"  devices: {', '.join(s['devices']) or 'none (host only)'}"
         f" ({s['active_device_planes']} device planes with events)",
     ]
     name_w = max([len("plane")] + [len(p["name"]) for p in s["planes"]])
     out.append(f"  {'plane':<{name_w}}  {'lines':>6}  {'events':>10}  {'span ms':>12}  device")
     for p in s["planes"]:
-        out.append(f"  {p['name']:<{name_w}}  {p['lines']:>6}  {p['events']:>10,}  "
-                   f"{p['span_ms']:>12,.3f}  {p['device']}")
+        out.append(
+            f"  {p['name']:<{name_w}}  {p['lines']:>6}  {p['events']:>10,}  {p['span_ms']:>12,.3f}  {p['device']}"
+        )
     for e in s["errors"]:
         out.append(f"  profiler error: {e}")
     return "\n".join(out)
@@ -163,8 +166,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     lines = xs.lines
     occurrences = xs.num_occurrences[rows]
     out = sys.stdout
-    fields = ["plane", "line", "name", "start_ms", "duration_ms", "start_ps", "duration_ps",
-              "num_occurrences", "stats"]
+    fields = ["plane", "line", "name", "start_ms", "duration_ms", "start_ps", "duration_ps", "num_occurrences", "stats"]
     writer = csv.DictWriter(out, fieldnames=fields) if args.format == "csv" else None
     if writer is not None:
         writer.writeheader()
@@ -235,16 +237,22 @@ def _json_default(value: Any) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="xprof-core", description="Read ML profiler traces (XSpace .xplane.pb) from the command line.")
-    parser.add_argument("--progress", action="store_true",
-                        help="always draw the progress bar on stderr, from the start "
-                             "(default: on a terminal, once a read lasts over half a second)")
+        prog="xprof-core", description="Read ML profiler traces (XSpace .xplane.pb) from the command line."
+    )
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="always draw the progress bar on stderr, from the start "
+        "(default: on a terminal, once a read lasts over half a second)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("summary", help="hosts, planes, lines, event counts, time span, devices")
-    p.add_argument("target", nargs="?",
-                   help="an .xplane.pb[.gz] file or a logdir (local path or fsspec URL); "
-                        "default: the bundled demo logdir")
+    p.add_argument(
+        "target",
+        nargs="?",
+        help="an .xplane.pb[.gz] file or a logdir (local path or fsspec URL); default: the bundled demo logdir",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_summary)
 
@@ -261,13 +269,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="run an analysis tool headless and write its output (JSON or CSV)")
     p.add_argument("source", help="an .xplane.pb[.gz] file, a session or run folder, or a logdir with --run")
-    p.add_argument("--tool", required=True,
-                   help="overview_page, input_pipeline_analyzer, framework_op_stats, hlo_stats, op_profile, "
-                        "kernel_stats or trace_viewer")
+    p.add_argument(
+        "--tool",
+        required=True,
+        help="overview_page, input_pipeline_analyzer, framework_op_stats, hlo_stats, op_profile, "
+        "kernel_stats or trace_viewer",
+    )
     p.add_argument("--run", help="the run to use when SOURCE is a logdir holding several")
     p.add_argument("--host", action="append", help="only this host (repeat for several; default: all)")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="a tool parameter, e.g. --param resolution=0 for trace_viewer")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a tool parameter, e.g. --param resolution=0 for trace_viewer",
+    )
     p.add_argument("-o", "--output", help="write here instead of stdout (.gz compresses)")
     p.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")
     p.set_defaults(func=cmd_convert)
@@ -287,4 +303,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

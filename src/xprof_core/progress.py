@@ -15,8 +15,14 @@ class ProgressBar:
     the stream is a terminal), and never more than ten times a second.
     """
 
-    def __init__(self, label: str, stream: TextIO | None = None, enabled: bool | None = None,
-                 delay_s: float = 0.5, width: int = 30) -> None:
+    def __init__(
+        self,
+        label: str,
+        stream: TextIO | None = None,
+        enabled: bool | None = None,
+        delay_s: float = 0.5,
+        width: int = 30,
+    ) -> None:
         self.label = label
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled

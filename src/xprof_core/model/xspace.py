@@ -192,8 +192,10 @@ class Plane:
     @cached_property
     def event_metadata(self) -> dict[int, EventMetadata]:
         """Event metadata by id."""
-        return {int(self.xspace._cols["event_metadata"]["id"][r]): self.xspace.event_metadata(int(r))
-                for r in self._metadata_rows}
+        return {
+            int(self.xspace._cols["event_metadata"]["id"][r]): self.xspace.event_metadata(int(r))
+            for r in self._metadata_rows
+        }
 
     @cached_property
     def stat_metadata(self) -> dict[int, str]:
@@ -341,9 +343,17 @@ class XSpace:
     def line(self, index: int) -> Line:
         ln = self._cols["lines"]
         return Line(
-            self, index, int(ln["plane"][index]), int(ln["id"][index]), int(ln["display_id"][index]),
-            ln["name"][index], ln["display_name"][index], int(ln["timestamp_ns"][index]),
-            int(ln["duration_ps"][index]), int(ln["event_begin"][index]), int(ln["event_end"][index]),
+            self,
+            index,
+            int(ln["plane"][index]),
+            int(ln["id"][index]),
+            int(ln["display_id"][index]),
+            ln["name"][index],
+            ln["display_name"][index],
+            int(ln["timestamp_ns"][index]),
+            int(ln["duration_ps"][index]),
+            int(ln["event_begin"][index]),
+            int(ln["event_end"][index]),
         )
 
     @property
@@ -366,11 +376,15 @@ class XSpace:
         """The event metadata at a global row of the metadata table."""
         em = self._cols["event_metadata"]
         meta = em["metadata"][row]
-        raw = bytes(memoryview(self.buffer)[meta[0]:meta[0] + meta[1]]) if meta else b""
+        raw = bytes(memoryview(self.buffer)[meta[0] : meta[0] + meta[1]]) if meta else b""
         plane = self.planes[int(em["plane"][row])]
         return EventMetadata(
-            int(em["id"][row]), em["name"][row], em["display_name"][row],
-            self._owner_stats(OWNER_EVENT_METADATA, row, plane), tuple(em["child_id"][row]), raw,
+            int(em["id"][row]),
+            em["name"][row],
+            em["display_name"][row],
+            self._owner_stats(OWNER_EVENT_METADATA, row, plane),
+            tuple(em["child_id"][row]),
+            raw,
         )
 
     def event_names(self, rows: Rows | None = None, display: bool = False) -> np.ndarray:
@@ -426,8 +440,7 @@ class XSpace:
 
     # ---- stats ----
 
-    def _decode_values(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray,
-                       plane: Plane) -> list[Any]:
+    def _decode_values(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, plane: Plane) -> list[Any]:
         """Python values of raw stat cells (small tables only)."""
         buf = memoryview(self.buffer)
         out: list[Any] = []
@@ -439,9 +452,9 @@ class XSpace:
             elif k == KIND_INT64:
                 out.append(v)
             elif k == KIND_STR:
-                out.append(bytes(buf[v:v + n]).decode("utf-8", "replace"))
+                out.append(bytes(buf[v : v + n]).decode("utf-8", "replace"))
             elif k == KIND_BYTES:
-                out.append(bytes(buf[v:v + n]))
+                out.append(bytes(buf[v : v + n]))
             elif k == KIND_REF:
                 out.append(plane.stat_metadata.get(v & 0xFFFFFFFFFFFFFFFF, ""))
             else:
@@ -455,8 +468,7 @@ class XSpace:
         order = np.argsort(key, kind="stable")
         uniq, starts = np.unique(key[order], return_index=True)
         bounds = np.append(starts, len(order))
-        return {(int(u >> 40), int(u & ((1 << 40) - 1))): order[bounds[i]:bounds[i + 1]]
-                for i, u in enumerate(uniq)}
+        return {(int(u >> 40), int(u & ((1 << 40) - 1))): order[bounds[i] : bounds[i + 1]] for i, u in enumerate(uniq)}
 
     def _owner_stats(self, owner_kind: int, owner: int, plane: Plane) -> dict[str, Any]:
         rows = self._owner_stat_rows.get((owner_kind, owner))
@@ -476,7 +488,7 @@ class XSpace:
         rows = np.asarray(rows, dtype=np.int64)
         no_filter = np.empty(0, dtype=np.int64)
         for lo in range(0, len(rows), chunk):
-            part = rows[lo:lo + chunk]
+            part = rows[lo : lo + chunk]
             raw = _decoder.gather_event_stats(self.buffer, self.event_offset, part, no_filter)
             bounds = np.searchsorted(raw["row"], np.arange(len(part) + 1))
             planes = self.plane_of_event[part]
@@ -541,8 +553,9 @@ class XSpace:
                         lengths[m] = st["length"][h]
         return self._stat_column(kinds, values, lengths, ref_planes)
 
-    def _stat_column(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray,
-                     ref_planes: np.ndarray) -> StatColumn:
+    def _stat_column(
+        self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, ref_planes: np.ndarray
+    ) -> StatColumn:
         present = kinds != KIND_NONE
         found = set(np.unique(kinds[present]).tolist())
         if not found:
@@ -570,12 +583,14 @@ class XSpace:
             key = (int(kinds[i]), int(values[i]), int(lengths[i]), int(ref_planes[i]))
             if key not in cache:
                 cache[key] = self._decode_values(
-                    kinds[i:i + 1], values[i:i + 1], lengths[i:i + 1], self.planes[key[3]])[0]
+                    kinds[i : i + 1], values[i : i + 1], lengths[i : i + 1], self.planes[key[3]]
+                )[0]
             out[i] = cache[key]
         return StatColumn(out, present)
 
-    def _decode_text_cells(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, idx: np.ndarray,
-                           out: np.ndarray) -> np.ndarray:
+    def _decode_text_cells(
+        self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, idx: np.ndarray, out: np.ndarray
+    ) -> np.ndarray:
         """Fill ``out[idx]`` with the str/bytes cells at ``idx``; returns a mask of the cells filled.
 
         Every event stores its own copy of a string, so offsets differ while
@@ -599,7 +614,7 @@ class XSpace:
                 step = max(1, chunk_bytes // length)
                 cols = np.arange(length, dtype=np.int64)
                 for lo in range(0, len(cells), step):
-                    part = cells[lo:lo + step]
+                    part = cells[lo : lo + step]
                     matrix = data[values[part][:, None] + cols]
                     keys = np.ascontiguousarray(matrix).view(f"V{length}").ravel()
                     uniq, inverse = np.unique(keys, return_inverse=True)

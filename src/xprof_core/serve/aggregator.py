@@ -56,8 +56,15 @@ MAX_PARAM_CHARS = 512
 RUNS_TTL_S = 5.0
 # The web UI: static files shipped in the package, served under /ui/ (no build step).
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
-UI_CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
-                    ".png": "image/png", ".json": "application/json", ".txt": "text/plain"}
+UI_CONTENT_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".json": "application/json",
+    ".txt": "text/plain",
+}
 # index.html holds this marker; the server puts a <noscript> list of runs there.
 UI_NOSCRIPT_MARKER = "<!-- xprof:noscript -->"
 
@@ -141,12 +148,18 @@ class PartialCache:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("xprof_http_requests", "HTTP requests by route and status", ["route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("xprof_http_request_seconds", "HTTP request latency", ["route"],
-                                 registry=self.registry)
-        self.map_tasks = Counter("xprof_map_tasks", "Map tasks by tool, worker and outcome",
-                                 ["tool", "worker", "outcome"], registry=self.registry)
+        self.requests = Counter(
+            "xprof_http_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "xprof_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry
+        )
+        self.map_tasks = Counter(
+            "xprof_map_tasks",
+            "Map tasks by tool, worker and outcome",
+            ["tool", "worker", "outcome"],
+            registry=self.registry,
+        )
         self.cache = Counter("xprof_partial_cache", "Partial cache lookups", ["result"], registry=self.registry)
 
 
@@ -220,8 +233,15 @@ class ProfileService:
         raw = orjson.dumps([task.tool, tool_version, task.url, identity, sorted(task.params.items()), task.shard])
         return hashlib.sha256(raw).hexdigest()[:40]
 
-    def tool_result(self, run_name: str | None, tool_name: str | None, host: str | None, hosts: str | None,
-                    params: dict[str, str], as_dict: bool = False) -> ToolAnswer:
+    def tool_result(
+        self,
+        run_name: str | None,
+        tool_name: str | None,
+        host: str | None,
+        hosts: str | None,
+        params: dict[str, str],
+        as_dict: bool = False,
+    ) -> ToolAnswer:
         from xprof_core.tools import get_tool
 
         if not tool_name:
@@ -272,13 +292,24 @@ class ProfileService:
 
 def _http_error_for(host: str, error: Exception | None) -> HttpError:
     if isinstance(error, DecodeError):
-        return HttpError(422, f"host {host!r}: the profile is not a valid XSpace: {error.reason}", host=host,
-                         offset=error.offset, path=error.path)
+        return HttpError(
+            422,
+            f"host {host!r}: the profile is not a valid XSpace: {error.reason}",
+            host=host,
+            offset=error.offset,
+            path=error.path,
+        )
     if isinstance(error, ProfileNotFoundError):
         return HttpError(404, f"host {host!r}: {error}", host=host)
     if isinstance(error, RemoteMapError):
-        status = {"INVALID_ARGUMENT": 400, "PERMISSION_DENIED": 403, "NOT_FOUND": 404,
-                  "DEADLINE_EXCEEDED": 504, "UNAVAILABLE": 503, "RESOURCE_EXHAUSTED": 503}.get(error.code, 502)
+        status = {
+            "INVALID_ARGUMENT": 400,
+            "PERMISSION_DENIED": 403,
+            "NOT_FOUND": 404,
+            "DEADLINE_EXCEEDED": 504,
+            "UNAVAILABLE": 503,
+            "RESOURCE_EXHAUSTED": 503,
+        }.get(error.code, 502)
         return HttpError(status, f"host {host!r}: {error.message}", host=host, code=error.code)
     if isinstance(error, ValueError):
         return HttpError(400, f"host {host!r}: {error}", host=host)
@@ -287,9 +318,11 @@ def _http_error_for(host: str, error: Exception | None) -> HttpError:
 
 # --- HTTP ---
 
+
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status=status,
-                        content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY), status=status, content_type="application/json"
+    )
 
 
 def _tool_params(request: web.Request) -> dict[str, str]:
@@ -321,8 +354,11 @@ class Aggregator:
             config.logdir = str(DEMO_LOGDIR)
             log.info("no --logdir given: serving the bundled demo logdir %s", config.logdir)
         if executor is None:
-            executor = (GrpcExecutor(config.worker_service_address, deadline_s=config.map_timeout_s)
-                        if config.worker_service_address else LocalExecutor(config.local_workers))
+            executor = (
+                GrpcExecutor(config.worker_service_address, deadline_s=config.map_timeout_s)
+                if config.worker_service_address
+                else LocalExecutor(config.local_workers)
+            )
         self.executor = executor
         self.metrics = Metrics()
         self.service = ProfileService(config, executor, self.metrics)
@@ -389,8 +425,15 @@ class Aggregator:
         _check_session_path(request)
         q = request.query
         params = _tool_params(request)
-        return await self._in_thread(self.service.tool_result, q.get("run"), q.get("tag") or q.get("tool"),
-                                     q.get("host"), q.get("hosts"), params, as_dict)
+        return await self._in_thread(
+            self.service.tool_result,
+            q.get("run"),
+            q.get("tag") or q.get("tool"),
+            q.get("host"),
+            q.get("hosts"),
+            params,
+            as_dict,
+        )
 
     async def data(self, request: web.Request) -> web.Response:
         answer = await self._answer(request)
@@ -414,13 +457,21 @@ class Aggregator:
         name = request.query.get("table") or next(iter(tables))
         if name not in tables:
             raise HttpError(404, f"no table {name!r}", tables=sorted(tables))
-        return web.Response(text=to_csv(tables[name]), content_type="text/csv",
-                            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+        return web.Response(
+            text=to_csv(tables[name]),
+            content_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
 
     async def config_route(self, request: web.Request) -> web.Response:
-        return _json({"hideCaptureProfileButton": self.config.hide_capture_profile_button,
-                      "srcPathPrefix": "", "enableTabNameLabel": False,
-                      "executor": self.executor.description})
+        return _json(
+            {
+                "hideCaptureProfileButton": self.config.hide_capture_profile_button,
+                "srcPathPrefix": "",
+                "enableTabNameLabel": False,
+                "executor": self.executor.description,
+            }
+        )
 
     async def version(self, request: web.Request) -> web.Response:
         return web.Response(text=__version__, content_type="text/plain")
@@ -441,28 +492,34 @@ class Aggregator:
         return _json({"ready": True, "logdir": self.config.logdir, "executor": self.executor.description})
 
     async def metrics_route(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def index(self, request: web.Request) -> web.Response:
         """The web UI's page, with a server-rendered list of runs for browsers without JavaScript."""
         page = await self._in_thread((UI_DIR / "index.html").read_text, "utf-8")
         runs = await self._in_thread(self.service.runs)
         tools = self.service.tools()
-        parts = [f"<noscript><p>Logdir: <code>{html.escape(str(self.config.logdir))}</code> "
-                 f"&middot; {html.escape(self.executor.description)}</p>"]
+        parts = [
+            f"<noscript><p>Logdir: <code>{html.escape(str(self.config.logdir))}</code> "
+            f"&middot; {html.escape(self.executor.description)}</p>"
+        ]
         if not runs:
             parts.append("<p>No runs found.</p>")
         for run in runs:
             q = f"run={_q(run.name)}"
-            parts.append(f"<h2>{html.escape(run.name)}</h2><p>Hosts: "
-                         f"{html.escape(', '.join(h.name for h in run.hosts)) or 'none'}</p><ul>")
+            parts.append(
+                f"<h2>{html.escape(run.name)}</h2><p>Hosts: "
+                f"{html.escape(', '.join(h.name for h in run.hosts)) or 'none'}</p><ul>"
+            )
             for tool in tools:
                 parts.append(f"<li><a href='{API[1:]}/data?{q}&amp;tag={tool}'>{tool}</a></li>")
             parts.append("</ul>")
         parts.append("</noscript>")
-        return web.Response(text=page.replace(UI_NOSCRIPT_MARKER, "".join(parts), 1), content_type="text/html",
-                            headers={"Cache-Control": "no-cache"})
+        return web.Response(
+            text=page.replace(UI_NOSCRIPT_MARKER, "".join(parts), 1),
+            content_type="text/html",
+            headers={"Cache-Control": "no-cache"},
+        )
 
     async def ui_file(self, request: web.Request) -> web.Response:
         """A static file of the UI folder; never anything outside it (no '..', no links out, no dotfiles)."""
@@ -476,8 +533,12 @@ class Aggregator:
             raise HttpError(404, f"no UI file {rel[:200]!r}")
         body = await self._in_thread(path.read_bytes)
         charset = None if content_type.startswith("image/png") else "utf-8"
-        return web.Response(body=body, content_type=content_type, charset=charset,
-                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        return web.Response(
+            body=body,
+            content_type=content_type,
+            charset=charset,
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
 
 
 def _q(text: str) -> str:
@@ -488,30 +549,52 @@ def _q(text: str) -> str:
 
 # --- command line ---
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m xprof_core.aggregator",
-        description="Serve profiles over HTTP (XProf's API) and fan tool work out to gRPC workers.")
+        description="Serve profiles over HTTP (XProf's API) and fan tool work out to gRPC workers.",
+    )
     p.add_argument("--port", type=int, default=10000, help="HTTP port (default 10000)")
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0)")
-    p.add_argument("--logdir", default=None,
-                   help="the logdir to serve: a local path, gs://, s3:// or memory:// URL "
-                        "(default: the bundled demo logdir of real profiles)")
-    p.add_argument("--worker_service_address", default=None,
-                   help="gRPC target of the workers, e.g. dns:///xprof-worker-service.default.svc.cluster.local:8891, "
-                        "ipv4:10.0.0.1:8891,10.0.0.2:8891 or host1:8891,host2:8891; load balancing from "
-                        "GRPC_LB_POLICY, else round_robin (default: run map tasks in a local process pool)")
-    p.add_argument("-gp", "--grpc_port", type=int, default=None,
-                   help="also serve the worker service (and grpc.health.v1) in this process on this port")
-    p.add_argument("--hide_capture_profile_button", action="store_true",
-                   help="hide the capture button in the UI (reported by /data/plugin/profile/config)")
-    p.add_argument("--cache_dir", default=None,
-                   help="also keep computed partials in this directory (never inside the logdir)")
+    p.add_argument(
+        "--logdir",
+        default=None,
+        help="the logdir to serve: a local path, gs://, s3:// or memory:// URL "
+        "(default: the bundled demo logdir of real profiles)",
+    )
+    p.add_argument(
+        "--worker_service_address",
+        default=None,
+        help="gRPC target of the workers, e.g. dns:///xprof-worker-service.default.svc.cluster.local:8891, "
+        "ipv4:10.0.0.1:8891,10.0.0.2:8891 or host1:8891,host2:8891; load balancing from "
+        "GRPC_LB_POLICY, else round_robin (default: run map tasks in a local process pool)",
+    )
+    p.add_argument(
+        "-gp",
+        "--grpc_port",
+        type=int,
+        default=None,
+        help="also serve the worker service (and grpc.health.v1) in this process on this port",
+    )
+    p.add_argument(
+        "--hide_capture_profile_button",
+        action="store_true",
+        help="hide the capture button in the UI (reported by /data/plugin/profile/config)",
+    )
+    p.add_argument(
+        "--cache_dir", default=None, help="also keep computed partials in this directory (never inside the logdir)"
+    )
     p.add_argument("--cache_mb", type=int, default=512, help="in-memory partial cache size in MB (default 512)")
-    p.add_argument("--map_timeout", type=float, default=300.0,
-                   help="deadline in seconds for each host's map task (default 300)")
-    p.add_argument("--local_workers", type=int, default=None,
-                   help="processes for local map tasks when there are no workers (default: the cores)")
+    p.add_argument(
+        "--map_timeout", type=float, default=300.0, help="deadline in seconds for each host's map task (default 300)"
+    )
+    p.add_argument(
+        "--local_workers",
+        type=int,
+        default=None,
+        help="processes for local map tasks when there are no workers (default: the cores)",
+    )
     p.add_argument("--log_level", default="INFO", help="logging level (default INFO)")
     return p
 
@@ -526,11 +609,18 @@ def config_from_args(args: argparse.Namespace) -> AggregatorConfig:
         cache, logdir = os.path.realpath(args.cache_dir), os.path.realpath(args.logdir)
         if cache == logdir or cache.startswith(logdir + os.sep):
             raise SystemExit("--cache_dir must not be inside --logdir (the logdir may be read-only)")
-    return AggregatorConfig(logdir=args.logdir, port=args.port, host=args.host, grpc_port=args.grpc_port,
-                            worker_service_address=args.worker_service_address,
-                            hide_capture_profile_button=args.hide_capture_profile_button,
-                            cache_bytes=args.cache_mb << 20, cache_dir=args.cache_dir,
-                            map_timeout_s=args.map_timeout, local_workers=args.local_workers)
+    return AggregatorConfig(
+        logdir=args.logdir,
+        port=args.port,
+        host=args.host,
+        grpc_port=args.grpc_port,
+        worker_service_address=args.worker_service_address,
+        hide_capture_profile_button=args.hide_capture_profile_button,
+        cache_bytes=args.cache_mb << 20,
+        cache_dir=args.cache_dir,
+        map_timeout_s=args.map_timeout,
+        local_workers=args.local_workers,
+    )
 
 
 async def _serve(aggregator: Aggregator, stop: asyncio.Event) -> None:
@@ -539,8 +629,11 @@ async def _serve(aggregator: Aggregator, stop: asyncio.Event) -> None:
     site = web.TCPSite(runner, aggregator.config.host, aggregator.config.port)
     await site.start()
     shown = "localhost" if aggregator.config.host in ("0.0.0.0", "::") else aggregator.config.host
-    print(f"xprof-core aggregator: open http://{shown}:{aggregator.config.port}/ "
-          f"(logdir {aggregator.config.logdir}; {aggregator.executor.description})", flush=True)
+    print(
+        f"xprof-core aggregator: open http://{shown}:{aggregator.config.port}/ "
+        f"(logdir {aggregator.config.logdir}; {aggregator.executor.description})",
+        flush=True,
+    )
     await stop.wait()
     await runner.cleanup()
 

@@ -98,6 +98,7 @@ _RETRY_CODES = frozenset({"UNAVAILABLE", "ALREADY_EXISTS"})
 
 # --- errors ---------------------------------------------------------------------------------------
 
+
 class CaptureError(XprofError):
     """A capture that could not be done."""
 
@@ -144,6 +145,7 @@ class CaptureCancelledError(ProfilerServiceError):
 
 # --- parameters -----------------------------------------------------------------------------------
 
+
 def parse_service_addresses(text: str) -> list[str]:
     """Split XProf's ``service_addr`` (``host:port``, comma-separated for several hosts).
 
@@ -156,11 +158,13 @@ def parse_service_addresses(text: str) -> list[str]:
     for raw in text.split(","):
         addr = raw.strip()
         if addr.startswith(_GRPC_PREFIX):
-            addr = addr[len(_GRPC_PREFIX):]
+            addr = addr[len(_GRPC_PREFIX) :]
         match = _ADDRESS.fullmatch(addr)
         if match is None or not 1 <= int(match.group("port")) <= 65535:
-            raise CaptureParamError(f"invalid service address {raw.strip()[:100]!r}: expected host:port "
-                                    f"(e.g. localhost:9999), port 1..65535")
+            raise CaptureParamError(
+                f"invalid service address {raw.strip()[:100]!r}: expected host:port "
+                f"(e.g. localhost:9999), port 1..65535"
+            )
         if addr not in addresses:
             addresses.append(addr)
     if len(addresses) > MAX_SERVICES:
@@ -195,9 +199,17 @@ class CaptureOptions:
     delay_ms: int = 0
 
     @classmethod
-    def build(cls, service_addr: str, duration_ms: int, host_tracer_level: int = 2, device_tracer_level: int = 1,
-              python_tracer_level: int = 0, timeout_s: float | None = None, num_retry: int = 0,
-              delay_ms: int = 0) -> CaptureOptions:
+    def build(
+        cls,
+        service_addr: str,
+        duration_ms: int,
+        host_tracer_level: int = 2,
+        device_tracer_level: int = 1,
+        python_tracer_level: int = 0,
+        timeout_s: float | None = None,
+        num_retry: int = 0,
+        delay_ms: int = 0,
+    ) -> CaptureOptions:
         """Validate every parameter; raise :class:`CaptureParamError` naming the first bad one."""
         addrs = tuple(parse_service_addresses(service_addr))
         _check_int("duration", duration_ms, MIN_DURATION_MS, MAX_DURATION_MS)
@@ -210,10 +222,19 @@ class CaptureOptions:
         if timeout_s is None:
             timeout_s = trace_s + DEFAULT_TIMEOUT_SLACK_S
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > trace_s:
-            raise CaptureParamError(f"timeout_s must be a number of seconds above the trace's {trace_s:g} s, "
-                                    f"not {timeout_s!r}")
-        return cls(addrs, duration_ms, host_tracer_level, device_tracer_level, python_tracer_level,
-                   float(timeout_s), num_retry, delay_ms)
+            raise CaptureParamError(
+                f"timeout_s must be a number of seconds above the trace's {trace_s:g} s, not {timeout_s!r}"
+            )
+        return cls(
+            addrs,
+            duration_ms,
+            host_tracer_level,
+            device_tracer_level,
+            python_tracer_level,
+            float(timeout_s),
+            num_retry,
+            delay_ms,
+        )
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> CaptureOptions:
@@ -222,6 +243,7 @@ class CaptureOptions:
         ``delay`` (ms). The other parameters XProf's UI sends (``worker_list``, ``is_tpu_name``)
         are accepted when they ask for nothing we lack.
         """
+
         def integer(name: str, default: int | None) -> int:
             text = query.get(name)
             if text is None or text == "":
@@ -236,15 +258,22 @@ class CaptureOptions:
         if str(query.get("is_tpu_name", "")).lower() == "true":
             raise CaptureParamError("is_tpu_name=true is not supported: give the workers' host:port in service_addr")
         if str(query.get("worker_list", "")).strip():
-            raise CaptureParamError("worker_list is not supported: give every host:port, comma-separated, "
-                                    "in service_addr")
-        return cls.build(query.get("service_addr", ""), integer("duration", None),
-                         integer("host_tracer_level", 2), integer("device_tracer_level", 1),
-                         integer("python_tracer_level", 0), num_retry=integer("num_retry", 0),
-                         delay_ms=integer("delay", 0))
+            raise CaptureParamError(
+                "worker_list is not supported: give every host:port, comma-separated, in service_addr"
+            )
+        return cls.build(
+            query.get("service_addr", ""),
+            integer("duration", None),
+            integer("host_tracer_level", 2),
+            integer("device_tracer_level", 1),
+            integer("python_tracer_level", 0),
+            num_retry=integer("num_retry", 0),
+            delay_ms=integer("delay", 0),
+        )
 
 
 # --- the capture ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CaptureResult:
@@ -265,10 +294,19 @@ class CaptureResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
-def capture(service_addr: str, duration_ms: int, logdir: str | os.PathLike[str] | Logdir,
-            host_tracer_level: int = 2, device_tracer_level: int = 1, python_tracer_level: int = 0,
-            timeout_s: float | None = None, *, num_retry: int = 0, delay_ms: int = 0,
-            cancel: threading.Event | None = None) -> CaptureResult:
+def capture(
+    service_addr: str,
+    duration_ms: int,
+    logdir: str | os.PathLike[str] | Logdir,
+    host_tracer_level: int = 2,
+    device_tracer_level: int = 1,
+    python_tracer_level: int = 0,
+    timeout_s: float | None = None,
+    *,
+    num_retry: int = 0,
+    delay_ms: int = 0,
+    cancel: threading.Event | None = None,
+) -> CaptureResult:
     """Trace the program(s) at ``service_addr`` for ``duration_ms`` and store a new run in ``logdir``.
 
     ``service_addr`` is ``host:port`` (comma-separated for several hosts, traced together).
@@ -284,8 +322,16 @@ def capture(service_addr: str, duration_ms: int, logdir: str | os.PathLike[str] 
     When some services fail and others succeed, the run holds those that succeeded and
     :attr:`CaptureResult.failures` says why the others are missing.
     """
-    options = CaptureOptions.build(service_addr, duration_ms, host_tracer_level, device_tracer_level,
-                                   python_tracer_level, timeout_s, num_retry, delay_ms)
+    options = CaptureOptions.build(
+        service_addr,
+        duration_ms,
+        host_tracer_level,
+        device_tracer_level,
+        python_tracer_level,
+        timeout_s,
+        num_retry,
+        delay_ms,
+    )
     target = logdir if isinstance(logdir, Logdir) else Logdir(logdir)
     return _capture(options, target, cancel)
 
@@ -304,11 +350,23 @@ def _capture(options: CaptureOptions, logdir: Logdir, cancel: threading.Event | 
         writer.discard()
     hosts = {host_file_stem(addr): size for addr, size in stored.items()}
     elapsed = time.monotonic() - t0
-    log.info("captured %d ms from %s into run %r (%s) in %.1f s", options.duration_ms,
-             ",".join(options.service_addrs), run, ",".join(sorted(hosts)), elapsed)
-    return CaptureResult(run=run, session_url=writer.session_url, hosts=sorted(hosts),
-                         bytes_by_host=dict(sorted(hosts.items())), duration_ms=options.duration_ms,
-                         elapsed_s=elapsed, failures={a: str(e) for a, e in errors.items()})
+    log.info(
+        "captured %d ms from %s into run %r (%s) in %.1f s",
+        options.duration_ms,
+        ",".join(options.service_addrs),
+        run,
+        ",".join(sorted(hosts)),
+        elapsed,
+    )
+    return CaptureResult(
+        run=run,
+        session_url=writer.session_url,
+        hosts=sorted(hosts),
+        bytes_by_host=dict(sorted(hosts.items())),
+        duration_ms=options.duration_ms,
+        elapsed_s=elapsed,
+        failures={a: str(e) for a, e in errors.items()},
+    )
 
 
 def _most_telling(errors: dict[str, ProfilerServiceError]) -> ProfilerServiceError:
@@ -321,21 +379,25 @@ def _most_telling(errors: dict[str, ProfilerServiceError]) -> ProfilerServiceErr
     return type(first)(f"no service gave a profile: {summary}", first.service_addr, first.code)
 
 
-def _profile_all(options: CaptureOptions, writer: _RunWriter,
-                 cancel: threading.Event | None) -> dict[str, int | ProfilerServiceError]:
+def _profile_all(
+    options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None
+) -> dict[str, int | ProfilerServiceError]:
     """Ask every service at once (they trace the same window); store each answer as it comes."""
     if len(options.service_addrs) == 1:
         addr = options.service_addrs[0]
         return {addr: _profile_and_store(addr, options, writer, cancel)}
-    with concurrent.futures.ThreadPoolExecutor(min(len(options.service_addrs), 16),
-                                               thread_name_prefix="xprof-capture") as pool:
-        futures = {addr: pool.submit(_profile_and_store, addr, options, writer, cancel)
-                   for addr in options.service_addrs}
+    with concurrent.futures.ThreadPoolExecutor(
+        min(len(options.service_addrs), 16), thread_name_prefix="xprof-capture"
+    ) as pool:
+        futures = {
+            addr: pool.submit(_profile_and_store, addr, options, writer, cancel) for addr in options.service_addrs
+        }
         return {addr: fut.result() for addr, fut in futures.items()}
 
 
-def _profile_and_store(addr: str, options: CaptureOptions, writer: _RunWriter,
-                       cancel: threading.Event | None) -> int | ProfilerServiceError:
+def _profile_and_store(
+    addr: str, options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None
+) -> int | ProfilerServiceError:
     """One service: its profile's size in bytes once stored, or why there is none."""
     host = host_file_stem(addr)
     attempts = options.num_retry + 1
@@ -362,14 +424,16 @@ def _profile_and_store(addr: str, options: CaptureOptions, writer: _RunWriter,
                 f"{addr} saved its profile on its own filesystem under {writer.repository_root!r} "
                 f"(the server predates returning the XSpace in its answer, ProfileRequest.emit_xspace): "
                 f"run the aggregator where that path is this logdir, or upgrade jax/jaxlib or TensorFlow",
-                addr)
+                addr,
+            )
         return writer.store(host, data)
     assert error is not None
     return error
 
 
-def _profile_one(addr: str, options: CaptureOptions, writer: _RunWriter,
-                 cancel: threading.Event | None) -> bytes | None:
+def _profile_one(
+    addr: str, options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None
+) -> bytes | None:
     """One Profile RPC. Returns the XSpace bytes, or None when the server says it wrote them itself."""
     import grpc
 
@@ -389,8 +453,11 @@ def _profile_one(addr: str, options: CaptureOptions, writer: _RunWriter,
         except grpc.RpcError as exc:
             raise _service_error(exc, addr, options) from None
     if response.empty_trace:
-        raise EmptyTraceError(f"{addr} collected no trace events in {options.duration_ms} ms "
-                              f"(is the program running work while it is traced?)", addr)
+        raise EmptyTraceError(
+            f"{addr} collected no trace events in {options.duration_ms} ms "
+            f"(is the program running work while it is traced?)",
+            addr,
+        )
     if response.xspace:
         return bytes(response.xspace)
     for tool in response.tool_data:  # very old servers answer with named tool files
@@ -399,8 +466,9 @@ def _profile_one(addr: str, options: CaptureOptions, writer: _RunWriter,
     return None
 
 
-def _profile_request(pb: Any, addr: str, options: CaptureOptions,
-                     writer: _RunWriter) -> profiler_service_pb2.ProfileRequest:
+def _profile_request(
+    pb: Any, addr: str, options: CaptureOptions, writer: _RunWriter
+) -> profiler_service_pb2.ProfileRequest:
     start_ns = time.time_ns() + options.delay_ms * 1_000_000 if options.delay_ms else 0
     opts = pb.ProfileOptions(
         version=1,  # without it the server ignores the levels below
@@ -442,20 +510,25 @@ def _service_error(exc: grpc.RpcError, addr: str, options: CaptureOptions) -> Pr
     name = code.name if code is not None else None
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
     if name == "DEADLINE_EXCEEDED":
-        return CaptureTimeoutError(f"{addr} did not answer within {options.timeout_s:g} s "
-                                   f"(tracing {options.duration_ms} ms)", addr, name)
+        return CaptureTimeoutError(
+            f"{addr} did not answer within {options.timeout_s:g} s (tracing {options.duration_ms} ms)", addr, name
+        )
     if name == "UNAVAILABLE":
-        return ProfilerServiceError(f"cannot reach a profiler server at {addr}: {details} (did the program call "
-                                    f"jax.profiler.start_server(port) with this port?)", addr, name)
+        return ProfilerServiceError(
+            f"cannot reach a profiler server at {addr}: {details} (did the program call "
+            f"jax.profiler.start_server(port) with this port?)",
+            addr,
+            name,
+        )
     if name == "UNIMPLEMENTED":
-        return ProfilerServiceError(f"{addr} does not serve tensorflow.ProfilerService/Profile: {details}",
-                                    addr, name)
+        return ProfilerServiceError(f"{addr} does not serve tensorflow.ProfilerService/Profile: {details}", addr, name)
     if name == "CANCELLED":
         return CaptureCancelledError(f"capture from {addr} cancelled: {details}", addr, name)
     return ProfilerServiceError(f"{addr} refused the capture ({name}): {details}", addr, name)
 
 
 # --- storing a run --------------------------------------------------------------------------------
+
 
 def _session_name() -> str:
     """TSL's session name: the local time as ``YYYY_MM_DD_HH_MM_SS``."""
@@ -500,17 +573,21 @@ def _check_target(logdir: Logdir) -> None:
         if real == demo or real.startswith(demo + os.sep):
             raise LogdirNotWritableError(
                 f"the logdir {logdir.url!r} is the demo logdir bundled inside the installed package "
-                f"(read-only by design): start the aggregator with --logdir DIR to capture profiles", logdir.url)
+                f"(read-only by design): start the aggregator with --logdir DIR to capture profiles",
+                logdir.url,
+            )
         try:
             names = os.listdir(logdir.root)
         except FileNotFoundError:
             return  # created by the writer
         except NotADirectoryError:
-            raise LogdirNotWritableError(f"the logdir {logdir.url!r} is not writable: it is not a directory",
-                                         logdir.url) from None
+            raise LogdirNotWritableError(
+                f"the logdir {logdir.url!r} is not writable: it is not a directory", logdir.url
+            ) from None
         except OSError as exc:
-            raise LogdirNotWritableError(f"the logdir {logdir.url!r} is not writable: {exc.strerror or exc}",
-                                         logdir.url) from None
+            raise LogdirNotWritableError(
+                f"the logdir {logdir.url!r} is not writable: {exc.strerror or exc}", logdir.url
+            ) from None
     else:
         try:
             names = [posixpath.basename(p.rstrip("/")) for p in logdir.fs.ls(logdir.root, detail=False)]
@@ -521,7 +598,9 @@ def _check_target(logdir: Logdir) -> None:
     if any(host_name_from_file(n) for n in names):
         raise CaptureTargetError(
             f"the logdir {logdir.url!r} is itself one session directory (it holds {'/'.join(HOST_SUFFIXES)} "
-            f"files), so a new run there would not be listed: serve its parent logdir to capture", logdir.url)
+            f"files), so a new run there would not be listed: serve its parent logdir to capture",
+            logdir.url,
+        )
 
 
 class _LocalRunWriter(_RunWriter):
@@ -550,8 +629,10 @@ class _LocalRunWriter(_RunWriter):
         self._lock = threading.Lock()
 
     def _not_writable(self, reason: str) -> LogdirNotWritableError:
-        return LogdirNotWritableError(f"the logdir {self.logdir.url!r} is not writable ({reason}): "
-                                      f"captured profiles cannot be stored there", self.logdir.url)
+        return LogdirNotWritableError(
+            f"the logdir {self.logdir.url!r} is not writable ({reason}): captured profiles cannot be stored there",
+            self.logdir.url,
+        )
 
     def _path(self, host: str) -> str:
         return os.path.join(self.staging, host + HOST_SUFFIXES[0])
@@ -627,15 +708,18 @@ class _RemoteRunWriter(_RunWriter):
             fs.pipe_file(probe, b"")
             fs.rm_file(probe)
         except Exception as exc:  # noqa: BLE001 - any storage error means we cannot write here
-            raise LogdirNotWritableError(f"the logdir {logdir.url!r} is not writable ({exc}): captured profiles "
-                                         f"cannot be stored there", logdir.url) from None
+            raise LogdirNotWritableError(
+                f"the logdir {logdir.url!r} is not writable ({exc}): captured profiles cannot be stored there",
+                logdir.url,
+            ) from None
 
     def store(self, host: str, data: bytes) -> int:
         try:
             self.logdir.fs.pipe_file(posixpath.join(self.session_path, host + HOST_SUFFIXES[0]), data)
         except Exception as exc:  # noqa: BLE001
-            raise LogdirNotWritableError(f"the logdir {self.logdir.url!r} is not writable (writing {host}: {exc})",
-                                         self.logdir.url) from None
+            raise LogdirNotWritableError(
+                f"the logdir {self.logdir.url!r} is not writable (writing {host}: {exc})", self.logdir.url
+            ) from None
         return len(data)
 
     def stored_size(self, host: str) -> int | None:
@@ -722,8 +806,7 @@ class CaptureRoute:
         finally:
             self._running -= 1
         answer: dict[str, Any] = {
-            "result": f"Captured {options.duration_ms} ms from {len(result.hosts)} host(s) into run "
-                      f"{result.run!r}.",
+            "result": f"Captured {options.duration_ms} ms from {len(result.hosts)} host(s) into run {result.run!r}.",
             "run": result.run,
             "hosts": result.hosts,
         }
@@ -759,8 +842,9 @@ async def _body_params(request: web.Request) -> dict[str, str]:
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def add_capture_routes(app: web.Application, logdir: Callable[[], Logdir],
-                       refresh_runs: Callable[[], object]) -> CaptureRoute:
+def add_capture_routes(
+    app: web.Application, logdir: Callable[[], Logdir], refresh_runs: Callable[[], object]
+) -> CaptureRoute:
     """Serve ``capture_profile`` (GET and POST) on ``app``, writing new runs into ``logdir()``.
 
     ``refresh_runs()`` is called after a capture so the new run is listed at once.

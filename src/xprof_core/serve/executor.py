@@ -128,16 +128,18 @@ def service_config(lb_policy: str) -> dict[str, Any]:
     """The channel's service config: load-balancing policy plus transparent retries of transient codes."""
     return {
         "loadBalancingConfig": [{lb_policy: {}}],
-        "methodConfig": [{
-            "name": [{"service": "xprof_core.v1.Worker"}],
-            "retryPolicy": {
-                "maxAttempts": 4,
-                "initialBackoff": "0.1s",
-                "maxBackoff": "2s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": [c.name for c in RETRYABLE],
-            },
-        }],
+        "methodConfig": [
+            {
+                "name": [{"service": "xprof_core.v1.Worker"}],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": [c.name for c in RETRYABLE],
+                },
+            }
+        ],
     }
 
 
@@ -154,8 +156,15 @@ def normalize_target(target: str) -> str:
 class GrpcExecutor:
     """Map tasks on remote workers over one load-balanced gRPC channel."""
 
-    def __init__(self, target: str, lb_policy: str | None = None, deadline_s: float = 300.0, attempts: int = 3,
-                 max_message_bytes: int = 16 * MiB, max_parallel: int = 64) -> None:
+    def __init__(
+        self,
+        target: str,
+        lb_policy: str | None = None,
+        deadline_s: float = 300.0,
+        attempts: int = 3,
+        max_message_bytes: int = 16 * MiB,
+        max_parallel: int = 64,
+    ) -> None:
         self.target = normalize_target(target)
         self.lb_policy = lb_policy or os.environ.get("GRPC_LB_POLICY") or "round_robin"
         self.deadline_s = deadline_s
@@ -179,8 +188,9 @@ class GrpcExecutor:
     def _call(self, task: MapTask, deadline: float) -> MapResult:
         from xprof_core.protos import worker_pb2
 
-        request = worker_pb2.MapRequest(tool=task.tool, host_url=task.url, params=task.params,
-                                        request_id=uuid.uuid4().hex[:12])
+        request = worker_pb2.MapRequest(
+            tool=task.tool, host_url=task.url, params=task.params, request_id=uuid.uuid4().hex[:12]
+        )
         if task.shard is not None:
             request.shard.index, request.shard.count = task.shard
         t0 = time.perf_counter()
@@ -202,10 +212,20 @@ class GrpcExecutor:
                 if final.total_bytes != len(data):
                     raise RemoteMapError("DATA_LOSS", f"got {len(data)} of {final.total_bytes} bytes")
                 t = final.timings
-                return MapResult(task, decode_partial(data), worker_id=final.worker_id,
-                                 seconds=time.perf_counter() - t0, attempts=attempt,
-                                 timings={"queue_s": t.queue_s, "read_s": t.read_s, "decode_s": t.decode_s,
-                                          "map_s": t.map_s, "encode_s": t.encode_s})
+                return MapResult(
+                    task,
+                    decode_partial(data),
+                    worker_id=final.worker_id,
+                    seconds=time.perf_counter() - t0,
+                    attempts=attempt,
+                    timings={
+                        "queue_s": t.queue_s,
+                        "read_s": t.read_s,
+                        "decode_s": t.decode_s,
+                        "map_s": t.map_s,
+                        "encode_s": t.encode_s,
+                    },
+                )
             except grpc.RpcError as exc:
                 code = exc.code()
                 if code in RETRYABLE and attempt < self.attempts:
@@ -214,15 +234,23 @@ class GrpcExecutor:
                     last_error = exc
                     time.sleep(min(0.1 * 2 ** (attempt - 1), 1.0))
                     continue
-                return MapResult(task, error=_error_from_status(code, exc.details() or ""), attempts=attempt,
-                                 seconds=time.perf_counter() - t0)
+                return MapResult(
+                    task,
+                    error=_error_from_status(code, exc.details() or ""),
+                    attempts=attempt,
+                    seconds=time.perf_counter() - t0,
+                )
             except RemoteMapError as exc:
                 last_error = exc
                 continue
         if isinstance(last_error, grpc.RpcError):
             last_error = _error_from_status(last_error.code(), last_error.details() or "")
-        return MapResult(task, error=last_error or RemoteMapError("DEADLINE_EXCEEDED", "no time left to retry"),
-                         attempts=self.attempts, seconds=time.perf_counter() - t0)
+        return MapResult(
+            task,
+            error=last_error or RemoteMapError("DEADLINE_EXCEEDED", "no time left to retry"),
+            attempts=self.attempts,
+            seconds=time.perf_counter() - t0,
+        )
 
     def _warm_up(self) -> None:
         """Before the first fan-out, let the balancer connect to the workers it resolved.

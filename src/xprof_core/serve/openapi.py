@@ -6,19 +6,40 @@ from typing import Any
 
 from xprof_core._version import __version__
 
-_RUN = {"name": "run", "in": "query", "required": True, "schema": {"type": "string"},
-        "description": "run name as listed by /runs, e.g. 'train/2024_01_01_00_00_00'"}
-_TAG = {"name": "tag", "in": "query", "required": True, "schema": {"type": "string"},
-        "description": "tool name (XProf's parameter name; 'tool' is accepted too)"}
-_HOST = {"name": "host", "in": "query", "required": False, "schema": {"type": "string"},
-         "description": "one host of the run (default: every host)"}
-_HOSTS = {"name": "hosts", "in": "query", "required": False, "schema": {"type": "string"},
-          "description": "comma-separated hosts of the run"}
+_RUN = {
+    "name": "run",
+    "in": "query",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "run name as listed by /runs, e.g. 'train/2024_01_01_00_00_00'",
+}
+_TAG = {
+    "name": "tag",
+    "in": "query",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "tool name (XProf's parameter name; 'tool' is accepted too)",
+}
+_HOST = {
+    "name": "host",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "one host of the run (default: every host)",
+}
+_HOSTS = {
+    "name": "hosts",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": "comma-separated hosts of the run",
+}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def _get(summary: str, params: list[dict[str, Any]], ok: dict[str, Any], errors: tuple[int, ...] = ()
-         ) -> dict[str, Any]:
+def _get(
+    summary: str, params: list[dict[str, Any]], ok: dict[str, Any], errors: tuple[int, ...] = ()
+) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": ok}
     for code in errors:
         responses[str(code)] = _ERROR
@@ -30,42 +51,111 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
     json_ok = {"description": "JSON", "content": {"application/json": {}}}
     tag = dict(_TAG, schema={"type": "string", "enum": tools})
     window = [
-        {"name": "start_time_ms", "in": "query", "schema": {"type": "number"},
-         "description": "trace_viewer: window start, ms from the profile start"},
-        {"name": "end_time_ms", "in": "query", "schema": {"type": "number"},
-         "description": "trace_viewer: window end, ms from the profile start"},
-        {"name": "resolution", "in": "query", "schema": {"type": "integer", "minimum": 0},
-         "description": "trace_viewer: keep events visible at this many pixels across the window (0: all)"},
+        {
+            "name": "start_time_ms",
+            "in": "query",
+            "schema": {"type": "number"},
+            "description": "trace_viewer: window start, ms from the profile start",
+        },
+        {
+            "name": "end_time_ms",
+            "in": "query",
+            "schema": {"type": "number"},
+            "description": "trace_viewer: window end, ms from the profile start",
+        },
+        {
+            "name": "resolution",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0},
+            "description": "trace_viewer: keep events visible at this many pixels across the window (0: all)",
+        },
     ]
     api = "/data/plugin/profile"
     return {
         "openapi": "3.1.0",
-        "info": {"title": "xprof-core aggregator", "version": __version__,
-                 "description": "XProf-compatible profile API: runs, hosts and analysis tools of a logdir."},
+        "info": {
+            "title": "xprof-core aggregator",
+            "version": __version__,
+            "description": "XProf-compatible profile API: runs, hosts and analysis tools of a logdir.",
+        },
         "paths": {
-            f"{api}/runs": _get("List runs, newest first", [], {"description": "run names", "content": {
-                "application/json": {"schema": {"type": "array", "items": {"type": "string"}}}}}),
+            f"{api}/runs": _get(
+                "List runs, newest first",
+                [],
+                {
+                    "description": "run names",
+                    "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}}},
+                },
+            ),
             f"{api}/run_tools": _get("Tools available for a run", [_RUN], json_ok, (400, 404)),
-            f"{api}/hosts": _get("Hosts of a run", [_RUN, dict(_TAG, required=False)], {
-                "description": "hosts", "content": {"application/json": {"schema": {
-                    "type": "array", "items": {"type": "object", "properties": {"hostname": {"type": "string"}}}}}}},
-                (400, 404)),
-            f"{api}/data": _get("Run a tool on the selected hosts (tables are Google DataTable JSON; "
-                                "trace_viewer is Chrome Trace Event JSON)", [_RUN, tag, _HOST, _HOSTS, *window],
-                                json_ok, (400, 403, 404, 422, 503, 504)),
-            f"{api}/data_csv": _get("A tool's table as CSV", [_RUN, tag, _HOST, _HOSTS, {
-                "name": "table", "in": "query", "schema": {"type": "string"},
-                "description": "which table of the result (default: the first)"}],
-                {"description": "CSV", "content": {"text/csv": {}}}, (400, 404, 422)),
+            f"{api}/hosts": _get(
+                "Hosts of a run",
+                [_RUN, dict(_TAG, required=False)],
+                {
+                    "description": "hosts",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "items": {"type": "object", "properties": {"hostname": {"type": "string"}}},
+                            }
+                        }
+                    },
+                },
+                (400, 404),
+            ),
+            f"{api}/data": _get(
+                "Run a tool on the selected hosts (tables are Google DataTable JSON; "
+                "trace_viewer is Chrome Trace Event JSON)",
+                [_RUN, tag, _HOST, _HOSTS, *window],
+                json_ok,
+                (400, 403, 404, 422, 503, 504),
+            ),
+            f"{api}/data_csv": _get(
+                "A tool's table as CSV",
+                [
+                    _RUN,
+                    tag,
+                    _HOST,
+                    _HOSTS,
+                    {
+                        "name": "table",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "which table of the result (default: the first)",
+                    },
+                ],
+                {"description": "CSV", "content": {"text/csv": {}}},
+                (400, 404, 422),
+            ),
             f"{api}/capture_profile": _get(
                 "Capture a profile from a live program's profiler service into a new run (GET or POST)",
-                [{"name": "service_addr", "in": "query", "required": True, "schema": {"type": "string"},
-                  "description": "host:port of the profiler server (jax.profiler.start_server(port))"},
-                 {"name": "duration", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 300000},
-                  "description": "trace length in ms"},
-                 *({"name": f"{k}_tracer_level", "in": "query", "schema": {"type": "integer", "minimum": 0,
-                    "maximum": 3}} for k in ("host", "device", "python"))],
-                json_ok, (400, 409, 429, 502, 503, 504)),
+                [
+                    {
+                        "name": "service_addr",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "host:port of the profiler server (jax.profiler.start_server(port))",
+                    },
+                    {
+                        "name": "duration",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 300000},
+                        "description": "trace length in ms",
+                    },
+                    *(
+                        {
+                            "name": f"{k}_tracer_level",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 3},
+                        }
+                        for k in ("host", "device", "python")
+                    ),
+                ],
+                json_ok,
+                (400, 409, 429, 502, 503, 504),
+            ),
             f"{api}/config": _get("UI configuration", [], json_ok),
             f"{api}/version": _get("Server version", [], {"description": "version", "content": {"text/plain": {}}}),
             "/openapi.json": _get("This document", [], json_ok),
@@ -73,9 +163,18 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
             "/readyz": _get("Readiness: the logdir can be listed", [], json_ok, (503,)),
             "/metrics": _get("Prometheus metrics", [], {"description": "metrics", "content": {"text/plain": {}}}),
         },
-        "components": {"schemas": {"Error": {
-            "type": "object", "required": ["error"],
-            "properties": {"error": {"type": "string"}, "host": {"type": "string"},
-                           "offset": {"type": "integer", "description": "byte offset of a decode error"},
-                           "path": {"type": "string", "description": "message path of a decode error"}}}}},
+        "components": {
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "host": {"type": "string"},
+                        "offset": {"type": "integer", "description": "byte offset of a decode error"},
+                        "path": {"type": "string", "description": "message path of a decode error"},
+                    },
+                }
+            }
+        },
     }

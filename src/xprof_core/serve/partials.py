@@ -92,7 +92,7 @@ def encode_partial(partial: Any) -> bytes:
     out[8:start] = header
     base = start + pad
     for (off, n), b in zip(offsets, buffers, strict=True):
-        out[base + off:base + off + n] = b
+        out[base + off : base + off + n] = b
     return bytes(out)
 
 
@@ -122,11 +122,11 @@ def decode_partial(data: bytes | bytearray | memoryview) -> Any:
                 dtype = np.dtype(v["dtype"])
                 if dtype.kind not in _NUMERIC_KINDS:
                     raise SerializationError(f"bad dtype {dtype}")
-                arr = np.frombuffer(view[base + off:base + off + n], dtype=dtype)
+                arr = np.frombuffer(view[base + off : base + off + n], dtype=dtype)
                 return arr.reshape(v["shape"])
             if "__bytes__" in v:
                 off, n = spans[v["__bytes__"]]
-                return bytes(view[base + off:base + off + n])
+                return bytes(view[base + off : base + off + n])
             if "__list__" in v:
                 return np.array([walk(x) for x in v["__list__"]], dtype=object)
             return {k: walk(x) for k, x in v.items()}

@@ -73,13 +73,16 @@ class WorkerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.tasks = Counter("xprof_worker_tasks", "Map tasks finished, by tool and outcome",
-                             ["tool", "outcome"], registry=self.registry)
-        self.duration = Histogram("xprof_worker_task_seconds", "Wall time of map tasks", ["tool"],
-                                  registry=self.registry)
+        self.tasks = Counter(
+            "xprof_worker_tasks", "Map tasks finished, by tool and outcome", ["tool", "outcome"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "xprof_worker_task_seconds", "Wall time of map tasks", ["tool"], registry=self.registry
+        )
         self.bytes_read = Counter("xprof_worker_bytes_read", "Profile bytes read", registry=self.registry)
-        self.errors = Counter("xprof_worker_errors", "Map tasks that failed, by status code", ["code"],
-                              registry=self.registry)
+        self.errors = Counter(
+            "xprof_worker_errors", "Map tasks that failed, by status code", ["code"], registry=self.registry
+        )
         self.in_flight = Gauge("xprof_worker_in_flight", "Map tasks running", registry=self.registry)
         self.queued = Gauge("xprof_worker_queued", "Map tasks waiting for a slot", registry=self.registry)
 
@@ -92,7 +95,7 @@ def _is_url(path: str) -> bool:
 
 
 def _local(path: str) -> str:
-    return path[len("file://"):] if path.startswith("file://") else path
+    return path[len("file://") :] if path.startswith("file://") else path
 
 
 def is_under_roots(url: str, roots: Sequence[str]) -> bool:
@@ -152,8 +155,12 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         except UnknownToolError as exc:
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, tool_name, str(exc))
         if not is_under_roots(request.host_url, self.config.logdir_roots):
-            self._abort(context, grpc.StatusCode.PERMISSION_DENIED, tool_name,
-                        f"{request.host_url!r} is outside this worker's logdir roots")
+            self._abort(
+                context,
+                grpc.StatusCode.PERMISSION_DENIED,
+                tool_name,
+                f"{request.host_url!r} is outside this worker's logdir roots",
+            )
         # Wait for a slot, but give up when the caller does.
         self.metrics.queued.inc()
         try:
@@ -173,8 +180,9 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             self.metrics.in_flight.dec()
             self._slots.release()
 
-    def _run(self, request: worker_pb2.MapRequest, context: grpc.ServicerContext, tool: Any,
-             t0: float) -> Iterator[worker_pb2.MapChunk]:
+    def _run(
+        self, request: worker_pb2.MapRequest, context: grpc.ServicerContext, tool: Any, t0: float
+    ) -> Iterator[worker_pb2.MapChunk]:
         from xprof_core.model.xspace import decode_xspace
         from xprof_core.storage.logdir import open_host_bytes
 
@@ -198,8 +206,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         try:
             xs = decode_xspace(buf)
         except DecodeError as exc:
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name,
-                        f"{exc} [offset={exc.offset} path={exc.path}]")
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, f"{exc} [offset={exc.offset} path={exc.path}]")
         timings.decode_s = time.perf_counter() - t
         if not context.is_active():
             return
@@ -222,7 +229,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         n = max(1, (len(data) + step - 1) // step)
         for i in range(n):
             last = i == n - 1
-            chunk = worker_pb2.MapChunk(data=data[i * step:(i + 1) * step], last=last)
+            chunk = worker_pb2.MapChunk(data=data[i * step : (i + 1) * step], last=last)
             if last:
                 chunk.worker_id = self.config.worker_id
                 chunk.timings.CopyFrom(timings)
@@ -230,8 +237,15 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             yield chunk
         self.metrics.tasks.labels(name, "ok").inc()
         self.metrics.duration.labels(name).observe(time.perf_counter() - t0)
-        log.info("map %s %s: %d bytes read, %d bytes out, %.3f s [%s]", name, request.host_url, len(buf),
-                 len(data), time.perf_counter() - t0, request.request_id or "-")
+        log.info(
+            "map %s %s: %d bytes read, %d bytes out, %.3f s [%s]",
+            name,
+            request.host_url,
+            len(buf),
+            len(data),
+            time.perf_counter() - t0,
+            request.request_id or "-",
+        )
 
 
 def grpc_server_options(config: WorkerConfig) -> list[tuple[str, Any]]:
@@ -261,8 +275,9 @@ class WorkerHandle:
         self.server.stop(grace).wait()
 
 
-def add_worker_service(server: grpc.Server, config: WorkerConfig, metrics: WorkerMetrics | None = None
-                       ) -> tuple[WorkerService, health.HealthServicer]:
+def add_worker_service(
+    server: grpc.Server, config: WorkerConfig, metrics: WorkerMetrics | None = None
+) -> tuple[WorkerService, health.HealthServicer]:
     """Register the worker and health services on an existing server (the aggregator's -gp)."""
     service = WorkerService(config, metrics)
     worker_pb2_grpc.add_WorkerServicer_to_server(service, server)
@@ -273,14 +288,17 @@ def add_worker_service(server: grpc.Server, config: WorkerConfig, metrics: Worke
     return service, health_servicer
 
 
-def create_server(address: str, config: WorkerConfig | None = None,
-                  metrics: WorkerMetrics | None = None) -> WorkerHandle:
+def create_server(
+    address: str, config: WorkerConfig | None = None, metrics: WorkerMetrics | None = None
+) -> WorkerHandle:
     """Start a worker on ``address`` ("host:port"; port 0 picks one). Returns the running handle."""
     config = config or WorkerConfig()
-    pool = futures.ThreadPoolExecutor(max_workers=config.max_concurrency + config.max_queue,
-                                      thread_name_prefix="xprof-worker")
-    server = grpc.server(pool, options=grpc_server_options(config),
-                         maximum_concurrent_rpcs=config.max_concurrency + config.max_queue)
+    pool = futures.ThreadPoolExecutor(
+        max_workers=config.max_concurrency + config.max_queue, thread_name_prefix="xprof-worker"
+    )
+    server = grpc.server(
+        pool, options=grpc_server_options(config), maximum_concurrent_rpcs=config.max_concurrency + config.max_queue
+    )
     service, health_servicer = add_worker_service(server, config, metrics)
     port = server.add_insecure_port(address)
     if port == 0:
@@ -325,6 +343,7 @@ def start_http(host: str, port: int, metrics: WorkerMetrics, healthy: threading.
 
 # --- command line ---
 
+
 def normalize_argv(argv: Sequence[str]) -> list[str]:
     """Accept XProf's single-dash long flags (``-gp=8891``) the way argparse expects them."""
     return [a.replace("-gp=", "--grpc_port=", 1) if a.startswith("-gp=") else a for a in argv]
@@ -333,26 +352,59 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m xprof_core.worker",
-        description="Serve xprof-core map tasks over gRPC (the worker of an aggregator/worker deployment).")
-    p.add_argument("--port", type=int, default=9999,
-                   help="HTTP port for /healthz and Prometheus /metrics (default 9999; 0 disables)")
-    p.add_argument("-gp", "--grpc_port", type=int, default=8891,
-                   help="gRPC port of the worker service and grpc.health.v1 (default 8891)")
+        description="Serve xprof-core map tasks over gRPC (the worker of an aggregator/worker deployment).",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=9999,
+        help="HTTP port for /healthz and Prometheus /metrics (default 9999; 0 disables)",
+    )
+    p.add_argument(
+        "-gp",
+        "--grpc_port",
+        type=int,
+        default=8891,
+        help="gRPC port of the worker service and grpc.health.v1 (default 8891)",
+    )
     p.add_argument("--host", default="0.0.0.0", help="address to bind (default 0.0.0.0: every interface)")
-    p.add_argument("--logdir", action="append", default=None,
-                   help="a logdir root this worker may read (local path, gs://, s3://, memory://); repeat or "
-                        "comma-separate for several (default: $XPROF_LOGDIR_ROOTS, else the bundled demo logdir)")
-    p.add_argument("--max_concurrency", type=int, default=max(1, os.cpu_count() or 1),
-                   help="map tasks running at once (default: the number of cores)")
-    p.add_argument("--max_queue", type=int, default=64,
-                   help="calls that may wait for a slot; more are refused with RESOURCE_EXHAUSTED (default 64)")
-    p.add_argument("--grace_period", type=float, default=20.0,
-                   help="seconds to let running tasks finish after SIGTERM (default 20)")
-    p.add_argument("--max_connection_age", type=float, default=60.0,
-                   help="seconds before a client connection is closed so clients re-resolve DNS (default 60)")
+    p.add_argument(
+        "--logdir",
+        action="append",
+        default=None,
+        help="a logdir root this worker may read (local path, gs://, s3://, memory://); repeat or "
+        "comma-separate for several (default: $XPROF_LOGDIR_ROOTS, else the bundled demo logdir)",
+    )
+    p.add_argument(
+        "--max_concurrency",
+        type=int,
+        default=max(1, os.cpu_count() or 1),
+        help="map tasks running at once (default: the number of cores)",
+    )
+    p.add_argument(
+        "--max_queue",
+        type=int,
+        default=64,
+        help="calls that may wait for a slot; more are refused with RESOURCE_EXHAUSTED (default 64)",
+    )
+    p.add_argument(
+        "--grace_period",
+        type=float,
+        default=20.0,
+        help="seconds to let running tasks finish after SIGTERM (default 20)",
+    )
+    p.add_argument(
+        "--max_connection_age",
+        type=float,
+        default=60.0,
+        help="seconds before a client connection is closed so clients re-resolve DNS (default 60)",
+    )
     p.add_argument("--worker_id", default=None, help="name reported in responses and logs (default host:pid)")
-    p.add_argument("--hide_capture_profile_button", action="store_true",
-                   help="accepted for compatibility with XProf's deployment; the worker has no UI")
+    p.add_argument(
+        "--hide_capture_profile_button",
+        action="store_true",
+        help="accepted for compatibility with XProf's deployment; the worker has no UI",
+    )
     p.add_argument("--log_level", default="INFO", help="logging level (default INFO)")
     return p
 
@@ -361,8 +413,12 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
     roots = None
     if args.logdir:
         roots = [r for item in args.logdir for r in item.split(",") if r]
-    config = WorkerConfig(max_concurrency=args.max_concurrency, max_queue=args.max_queue,
-                          grace_s=args.grace_period, max_connection_age_s=args.max_connection_age)
+    config = WorkerConfig(
+        max_concurrency=args.max_concurrency,
+        max_queue=args.max_queue,
+        grace_s=args.grace_period,
+        max_connection_age_s=args.max_connection_age,
+    )
     if roots:
         config.logdir_roots = roots
     if args.worker_id:
@@ -377,13 +433,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not config.worker_id:
         config.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     metrics = WorkerMetrics()
-    handle = create_server(f"{args.host}:{args.grpc_port}" if ":" not in args.host else
-                           f"[{args.host}]:{args.grpc_port}", config, metrics)
+    handle = create_server(
+        f"{args.host}:{args.grpc_port}" if ":" not in args.host else f"[{args.host}]:{args.grpc_port}", config, metrics
+    )
     healthy = threading.Event()
     healthy.set()
     httpd = start_http(args.host, args.port, metrics, healthy) if args.port else None
-    log.info("worker %s: gRPC on %s:%d, HTTP on %s, logdir roots %s", config.worker_id, args.host, handle.port,
-             f"{args.host}:{args.port}" if httpd else "off", config.logdir_roots)
+    log.info(
+        "worker %s: gRPC on %s:%d, HTTP on %s, logdir roots %s",
+        config.worker_id,
+        args.host,
+        handle.port,
+        f"{args.host}:{args.port}" if httpd else "off",
+        config.logdir_roots,
+    )
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -454,9 +454,7 @@ def _filesystem_for(url: str, storage_options: Mapping[str, Any] | None) -> tupl
             if extra
             else f"install the fsspec implementation for the {protocol!r} protocol"
         )
-        raise MissingExtraError(
-            f"reading {protocol}:// URLs needs an optional dependency: {hint} ({exc})"
-        ) from exc
+        raise MissingExtraError(f"reading {protocol}:// URLs needs an optional dependency: {hint} ({exc})") from exc
     except ValueError as exc:
         raise LogdirError(f"cannot open {url!r}: {exc}") from exc
     return fs, path

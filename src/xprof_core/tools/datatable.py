@@ -24,8 +24,9 @@ def _cell(value: Any) -> dict[str, Any]:
     return {"v": value}
 
 
-def datatable(columns: Sequence[Column], rows: Iterable[Sequence[Any]], properties: dict[str, Any] | None = None
-              ) -> dict[str, Any]:
+def datatable(
+    columns: Sequence[Column], rows: Iterable[Sequence[Any]], properties: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Build a DataTable from (id, label, type) columns and row value sequences."""
     cols = [{"id": cid, "label": label, "type": kind} for cid, label, kind in columns]
     out_rows = []
@@ -34,8 +35,9 @@ def datatable(columns: Sequence[Column], rows: Iterable[Sequence[Any]], properti
         if len(row) != len(cols):
             raise ValueError(f"row has {len(row)} values for {len(cols)} columns")
         # Python strings and ints go straight in; floats and numpy scalars take the careful path.
-        out_rows.append({"c": [{"v": v} if type(v) in plain or (type(v) is float and -_INF < v < _INF) else _cell(v)
-                               for v in row]})
+        out_rows.append(
+            {"c": [{"v": v} if type(v) in plain or (type(v) is float and -_INF < v < _INF) else _cell(v) for v in row]}
+        )
     table: dict[str, Any] = {"cols": cols, "rows": out_rows}
     if properties:
         table["p"] = properties

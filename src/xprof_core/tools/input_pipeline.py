@@ -58,7 +58,7 @@ def input_ops(xs: XSpace) -> list[tuple[str, int, int, int]]:
     self_ = np.bincount(inv, weights=(dur - child_time).astype(np.float64), minlength=len(uniq))
     count = np.bincount(inv, minlength=len(uniq))
     used = np.flatnonzero(count)
-    used = used[np.argsort(-self_[used], kind="stable")][:TOP_INPUT_OPS * 2]
+    used = used[np.argsort(-self_[used], kind="stable")][: TOP_INPUT_OPS * 2]
     return [(str(uniq[i]), int(count[i]), int(total[i]), int(self_[i])) for i in used]
 
 
@@ -77,8 +77,9 @@ class InputPipelineAnalyzer:
         n = len(steps)
         if n:
             time = np.stack([t.step_time_ps[ix] for t, ix in zip(tables, index, strict=True)]).max(axis=0)
-            wait = np.stack([t.breakdown_ps["host_wait_input"][ix] for t, ix in zip(tables, index, strict=True)]
-                            ).max(axis=0)
+            wait = np.stack([t.breakdown_ps["host_wait_input"][ix] for t, ix in zip(tables, index, strict=True)]).max(
+                axis=0
+            )
         else:
             time = wait = np.zeros(0, dtype=np.int64)
         if tables and all(t.source == "none" for t in tables):
@@ -121,15 +122,32 @@ class InputPipelineAnalyzer:
                 "avg_input_ms": float(wait.mean()) / PS_PER_MS if n else None,
             },
             "step_table": datatable(
-                [("stepnum", "Step", "number"), ("steptime_ms", "Step time (ms)", "number"),
-                 ("input_ms", "Waiting for input (ms)", "number"), ("compute_ms", "Other (ms)", "number")],
-                [[int(steps[i]), float(time[i]) / PS_PER_MS, float(wait[i]) / PS_PER_MS,
-                  float(compute[i]) / PS_PER_MS] for i in range(n)]),
+                [
+                    ("stepnum", "Step", "number"),
+                    ("steptime_ms", "Step time (ms)", "number"),
+                    ("input_ms", "Waiting for input (ms)", "number"),
+                    ("compute_ms", "Other (ms)", "number"),
+                ],
+                [
+                    [
+                        int(steps[i]),
+                        float(time[i]) / PS_PER_MS,
+                        float(wait[i]) / PS_PER_MS,
+                        float(compute[i]) / PS_PER_MS,
+                    ]
+                    for i in range(n)
+                ],
+            ),
             "input_ops": datatable(
-                [("op_name", "Input op", "string"), ("count", "Count", "number"),
-                 ("time_in_ms", "Total time (ms)", "number"), ("self_time_in_ms", "Self time (ms)", "number"),
-                 ("self_time_in_percent", "Self time (%)", "number")],
-                [[name, c, t / PS_PER_MS, s / PS_PER_MS, 100.0 * s / all_self] for name, (c, t, s) in ops]),
+                [
+                    ("op_name", "Input op", "string"),
+                    ("count", "Count", "number"),
+                    ("time_in_ms", "Total time (ms)", "number"),
+                    ("self_time_in_ms", "Self time (ms)", "number"),
+                    ("self_time_in_percent", "Self time (%)", "number"),
+                ],
+                [[name, c, t / PS_PER_MS, s / PS_PER_MS, 100.0 * s / all_self] for name, (c, t, s) in ops],
+            ),
         }
 
 

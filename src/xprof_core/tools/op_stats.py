@@ -119,6 +119,7 @@ def category_from_name(name: str) -> str:
 
 # ---- event helpers -------------------------------------------------------------------------
 
+
 def _real_lines(xs: XSpace, plane_index: int) -> list[Any]:
     return [ln for ln in xs.planes[plane_index].lines if not is_derived_line(ln, _SKIPPED_LINE_NAMES)]
 
@@ -129,6 +130,7 @@ def _rows_of(lines: Sequence[Any]) -> np.ndarray:
 
 
 # ---- nesting -------------------------------------------------------------------------------
+
 
 def nesting_parents(start_ps: np.ndarray, end_ps: np.ndarray, group: np.ndarray) -> np.ndarray:
     """Index of each interval's direct parent within its group, -1 for a root (int64, input order).
@@ -183,6 +185,7 @@ def self_times(start_ps: np.ndarray, dur_ps: np.ndarray, group: np.ndarray) -> n
 
 # ---- occurrence tables ---------------------------------------------------------------------
 
+
 @dataclass
 class Occurrences:
     """Op occurrences of one kind, one entry per occurrence (all arrays the same length).
@@ -215,16 +218,27 @@ class OpTable:
         return len(self.occurrences)
 
     def to_partial(self) -> dict[str, Any]:
-        return {**{k: list(v) for k, v in self.ids.items()}, "occurrences": self.occurrences,
-                "total_ps": self.total_ps, "self_ps": self.self_ps, "min_ps": self.min_ps,
-                "flops": self.flops, "bytes": self.bytes}
+        return {
+            **{k: list(v) for k, v in self.ids.items()},
+            "occurrences": self.occurrences,
+            "total_ps": self.total_ps,
+            "self_ps": self.self_ps,
+            "min_ps": self.min_ps,
+            "flops": self.flops,
+            "bytes": self.bytes,
+        }
 
     @classmethod
     def from_partial(cls, p: dict[str, Any], id_columns: Sequence[str]) -> OpTable:
-        return cls({k: [str(x) for x in p[k]] for k in id_columns},
-                   np.asarray(p["occurrences"], dtype=np.int64), np.asarray(p["total_ps"], dtype=np.int64),
-                   np.asarray(p["self_ps"], dtype=np.int64), np.asarray(p["min_ps"], dtype=np.int64),
-                   np.asarray(p["flops"], dtype=np.float64), np.asarray(p["bytes"], dtype=np.float64))
+        return cls(
+            {k: [str(x) for x in p[k]] for k in id_columns},
+            np.asarray(p["occurrences"], dtype=np.int64),
+            np.asarray(p["total_ps"], dtype=np.int64),
+            np.asarray(p["self_ps"], dtype=np.int64),
+            np.asarray(p["min_ps"], dtype=np.int64),
+            np.asarray(p["flops"], dtype=np.float64),
+            np.asarray(p["bytes"], dtype=np.float64),
+        )
 
     @classmethod
     def empty(cls, id_columns: Sequence[str]) -> OpTable:
@@ -233,8 +247,9 @@ class OpTable:
         return cls({k: [] for k in id_columns}, z, z.copy(), z.copy(), z.copy(), f, f.copy())
 
 
-def _group_reduce(group: np.ndarray, n: int, sums: Sequence[np.ndarray], mins: Sequence[np.ndarray]
-                  ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+def _group_reduce(
+    group: np.ndarray, n: int, sums: Sequence[np.ndarray], mins: Sequence[np.ndarray]
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
     """(count, sums, mins) per group 0..n-1 of per-item arrays; one stable sort, then reduceat.
 
     Sums stay exact in int64 (``bincount`` would round ps totals above 2**53
@@ -261,7 +276,8 @@ def _group_reduce(group: np.ndarray, n: int, sums: Sequence[np.ndarray], mins: S
 def aggregate(occ: Occurrences, id_columns: Sequence[str]) -> OpTable:
     """Per op: occurrence count, total, self and min time, FLOPs and bytes (ops without occurrences dropped)."""
     count, (total, self_ps, flops, nbytes), (min_ps,) = _group_reduce(
-        occ.key, len(occ.keys), (occ.time_ps, occ.self_ps, occ.flops, occ.bytes), (occ.time_ps,))
+        occ.key, len(occ.keys), (occ.time_ps, occ.self_ps, occ.flops, occ.bytes), (occ.time_ps,)
+    )
     idx = np.flatnonzero(count)
     ids = {c: [occ.keys[i][j] for i in idx.tolist()] for j, c in enumerate(id_columns)}
     return OpTable(ids, count[idx], total[idx], self_ps[idx], min_ps[idx], flops[idx], nbytes[idx])
@@ -270,14 +286,23 @@ def aggregate(occ: Occurrences, id_columns: Sequence[str]) -> OpTable:
 def concat_tables(tables: Sequence[OpTable], id_columns: Sequence[str]) -> OpTable:
     if not tables:
         return OpTable.empty(id_columns)
-    return OpTable({c: [x for t in tables for x in t.ids[c]] for c in id_columns},
-                   np.concatenate([t.occurrences for t in tables]), np.concatenate([t.total_ps for t in tables]),
-                   np.concatenate([t.self_ps for t in tables]), np.concatenate([t.min_ps for t in tables]),
-                   np.concatenate([t.flops for t in tables]), np.concatenate([t.bytes for t in tables]))
+    return OpTable(
+        {c: [x for t in tables for x in t.ids[c]] for c in id_columns},
+        np.concatenate([t.occurrences for t in tables]),
+        np.concatenate([t.total_ps for t in tables]),
+        np.concatenate([t.self_ps for t in tables]),
+        np.concatenate([t.min_ps for t in tables]),
+        np.concatenate([t.flops for t in tables]),
+        np.concatenate([t.bytes for t in tables]),
+    )
 
 
-def merge_rows(table: OpTable, key_columns: Sequence[str], id_columns: Sequence[str],
-               occurrences: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None) -> OpTable:
+def merge_rows(
+    table: OpTable,
+    key_columns: Sequence[str],
+    id_columns: Sequence[str],
+    occurrences: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
+) -> OpTable:
     """Rows with the same key columns merged: sums, min of mins, identity of the first row.
 
     ``occurrences(values, group, n)`` combines the occurrence counts (default: sum).
@@ -289,8 +314,11 @@ def merge_rows(table: OpTable, key_columns: Sequence[str], id_columns: Sequence[
     group = np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=len(keys))
     n = len(index)
     _, (occ, total, self_ps, flops, nbytes), (min_ps, first) = _group_reduce(
-        group, n, (table.occurrences, table.total_ps, table.self_ps, table.flops, table.bytes),
-        (table.min_ps, np.arange(len(keys), dtype=np.int64)))
+        group,
+        n,
+        (table.occurrences, table.total_ps, table.self_ps, table.flops, table.bytes),
+        (table.min_ps, np.arange(len(keys), dtype=np.int64)),
+    )
     if occurrences is not None:
         occ = occurrences(table.occurrences, group, n)
     ids = {c: [table.ids[c][i] for i in first.tolist()] for c in id_columns}
@@ -311,8 +339,17 @@ _HLO_KEY = ("where", "program_id", "name")
 _FRAMEWORK_KEY = ("host_or_device", "name")
 
 
-def _hlo_key(modules: HloModules, where: str, program_id: int, name: str, module: str, hlo_category: str,
-             tf_op: str, long_name: str, kernel_name: str = "") -> tuple[str, ...]:
+def _hlo_key(
+    modules: HloModules,
+    where: str,
+    program_id: int,
+    name: str,
+    module: str,
+    hlo_category: str,
+    tf_op: str,
+    long_name: str,
+    kernel_name: str = "",
+) -> tuple[str, ...]:
     """The identity of one HLO op (an ``HLO_IDS`` tuple) from its stats and its module's HLO proto.
 
     ``kernel_name`` is set for kernels of a command buffer: the instruction is
@@ -372,19 +409,38 @@ def _tpu_hlo_ops(xs: XSpace, modules: HloModules) -> OpTable | None:
     md_key = np.empty(len(r0), dtype=np.int64)
     for i in range(len(r0)):
         full, short = str(names[i]), str(display[i])
-        key = _hlo_key(modules, "Device", int(program[i]), short or full, str(mods[i]), str(cats[i]),
-                       str(tf_ops[i]), full if short and short != full else "")
+        key = _hlo_key(
+            modules,
+            "Device",
+            int(program[i]),
+            short or full,
+            str(mods[i]),
+            str(cats[i]),
+            str(tf_ops[i]),
+            full if short and short != full else "",
+        )
         md_key[i] = keys.setdefault(key, len(keys))
-    occ = Occurrences(list(keys), md_key[md_code], dur, self_ps, number_stat(xs, rows, "flops"),
-                      number_stat(xs, rows, "bytes_accessed"))
+    occ = Occurrences(
+        list(keys),
+        md_key[md_code],
+        dur,
+        self_ps,
+        number_stat(xs, rows, "flops"),
+        number_stat(xs, rows, "bytes_accessed"),
+    )
     # An op seen on several cores (one metadata per core) is one row.
     return merge_rows(aggregate(occ, HLO_IDS), _HLO_KEY, HLO_IDS)
 
 
 def _gpu_kernel_rows(xs: XSpace) -> np.ndarray:
     """Timed events of the GPU streams (``Stream #N(...)``; derived lines left out), stream by stream."""
-    lines = [ln for p in xs.planes if p.name.startswith("/device:GPU")
-             for ln in _real_lines(xs, p.index) if ln.name.startswith("Stream #")]
+    lines = [
+        ln
+        for p in xs.planes
+        if p.name.startswith("/device:GPU")
+        for ln in _real_lines(xs, p.index)
+        if ln.name.startswith("Stream #")
+    ]
     rows = _rows_of(lines)
     return rows[xs.is_timed[rows]]
 
@@ -409,8 +465,17 @@ def _gpu_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.
     keys: dict[tuple[str, ...], int] = {}
     ident_key = np.empty(len(id_uniques), dtype=np.int64)
     for i, (oc, pc, mc) in enumerate(id_uniques.tolist()):
-        key = _hlo_key(modules, "Device", int(pg_uniques[pc]), str(op_uniques[oc]).split("::")[-1], str(mods[i]),
-                       str(cats[i]), str(tf_ops[i]), "", kernel_name=str(kernel_names[i]) if mc >= 0 else "")
+        key = _hlo_key(
+            modules,
+            "Device",
+            int(pg_uniques[pc]),
+            str(op_uniques[oc]).split("::")[-1],
+            str(mods[i]),
+            str(cats[i]),
+            str(tf_ops[i]),
+            "",
+            kernel_name=str(kernel_names[i]) if mc >= 0 else "",
+        )
         ident_key[i] = keys.setdefault(key, len(keys))
     key_of_row = ident_key[id_code]
 
@@ -421,14 +486,25 @@ def _gpu_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.
     if not has_group.any() and repeats.any():
         group, has_group = _step_of_kernels(xs, rows)
     new = np.ones(len(rows), dtype=bool)
-    new[1:] = ((line[1:] != line[:-1]) | (key_of_row[1:] != key_of_row[:-1]) | ~has_group[1:] | ~has_group[:-1]
-               | (group[1:] != group[:-1]))
+    new[1:] = (
+        (line[1:] != line[:-1])
+        | (key_of_row[1:] != key_of_row[:-1])
+        | ~has_group[1:]
+        | ~has_group[:-1]
+        | (group[1:] != group[:-1])
+    )
     starts = np.flatnonzero(new)
     last = np.r_[starts[1:], len(rows)] - 1
     time_ps = np.add.reduceat(xs.duration_ps[rows], starts)
     # FLOPs and bytes describe the op, not the kernel: one value per occurrence (XProf keeps the last kernel's).
-    occ = Occurrences(list(keys), key_of_row[starts], time_ps, time_ps.copy(),
-                      number_stat(xs, rows, "flops")[last], number_stat(xs, rows, "bytes_accessed")[last])
+    occ = Occurrences(
+        list(keys),
+        key_of_row[starts],
+        time_ps,
+        time_ps.copy(),
+        number_stat(xs, rows, "flops")[last],
+        number_stat(xs, rows, "bytes_accessed")[last],
+    )
     return merge_rows(aggregate(occ, HLO_IDS), _HLO_KEY, HLO_IDS)
 
 
@@ -469,11 +545,25 @@ def _host_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np
     keys: dict[tuple[str, ...], int] = {}
     ident_key = np.empty(len(id_uniques), dtype=np.int64)
     for i, (oc, pc) in enumerate(id_uniques.tolist()):
-        key = _hlo_key(modules, "Host", int(pg_uniques[pc]), str(op_uniques[oc]).split("::")[-1], str(mods[i]),
-                       str(cats[i]), str(tf_ops[i]), "")
+        key = _hlo_key(
+            modules,
+            "Host",
+            int(pg_uniques[pc]),
+            str(op_uniques[oc]).split("::")[-1],
+            str(mods[i]),
+            str(cats[i]),
+            str(tf_ops[i]),
+            "",
+        )
         ident_key[i] = keys.setdefault(key, len(keys))
-    occ = Occurrences(list(keys), ident_key[id_code], dur, self_ps, number_stat(xs, rows, "flops"),
-                      number_stat(xs, rows, "bytes_accessed"))
+    occ = Occurrences(
+        list(keys),
+        ident_key[id_code],
+        dur,
+        self_ps,
+        number_stat(xs, rows, "flops"),
+        number_stat(xs, rows, "bytes_accessed"),
+    )
     return merge_rows(aggregate(occ, HLO_IDS), _HLO_KEY, HLO_IDS)
 
 
@@ -494,8 +584,14 @@ def _name_codes(xs: XSpace, rows: np.ndarray, override: np.ndarray | None = None
     return np.concatenate([names, ov_uniques]), code
 
 
-def _framework_from_events(xs: XSpace, rows: np.ndarray, full_names: np.ndarray, code: np.ndarray, where: str,
-                           keep_unknown: np.ndarray | None = None) -> OpTable | None:
+def _framework_from_events(
+    xs: XSpace,
+    rows: np.ndarray,
+    full_names: np.ndarray,
+    code: np.ndarray,
+    where: str,
+    keep_unknown: np.ndarray | None = None,
+) -> OpTable | None:
     """Framework ops from events with full names ``full_names[code]``; self time by nesting per line.
 
     Events whose name is not a framework op are left out, except where
@@ -524,8 +620,9 @@ def _framework_from_events(xs: XSpace, rows: np.ndarray, full_names: np.ndarray,
     keys: list[tuple[str, ...]] = [(where, t, name) for name, (_, t) in type_of.items()]
     code_key = np.zeros(len(parsed), dtype=np.int64)
     code_key[used] = [index[parsed[c].name] for c in used.tolist()]
-    occ = Occurrences(keys, code_key[code], dur, self_ps, number_stat(xs, rows, "flops"),
-                      number_stat(xs, rows, "bytes_accessed"))
+    occ = Occurrences(
+        keys, code_key[code], dur, self_ps, number_stat(xs, rows, "flops"), number_stat(xs, rows, "bytes_accessed")
+    )
     return aggregate(occ, FRAMEWORK_IDS)
 
 
@@ -549,8 +646,15 @@ def _device_framework_from_hlo(hlo: OpTable) -> OpTable:
         p = parse_framework_op(prov) if prov else None
         typ.append(p.type if p is not None and p.type else "Unknown")
         name.append(p.name if p is not None else n)
-    table = OpTable({"host_or_device": list(hlo.ids["where"]), "type": typ, "name": name}, hlo.occurrences,
-                    hlo.total_ps, hlo.self_ps, hlo.min_ps, hlo.flops, hlo.bytes)
+    table = OpTable(
+        {"host_or_device": list(hlo.ids["where"]), "type": typ, "name": name},
+        hlo.occurrences,
+        hlo.total_ps,
+        hlo.self_ps,
+        hlo.min_ps,
+        hlo.flops,
+        hlo.bytes,
+    )
     return merge_rows(table, _FRAMEWORK_KEY, FRAMEWORK_IDS, occurrences=_max_occurrences)
 
 
@@ -565,11 +669,16 @@ def _device_framework_from_kernels(xs: XSpace, rows: np.ndarray, tf_ops: np.ndar
     parsed = [parse_framework_op(str(u)) for u in op_uniques]
     _, md_code = factorize_sorted(xs.event_metadata_row[rows])
     pair_uniques, pair_code = factorize_sorted(np.stack([op_code, md_code], axis=1))
-    keys: list[tuple[str, ...]] = [("Device", parsed[o].type or "Unknown", parsed[o].name)
-                                   for o, _ in pair_uniques.tolist()]
+    keys: list[tuple[str, ...]] = [
+        ("Device", parsed[o].type or "Unknown", parsed[o].name) for o, _ in pair_uniques.tolist()
+    ]
     dur = xs.duration_ps[rows]
-    per_kernel = aggregate(Occurrences(keys, pair_code, dur, dur.copy(), number_stat(xs, rows, "flops"),
-                                       number_stat(xs, rows, "bytes_accessed")), FRAMEWORK_IDS)
+    per_kernel = aggregate(
+        Occurrences(
+            keys, pair_code, dur, dur.copy(), number_stat(xs, rows, "flops"), number_stat(xs, rows, "bytes_accessed")
+        ),
+        FRAMEWORK_IDS,
+    )
     return merge_rows(per_kernel, _FRAMEWORK_KEY, FRAMEWORK_IDS, occurrences=_max_occurrences)
 
 
@@ -667,12 +776,15 @@ def map_op_stats(xs: XSpace, params: Params | None = None) -> Partial:
 
 def _no_hlo_reason(xs: XSpace) -> str:
     if device_type(xs) == "GPU":
-        return ("no XLA ops: no GPU kernel carries an hlo_op stat (a TensorFlow profile without XLA?); "
-                "see framework_op_stats")
+        return (
+            "no XLA ops: no GPU kernel carries an hlo_op stat (a TensorFlow profile without XLA?); "
+            "see framework_op_stats"
+        )
     return "no XLA ops: no 'XLA Ops' line on a device plane and no host event with an hlo_op stat"
 
 
 # ---- reduce --------------------------------------------------------------------------------
+
 
 def _check(partials: Sequence[Partial]) -> None:
     for p in partials:
@@ -717,9 +829,11 @@ def _reason(partials: Sequence[Partial], which: str) -> str:
 
 
 def _common(partials: Sequence[Partial]) -> dict[str, Any]:
-    return {"hosts": [p.get("host") for p in partials],
-            "device_type": "/".join(sorted({str(p["device_type"]) for p in partials})),
-            "xla_on": "/".join(sorted({str(p["xla_on"]) for p in partials}))}
+    return {
+        "hosts": [p.get("host") for p in partials],
+        "device_type": "/".join(sorted({str(p["device_type"]) for p in partials})),
+        "xla_on": "/".join(sorted({str(p["xla_on"]) for p in partials})),
+    }
 
 
 # framework_op_stats: XProf's TfStatsToDataTable ids (times in µs, shares as fractions), then ours.
@@ -796,13 +910,31 @@ def reduce_framework_op_stats(partials: Sequence[Partial], params: Params) -> di
             dev = (share, cumulative) if side == "Device" else (0.0, 0.0)
             host = (share, cumulative) if side == "Host" else (0.0, 0.0)
             flops, nbytes = float(table.flops[i]), float(table.bytes[i])
-            rows.append([rank, side, table.ids["type"][i], table.ids["name"][i], occ, total / PS_PER_US,
-                         total / occ / PS_PER_US if occ else 0.0, self_ps / PS_PER_US,
-                         self_ps / occ / PS_PER_US if occ else 0.0, *dev, *host, *_rates(flops, nbytes, total),
-                         int(table.min_ps[i]) / PS_PER_US, flops, nbytes])
+            rows.append(
+                [
+                    rank,
+                    side,
+                    table.ids["type"][i],
+                    table.ids["name"][i],
+                    occ,
+                    total / PS_PER_US,
+                    total / occ / PS_PER_US if occ else 0.0,
+                    self_ps / PS_PER_US,
+                    self_ps / occ / PS_PER_US if occ else 0.0,
+                    *dev,
+                    *host,
+                    *_rates(flops, nbytes, total),
+                    int(table.min_ps[i]) / PS_PER_US,
+                    flops,
+                    nbytes,
+                ]
+            )
     props = {**_common(partials), "reason": None if rows else _reason(partials, "framework")}
-    return {"framework_op_stats": datatable(FRAMEWORK_COLUMNS, rows, props), "reason": props["reason"],
-            **_common(partials)}
+    return {
+        "framework_op_stats": datatable(FRAMEWORK_COLUMNS, rows, props),
+        "reason": props["reason"],
+        **_common(partials),
+    }
 
 
 def reduce_hlo_stats(partials: Sequence[Partial], params: Params) -> dict[str, Any]:
@@ -820,26 +952,61 @@ def reduce_hlo_stats(partials: Sequence[Partial], params: Params) -> dict[str, A
         share = 100.0 * self_ps / total_self if total_self else 0.0
         cumulative += share
         flops, nbytes = float(table.flops[i]), float(table.bytes[i])
-        rows.append([rank, table.ids["program_id"][i], table.ids["category"][i], table.ids["name"][i],
-                     table.ids["expression"][i], table.ids["provenance"][i], occ, total / PS_PER_US,
-                     total / occ / PS_PER_US if occ else 0.0, self_ps / PS_PER_US,
-                     self_ps / occ / PS_PER_US if occ else 0.0, share, cumulative, *_rates(flops, nbytes, total),
-                     table.ids["hlo_module"][i], table.ids["where"][i], int(table.min_ps[i]) / PS_PER_US,
-                     flops, nbytes])
+        rows.append(
+            [
+                rank,
+                table.ids["program_id"][i],
+                table.ids["category"][i],
+                table.ids["name"][i],
+                table.ids["expression"][i],
+                table.ids["provenance"][i],
+                occ,
+                total / PS_PER_US,
+                total / occ / PS_PER_US if occ else 0.0,
+                self_ps / PS_PER_US,
+                self_ps / occ / PS_PER_US if occ else 0.0,
+                share,
+                cumulative,
+                *_rates(flops, nbytes, total),
+                table.ids["hlo_module"][i],
+                table.ids["where"][i],
+                int(table.min_ps[i]) / PS_PER_US,
+                flops,
+                nbytes,
+            ]
+        )
     props = {**_common(partials), "reason": None if rows else _reason(partials, "hlo")}
     return {"hlo_stats": datatable(HLO_COLUMNS, rows, props), "reason": props["reason"], **_common(partials)}
 
 
-def _node(name: str, time_ps: int, self_ps: int, flops: float, nbytes: float, occurrences: int, total_ps: int,
-          peak_flops_per_ps: float) -> dict[str, Any]:
+def _node(
+    name: str,
+    time_ps: int,
+    self_ps: int,
+    flops: float,
+    nbytes: float,
+    occurrences: int,
+    total_ps: int,
+    peak_flops_per_ps: float,
+) -> dict[str, Any]:
     time_fraction = time_ps / total_ps if total_ps else 0.0
     util = flops / (time_ps * peak_flops_per_ps) if time_ps and peak_flops_per_ps else 0.0
-    return {"name": name, "metrics": {
-        "rawTime": float(time_ps), "selfTime": float(self_ps), "time": time_fraction, "rawFlops": flops,
-        "rawBytesAccessed": nbytes, "occurrences": occurrences,
-        "avgTimePs": time_ps / occurrences if occurrences else 0.0,
-        # XProf's UI reads flops as FLOP utilization times the time fraction.
-        "flops": min(util, 1.0) * time_fraction}, "children": [], "numChildren": 0}
+    return {
+        "name": name,
+        "metrics": {
+            "rawTime": float(time_ps),
+            "selfTime": float(self_ps),
+            "time": time_fraction,
+            "rawFlops": flops,
+            "rawBytesAccessed": nbytes,
+            "occurrences": occurrences,
+            "avgTimePs": time_ps / occurrences if occurrences else 0.0,
+            # XProf's UI reads flops as FLOP utilization times the time fraction.
+            "flops": min(util, 1.0) * time_fraction,
+        },
+        "children": [],
+        "numChildren": 0,
+    }
 
 
 def reduce_op_profile(partials: Sequence[Partial], params: Params) -> dict[str, Any]:
@@ -865,26 +1032,52 @@ def reduce_op_profile(partials: Sequence[Partial], params: Params) -> dict[str, 
         children = []
         for g, idx in groups.items():
             sel = np.array(idx, dtype=np.int64)
-            node = _node(label(g), int(table.total_ps[sel].sum()), int(table.self_ps[sel].sum()),
-                         float(table.flops[sel].sum()), float(table.bytes[sel].sum()),
-                         int(table.occurrences[sel].sum()), total_self, peak_per_ps)
+            node = _node(
+                label(g),
+                int(table.total_ps[sel].sum()),
+                int(table.self_ps[sel].sum()),
+                float(table.flops[sel].sum()),
+                float(table.bytes[sel].sum()),
+                int(table.occurrences[sel].sum()),
+                total_self,
+                peak_per_ps,
+            )
             node["metrics"]["time"] = int(table.self_ps[sel].sum()) / total_self if total_self else 0.0
             node["category"] = {}
             kept = idx[:limit] if limit else idx
             for i in kept:
-                leaf = _node(table.ids["name"][i], int(table.total_ps[i]), int(table.self_ps[i]),
-                             float(table.flops[i]), float(table.bytes[i]), int(table.occurrences[i]), total_self,
-                             peak_per_ps)
+                leaf = _node(
+                    table.ids["name"][i],
+                    int(table.total_ps[i]),
+                    int(table.self_ps[i]),
+                    float(table.flops[i]),
+                    float(table.bytes[i]),
+                    int(table.occurrences[i]),
+                    total_self,
+                    peak_per_ps,
+                )
                 leaf["metrics"]["time"] = int(table.self_ps[i]) / total_self if total_self else 0.0
-                leaf["xla"] = {"op": table.ids["name"][i], "expression": table.ids["expression"][i],
-                               "provenance": table.ids["provenance"][i], "category": table.ids["category"][i],
-                               "programId": table.ids["program_id"][i]}
+                leaf["xla"] = {
+                    "op": table.ids["name"][i],
+                    "expression": table.ids["expression"][i],
+                    "provenance": table.ids["provenance"][i],
+                    "category": table.ids["category"][i],
+                    "programId": table.ids["program_id"][i],
+                }
                 node["children"].append(leaf)
             node["numChildren"] = len(idx)
             children.append(node)
         children.sort(key=lambda n: (-n["metrics"]["selfTime"], n["name"]))
-        root = _node(root_name, int(table.total_ps.sum()), total_self, float(table.flops.sum()),
-                     float(table.bytes.sum()), int(table.occurrences.sum()), total_self, peak_per_ps)
+        root = _node(
+            root_name,
+            int(table.total_ps.sum()),
+            total_self,
+            float(table.flops.sum()),
+            float(table.bytes.sum()),
+            int(table.occurrences.sum()),
+            total_self,
+            peak_per_ps,
+        )
         root["metrics"]["time"] = 1.0 if total_self else 0.0
         root["children"] = children
         root["numChildren"] = len(children)
@@ -894,8 +1087,7 @@ def reduce_op_profile(partials: Sequence[Partial], params: Params) -> dict[str, 
     reason = None if len(table) else _reason(partials, "hlo")
     return {
         "byCategory": tree("by category", "category", lambda c: c),
-        "byProgram": tree("by program", "program_id",
-                          lambda pid: f"{modules.get(pid) or 'program'}({pid})"),
+        "byProgram": tree("by program", "program_id", lambda pid: f"{modules.get(pid) or 'program'}({pid})"),
         "deviceType": common["device_type"],
         "reason": reason,
         **common,
@@ -919,10 +1111,13 @@ class _OpStatsTool:
 
 
 FRAMEWORK_OP_STATS = _OpStatsTool(
-    "framework_op_stats", "TensorFlow/JAX ops on host and device: occurrences, total and self time, FLOPs",
-    reduce_framework_op_stats)
+    "framework_op_stats",
+    "TensorFlow/JAX ops on host and device: occurrences, total and self time, FLOPs",
+    reduce_framework_op_stats,
+)
 HLO_STATS = _OpStatsTool(
-    "hlo_stats", "HLO ops: category, occurrences, total and self time, FLOPs and bytes", reduce_hlo_stats)
+    "hlo_stats", "HLO ops: category, occurrences, total and self time, FLOPs and bytes", reduce_hlo_stats
+)
 OP_PROFILE = _OpStatsTool("op_profile", "HLO op time by category and by program (tree)", reduce_op_profile)
 TOOLS = {"framework_op_stats": FRAMEWORK_OP_STATS, "hlo_stats": HLO_STATS, "op_profile": OP_PROFILE}
 

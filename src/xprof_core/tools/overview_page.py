@@ -66,7 +66,7 @@ def top_device_ops(xs: XSpace) -> list[tuple[str, int, int]]:
     uniq, inv = np.unique(names, return_inverse=True)
     total = np.bincount(inv, weights=xs.duration_ps[rows].astype(np.float64), minlength=len(uniq))
     count = np.bincount(inv, minlength=len(uniq))
-    order = np.argsort(-total, kind="stable")[:TOP_OPS * 4]
+    order = np.argsort(-total, kind="stable")[: TOP_OPS * 4]
     return [(str(uniq[i]), int(count[i]), int(total[i])) for i in order]
 
 
@@ -79,8 +79,7 @@ class OverviewPage:
     def map(self, xs: XSpace, params: Params) -> Partial:
         table = build_step_table(xs)
         device_type, device_count, hardware = device_description(xs)
-        idle = (device_idle_fraction(xs, int(table.start_ps.min()), int(table.end_ps.max()))
-                if len(table) else None)
+        idle = device_idle_fraction(xs, int(table.start_ps.min()), int(table.end_ps.max())) if len(table) else None
         return {
             "version": self.version,
             "steps": table.to_partial(),
@@ -101,14 +100,15 @@ class OverviewPage:
         if n:
             per_host_time = np.stack([t.step_time_ps[ix] for t, ix in zip(tables, index, strict=True)])
             step_time = per_host_time.max(axis=0)
-            breakdown = {c: np.stack([t.breakdown_ps[c][ix] for t, ix in zip(tables, index, strict=True)]
-                                     ).mean(axis=0) for c in cats}
+            breakdown = {
+                c: np.stack([t.breakdown_ps[c][ix] for t, ix in zip(tables, index, strict=True)]).mean(axis=0)
+                for c in cats
+            }
         else:
             step_time = np.zeros(0)
             breakdown = {c: np.zeros(0) for c in cats}
         window_total = sum(float(b.sum()) for b in breakdown.values())
-        breakdown_pct = {c: (100.0 * float(breakdown[c].sum()) / window_total if window_total else 0.0)
-                         for c in cats}
+        breakdown_pct = {c: (100.0 * float(breakdown[c].sum()) / window_total if window_total else 0.0) for c in cats}
         ms = step_time / PS_PER_MS
         reasons = sorted({t.reason for t in tables if t.reason})
         # Without step markers the single pseudo-step spans the whole profile:
@@ -156,9 +156,14 @@ class OverviewPage:
             "breakdown_pct": breakdown_pct,
             "device_idle_pct": 100.0 * float(np.mean(idle)) if idle else None,
             "top_ops": datatable(
-                [("op_name", "Operation", "string"), ("occurrences", "Occurrences", "number"),
-                 ("total_time_ms", "Total time (ms)", "number"), ("time_fraction", "Time (%)", "number")],
-                [[name, c, t / PS_PER_MS, 100.0 * t / all_time] for name, (c, t) in top_rows]),
+                [
+                    ("op_name", "Operation", "string"),
+                    ("occurrences", "Occurrences", "number"),
+                    ("total_time_ms", "Total time (ms)", "number"),
+                    ("time_fraction", "Time (%)", "number"),
+                ],
+                [[name, c, t / PS_PER_MS, 100.0 * t / all_time] for name, (c, t) in top_rows],
+            ),
             "step_table": datatable(step_cols, step_rows),
         }
 

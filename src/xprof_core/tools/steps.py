@@ -48,13 +48,20 @@ CATEGORIES: dict[str, str] = {
 }
 UNKNOWN = "unknown"
 
-_COLLECTIVE = re.compile(r"nccl|rccl|all-?reduce|all-?gather|reduce-?scatter|all-?to-?all|collective|"
-                         r"send|recv|ncclDevKernel", re.IGNORECASE)
-INPUT_EVENT = re.compile(r"Iterator::|GetNext|IteratorGetNext|tf\.data|InfeedEnqueue|input_pipeline|DataLoader|"
-                    r"prefetch|next_batch", re.IGNORECASE)
+_COLLECTIVE = re.compile(
+    r"nccl|rccl|all-?reduce|all-?gather|reduce-?scatter|all-?to-?all|collective|"
+    r"send|recv|ncclDevKernel",
+    re.IGNORECASE,
+)
+INPUT_EVENT = re.compile(
+    r"Iterator::|GetNext|IteratorGetNext|tf\.data|InfeedEnqueue|input_pipeline|DataLoader|"
+    r"prefetch|next_batch",
+    re.IGNORECASE,
+)
 _COMPILE = re.compile(r"compile|Compilation|autotun", re.IGNORECASE)
-_HOST_TO_DEVICE = re.compile(r"MemcpyH2D|HostToDevice|H2D|TransferToDevice|BufferFromHostBuffer|DevicePut",
-                             re.IGNORECASE)
+_HOST_TO_DEVICE = re.compile(
+    r"MemcpyH2D|HostToDevice|H2D|TransferToDevice|BufferFromHostBuffer|DevicePut", re.IGNORECASE
+)
 _DEVICE_TO_HOST = re.compile(r"MemcpyD2H|DeviceToHost|D2H|TransferFromDevice|ToLiteral", re.IGNORECASE)
 
 
@@ -80,10 +87,16 @@ class StepTable:
 
     def to_partial(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "source": self.source, "name": self.name, "reason": self.reason,
-            "step_num": self.step_num, "start_ps": self.start_ps, "end_ps": self.end_ps,
-            "host_start_ps": self.host_start_ps, "host_end_ps": self.host_end_ps,
-            "device_start_ps": self.device_start_ps, "device_end_ps": self.device_end_ps,
+            "source": self.source,
+            "name": self.name,
+            "reason": self.reason,
+            "step_num": self.step_num,
+            "start_ps": self.start_ps,
+            "end_ps": self.end_ps,
+            "host_start_ps": self.host_start_ps,
+            "host_end_ps": self.host_end_ps,
+            "device_start_ps": self.device_start_ps,
+            "device_end_ps": self.device_end_ps,
             "step_time_ps": self.step_time_ps,
         }
         out["breakdown_ps"] = {k: v for k, v in self.breakdown_ps.items()}
@@ -91,14 +104,25 @@ class StepTable:
 
     @classmethod
     def from_partial(cls, p: dict[str, Any]) -> StepTable:
-        arr = {k: np.asarray(p[k], dtype=np.int64) for k in (
-            "step_num", "start_ps", "end_ps", "host_start_ps", "host_end_ps", "device_start_ps",
-            "device_end_ps", "step_time_ps")}
+        arr = {
+            k: np.asarray(p[k], dtype=np.int64)
+            for k in (
+                "step_num",
+                "start_ps",
+                "end_ps",
+                "host_start_ps",
+                "host_end_ps",
+                "device_start_ps",
+                "device_end_ps",
+                "step_time_ps",
+            )
+        }
         breakdown = {k: np.asarray(v, dtype=np.int64) for k, v in p["breakdown_ps"].items()}
         return cls(p["source"], p["name"], breakdown_ps=breakdown, reason=p.get("reason"), **arr)
 
 
 # --- interval arithmetic ---
+
 
 def union_length_by_group(starts: np.ndarray, ends: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """Total length covered by intervals [start, end) in each group (int64 ps per group).
@@ -131,6 +155,7 @@ def union_length_by_group(starts: np.ndarray, ends: np.ndarray, group: np.ndarra
 
 # --- building a host's step table ---
 
+
 def device_rows(xs: XSpace) -> np.ndarray:
     """Rows of device activity: ``Stream #`` lines on GPUs, XLA Ops lines on TPUs.
 
@@ -156,8 +181,13 @@ def _step_markers(xs: XSpace, host_rows: np.ndarray) -> tuple[str, str, np.ndarr
     """(source, name, step_num, start_ps, end_ps) of the step markers, sorted by start."""
     # 1. Steps lines on device planes. Each device records the same steps; as
     # XProf does, a step's time is its longest per-device duration.
-    parts = [ln.rows for plane in xs.planes if plane.name.startswith("/device:")
-             for ln in plane.lines if ln.name == "Steps" and len(ln)]
+    parts = [
+        ln.rows
+        for plane in xs.planes
+        if plane.name.startswith("/device:")
+        for ln in plane.lines
+        if ln.name == "Steps" and len(ln)
+    ]
     if parts:
         rows = np.concatenate(parts)
         names = xs.event_names(rows)
@@ -195,8 +225,9 @@ def _step_markers(xs: XSpace, host_rows: np.ndarray) -> tuple[str, str, np.ndarr
     return "none", "", np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64)
 
 
-def _assign_device_to_steps(xs: XSpace, device_rows: np.ndarray, host_rows: np.ndarray,
-                            host_start: np.ndarray, host_end: np.ndarray) -> np.ndarray:
+def _assign_device_to_steps(
+    xs: XSpace, device_rows: np.ndarray, host_rows: np.ndarray, host_start: np.ndarray, host_end: np.ndarray
+) -> np.ndarray:
     """Step index of each device row (-1: outside every step)."""
     n_steps = len(host_start)
     step_of = np.full(len(device_rows), -1, dtype=np.int64)
@@ -275,8 +306,12 @@ def _classify(xs: XSpace, rows: np.ndarray, host: bool) -> np.ndarray:
         lines = xs.line_of_event[rows]
         for ln_index in np.unique(lines).tolist():
             ln_name = xs._cols["lines"]["name"][ln_index]
-            for pattern, c in (("MemcpyH2D", "host_to_device"), ("MemcpyD2H", "device_to_host"),
-                               ("MemcpyD2D", "device_to_device"), ("MemcpyP2P", "device_to_device")):
+            for pattern, c in (
+                ("MemcpyH2D", "host_to_device"),
+                ("MemcpyD2H", "device_to_host"),
+                ("MemcpyD2D", "device_to_device"),
+                ("MemcpyP2P", "device_to_device"),
+            ):
                 if pattern in ln_name:
                     cat[lines == ln_index] = cats.index(c)
     return cat
@@ -293,15 +328,28 @@ def build_step_table(xs: XSpace) -> StepTable:
         everything = np.concatenate([on_host, on_device])
         if len(everything) == 0:
             empty = np.empty(0, np.int64)
-            return StepTable("none", "", empty, empty, empty, empty, empty, empty, empty, empty,
-                             {k: empty for k in [*CATEGORIES, UNKNOWN]},
-                             reason="the profile has no events on host or device planes")
+            return StepTable(
+                "none",
+                "",
+                empty,
+                empty,
+                empty,
+                empty,
+                empty,
+                empty,
+                empty,
+                empty,
+                {k: empty for k in [*CATEGORIES, UNKNOWN]},
+                reason="the profile has no events on host or device planes",
+            )
         lo = int(xs.start_ps[everything].min())
         hi = int((xs.start_ps[everything] + xs.duration_ps[everything]).max())
         step_num = np.array([0], np.int64)
         host_start, host_end = np.array([lo], np.int64), np.array([hi], np.int64)
-        reason = ("no step markers found (no 'Steps' line and no host events with step_num or step_name): "
-                  "figures cover the whole profile")
+        reason = (
+            "no step markers found (no 'Steps' line and no host events with step_num or step_name): "
+            "figures cover the whole profile"
+        )
     n = len(step_num)
     dev_step = _assign_device_to_steps(xs, on_device, on_host, host_start, host_end)
     d_ok = dev_step >= 0
@@ -329,12 +377,14 @@ def build_step_table(xs: XSpace) -> StepTable:
         covered = covered_by[k]
     window = end - start
     breakdown[UNKNOWN] = np.maximum(window - covered, 0)
-    return StepTable(source, name, step_num, start, end, host_start, host_end, dev_start, dev_end,
-                     step_time, breakdown, reason)
+    return StepTable(
+        source, name, step_num, start, end, host_start, host_end, dev_start, dev_end, step_time, breakdown, reason
+    )
 
 
-def _device_intervals(xs: XSpace, d_rows: np.ndarray, d_step: np.ndarray, start: np.ndarray, end: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _device_intervals(
+    xs: XSpace, d_rows: np.ndarray, d_step: np.ndarray, start: np.ndarray, end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Device events clipped to their step windows, with categories, sorted by (step, start)."""
     s = np.maximum(xs.start_ps[d_rows], start[d_step])
     e = np.minimum(xs.start_ps[d_rows] + xs.duration_ps[d_rows], end[d_step])
@@ -343,8 +393,9 @@ def _device_intervals(xs: XSpace, d_rows: np.ndarray, d_step: np.ndarray, start:
     return s[order], e[order], cat[order], d_step[order].astype(np.int64)
 
 
-def _breakdown_in_one_pass(xs: XSpace, start: np.ndarray, end: np.ndarray, marker_dur: np.ndarray,
-                           d_rows: np.ndarray, d_step: np.ndarray) -> np.ndarray | None:
+def _breakdown_in_one_pass(
+    xs: XSpace, start: np.ndarray, end: np.ndarray, marker_dur: np.ndarray, d_rows: np.ndarray, d_step: np.ndarray
+) -> np.ndarray | None:
     """Cumulative covered time per (category, step) with the merged-pass kernel, or None to fall back.
 
     The kernel reads host events straight from the columns (no per-event
@@ -374,16 +425,37 @@ def _breakdown_in_one_pass(xs: XSpace, start: np.ndarray, end: np.ndarray, marke
     x_s, x_e, x_cat, x_step = _device_intervals(xs, d_rows, d_step, start, end)
     i64 = np.int64
     return step_breakdown(
-        xs.start_ps, xs.duration_ps, xs.metadata_id, xs.is_timed.view(np.uint8),
-        np.array([ln.begin for ln in lines], i64), np.array([ln.end for ln in lines], i64),
-        np.array(line_offset, i64), np.array(line_size, i64),
-        np.concatenate(tables) if tables else np.zeros(1, np.int8), list(CATEGORIES).index("host_compute"),
-        start.astype(i64), end.astype(i64), marker_dur.astype(i64), x_s, x_e, x_cat, x_step, len(CATEGORIES))
+        xs.start_ps,
+        xs.duration_ps,
+        xs.metadata_id,
+        xs.is_timed.view(np.uint8),
+        np.array([ln.begin for ln in lines], i64),
+        np.array([ln.end for ln in lines], i64),
+        np.array(line_offset, i64),
+        np.array(line_size, i64),
+        np.concatenate(tables) if tables else np.zeros(1, np.int8),
+        list(CATEGORIES).index("host_compute"),
+        start.astype(i64),
+        end.astype(i64),
+        marker_dur.astype(i64),
+        x_s,
+        x_e,
+        x_cat,
+        x_step,
+        len(CATEGORIES),
+    )
 
 
-def _breakdown_general(xs: XSpace, host_rows: np.ndarray, start: np.ndarray, end: np.ndarray,
-                       host_start: np.ndarray, host_end: np.ndarray, d_rows: np.ndarray, d_step: np.ndarray
-                       ) -> np.ndarray:
+def _breakdown_general(
+    xs: XSpace,
+    host_rows: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    host_start: np.ndarray,
+    host_end: np.ndarray,
+    d_rows: np.ndarray,
+    d_step: np.ndarray,
+) -> np.ndarray:
     """The same figures as the one-pass kernel, with numpy over explicit row arrays (any input)."""
     n = len(start)
     cats = list(CATEGORIES)
@@ -410,6 +482,7 @@ def _breakdown_general(xs: XSpace, host_rows: np.ndarray, start: np.ndarray, end
 
 
 # --- multi-host ---
+
 
 def align_steps(tables: Sequence[StepTable]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Steps present on every host: (step numbers, per-host row index of each).
@@ -438,5 +511,13 @@ def align_steps(tables: Sequence[StepTable]) -> tuple[np.ndarray, list[np.ndarra
     return common, index
 
 
-__all__ = ["CATEGORIES", "INPUT_EVENT", "UNKNOWN", "StepTable", "align_steps", "build_step_table", "device_rows",
-           "union_length_by_group"]
+__all__ = [
+    "CATEGORIES",
+    "INPUT_EVENT",
+    "UNKNOWN",
+    "StepTable",
+    "align_steps",
+    "build_step_table",
+    "device_rows",
+    "union_length_by_group",
+]

@@ -84,11 +84,19 @@ _DEVICE_PLANE = re.compile(r"^/device:([A-Za-z_]+):(\d+)$")
 # Lines XProf shows first in a process, in this order; other lines follow in file order.
 _LINE_RANK = {
     name: rank
-    for rank, names in enumerate((
-        ("Steps",), ("XLA Modules",), ("XLA Ops",), ("Async XLA Ops",), ("XLA TraceMe",),
-        ("Framework Ops", "TensorFlow Ops"), ("Framework Name Scope", "TensorFlow Name Scope"),
-        ("Source code",), ("Launch Stats",),
-    ))
+    for rank, names in enumerate(
+        (
+            ("Steps",),
+            ("XLA Modules",),
+            ("XLA Ops",),
+            ("Async XLA Ops",),
+            ("XLA TraceMe",),
+            ("Framework Ops", "TensorFlow Ops"),
+            ("Framework Name Scope", "TensorFlow Name Scope"),
+            ("Source code",),
+            ("Launch Stats",),
+        )
+    )
     for name in names
 }
 
@@ -252,7 +260,7 @@ def _row_order(line: np.ndarray, start: np.ndarray, dur: np.ndarray) -> np.ndarr
         return order
     bounds = np.flatnonzero(np.r_[True, ~same, True])
     for b, e in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        if bad[b:e - 1].any():
+        if bad[b : e - 1].any():
             order[b:e] = b + np.lexsort((-dur[b:e], start[b:e]))
     return order
 
@@ -291,7 +299,7 @@ def _nesting_depth(start: np.ndarray, end: np.ndarray, row_first: np.ndarray) ->
     local = np.arange(DEPTH_CHUNK, dtype=np.int32)
     for lo in range(0, n, DEPTH_CHUNK):
         hi = min(n, lo + DEPTH_CHUNK)
-        s, e, members, out = s_all[lo:hi], e_all[lo:hi], local[:hi - lo], depth[lo:hi]
+        s, e, members, out = s_all[lo:hi], e_all[lo:hi], local[: hi - lo], depth[lo:hi]
         k = 0
         while len(members):
             if k == len(carry):
@@ -399,8 +407,10 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
     planes_used = sorted(set(row_plane.tolist()))
     pids = _plane_pids([xs.planes[p].name for p in planes_used])
     pid_of_plane = dict(zip(planes_used, pids, strict=True))
-    processes = [{"pid": pid, "name": xs.planes[p].name, "sort_index": pid, "plane": p}
-                 for p, pid in zip(planes_used, pids, strict=True)]
+    processes = [
+        {"pid": pid, "name": xs.planes[p].name, "sort_index": pid, "plane": p}
+        for p, pid in zip(planes_used, pids, strict=True)
+    ]
     row_pid = np.array([pid_of_plane[p] for p in row_plane.tolist()], dtype=np.int32)
     row_tid = np.zeros(len(row_line), dtype=np.int32)
     threads = []
@@ -410,18 +420,39 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
         ranked = sorted(range(len(rows)), key=lambda i: (_LINE_RANK.get(names[i], len(_LINE_RANK)), i))
         for tid, i in enumerate(ranked, start=1):
             row_tid[rows[i]] = tid
-            threads.append({"pid": pid_of_plane[p], "tid": tid, "name": names[i], "sort_index": tid,
-                            "line": int(row_line[rows[i]])})
+            threads.append(
+                {
+                    "pid": pid_of_plane[p],
+                    "tid": tid,
+                    "name": names[i],
+                    "sort_index": tid,
+                    "line": int(row_line[rows[i]]),
+                }
+            )
 
     return TraceIndex(
-        origin_ps=origin, first_ps=int(group_first.min()) if n else 0,
+        origin_ps=origin,
+        first_ps=int(group_first.min()) if n else 0,
         end_ps=int(group_last_end.max()) if n else 0,
-        num_events=n, max_depth=max_depth,
-        row_line=row_line, row_pid=row_pid, row_tid=row_tid, line_row=line_row,
-        processes=processes, threads=threads,
-        group_begin=group_begin, group_row=group_row, group_depth=group_depth,
-        group_first=group_first, group_offset=group_offset, group_limit=group_offset + span,
-        key_start=key_start, key_end=key_end, event=event, line_rank=line_rank, pyramid=pyramid,
+        num_events=n,
+        max_depth=max_depth,
+        row_line=row_line,
+        row_pid=row_pid,
+        row_tid=row_tid,
+        line_row=line_row,
+        processes=processes,
+        threads=threads,
+        group_begin=group_begin,
+        group_row=group_row,
+        group_depth=group_depth,
+        group_first=group_first,
+        group_offset=group_offset,
+        group_limit=group_offset + span,
+        key_start=key_start,
+        key_end=key_end,
+        event=event,
+        line_rank=line_rank,
+        pyramid=pyramid,
     )
 
 
@@ -482,9 +513,9 @@ def _certain(idx: TraceIndex, lo: np.ndarray, hi: np.ndarray, threshold: int) ->
         ks, ke = idx.key_start, idx.key_end
         sig = ke[first:stop] - ks[first:stop]
         if first > 0:
-            np.maximum(sig, ks[first:stop] - ke[first - 1:stop - 1], out=sig)
+            np.maximum(sig, ks[first:stop] - ke[first - 1 : stop - 1], out=sig)
         else:
-            np.maximum(sig[1:], ks[1:stop] - ke[:stop - 1], out=sig[1:])
+            np.maximum(sig[1:], ks[1:stop] - ke[: stop - 1], out=sig[1:])
             sig[0] = _INT64_MAX
         cover = np.zeros(stop - first + 1, dtype=np.int32)
         cover[lo - first] += 1
@@ -504,8 +535,9 @@ def _inside(bounds: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return (np.searchsorted(bounds, positions, side="right") & 1).astype(bool)
 
 
-def _chains(idx: TraceIndex, anchors: np.ndarray, run_end: np.ndarray, groups: np.ndarray,
-            threshold: int) -> np.ndarray:
+def _chains(
+    idx: TraceIndex, anchors: np.ndarray, run_end: np.ndarray, groups: np.ndarray, threshold: int
+) -> np.ndarray:
     """Events kept after each anchor, up to its run end: repeatedly the first event that starts
     at least ``threshold`` after the end of the last kept one. All runs advance together, one
     kept event per round."""
@@ -521,8 +553,9 @@ def _chains(idx: TraceIndex, anchors: np.ndarray, run_end: np.ndarray, groups: n
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def select_window(idx: TraceIndex, start_ps: int | None = None, end_ps: int | None = None,
-                  resolution: int = DEFAULT_RESOLUTION) -> WindowSelection:
+def select_window(
+    idx: TraceIndex, start_ps: int | None = None, end_ps: int | None = None, resolution: int = DEFAULT_RESOLUTION
+) -> WindowSelection:
     """Events of ``[start_ps, end_ps)`` (relative ps) kept by the visibility rule.
 
     An event is in the window when it starts before ``end_ps`` and ends after
@@ -537,8 +570,10 @@ def select_window(idx: TraceIndex, start_ps: int | None = None, end_ps: int | No
         return WindowSelection(np.zeros(0, dtype=np.int64), 0, 0, (ws, we))
     # Search with the window clamped to just around the profile (any int64-safe value works).
     ws_c, we_c = (min(max(t, idx.first_ps - 1), idx.end_ps + 2) for t in (ws, we))
-    lo = np.minimum(np.searchsorted(ke, idx.key_of(groups, np.full(len(groups), ws_c + 1)), side="left"),
-                    np.searchsorted(ks, idx.key_of(groups, np.full(len(groups), ws_c)), side="left"))
+    lo = np.minimum(
+        np.searchsorted(ke, idx.key_of(groups, np.full(len(groups), ws_c + 1)), side="left"),
+        np.searchsorted(ks, idx.key_of(groups, np.full(len(groups), ws_c)), side="left"),
+    )
     hi = np.searchsorted(ks, idx.key_of(groups, np.full(len(groups), we_c)), side="left")
     hi = np.maximum(hi, lo)
     in_window = int((hi - lo).sum())
@@ -632,9 +667,16 @@ def _arg_tables(xs: XSpace) -> _ArgTables | None:
             md_end[row] = used_md + len(frag)
             md_chunks.append(frag)
             used_md += len(frag)
-    tables = _ArgTables(np.array(bases, dtype=np.int64), np.array(limits, dtype=np.int64),
-                        np.frombuffer(b"".join(chunks) or b"\0", dtype=np.uint8), name_start, name_end,
-                        np.frombuffer(b"".join(md_chunks) or b"\0", dtype=np.uint8), md_start, md_end)
+    tables = _ArgTables(
+        np.array(bases, dtype=np.int64),
+        np.array(limits, dtype=np.int64),
+        np.frombuffer(b"".join(chunks) or b"\0", dtype=np.uint8),
+        name_start,
+        name_end,
+        np.frombuffer(b"".join(md_chunks) or b"\0", dtype=np.uint8),
+        md_start,
+        md_end,
+    )
     _ARG_TABLES[xs] = tables
     return tables
 
@@ -655,9 +697,21 @@ def render_args(xs: XSpace, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
         return b"".join(parts), offsets
     md_rows = xs.event_metadata_row[rows].astype(np.int64)
     planes = xs.plane_of_event[rows].astype(np.int64)
-    return render_event_args(xs.buffer, xs.event_offset, rows, tables.key_base, tables.key_limit, tables.names,
-                             tables.name_start, tables.name_end, md_rows, tables.md_json, tables.md_start,
-                             tables.md_end, planes)
+    return render_event_args(
+        xs.buffer,
+        xs.event_offset,
+        rows,
+        tables.key_base,
+        tables.key_limit,
+        tables.names,
+        tables.name_start,
+        tables.name_end,
+        md_rows,
+        tables.md_json,
+        tables.md_start,
+        tables.md_end,
+        planes,
+    )
 
 
 def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -705,8 +759,10 @@ class TraceViewerTool:
 
     name = "trace_viewer"
     version = VERSION
-    description = ("Timeline of every host, device, thread and stream as Chrome Trace Event JSON; "
-                   "params start_time_ms, end_time_ms, resolution (0 = every event), max_events")
+    description = (
+        "Timeline of every host, device, thread and stream as Chrome Trace Event JSON; "
+        "params start_time_ms, end_time_ms, resolution (0 = every event), max_events"
+    )
 
     def map(self, xs: XSpace, params: Params) -> Partial:
         """One host's window: kept events as numpy columns plus metadata and counts.
@@ -778,8 +834,9 @@ class TraceViewerTool:
         multi = len(partials) > 1
         origin = min((int(p["origin_ps"]) for p in partials), default=0)
         meta: list[dict[str, Any]] = []
-        cols: dict[str, list[np.ndarray]] = {k: [] for k in ("pid", "tid", "ts", "dur", "name", "args_start",
-                                                             "args_end")}
+        cols: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("pid", "tid", "ts", "dur", "name", "args_start", "args_end")
+        }
         names: list[str] = []
         blobs: list[bytes] = []
         first_ms: list[float] = []
@@ -793,14 +850,28 @@ class TraceViewerTool:
                 pid = proc["pid"] + offset
                 name = f"{host} {proc['name']}" if multi else proc["name"]
                 meta.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
-                meta.append({"ph": "M", "name": "process_sort_index", "pid": pid,
-                             "args": {"sort_index": proc["sort_index"] + offset}})
+                meta.append(
+                    {
+                        "ph": "M",
+                        "name": "process_sort_index",
+                        "pid": pid,
+                        "args": {"sort_index": proc["sort_index"] + offset},
+                    }
+                )
             for th in part["threads"]:
                 pid = th["pid"] + offset
-                meta.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": th["tid"],
-                             "args": {"name": th["name"]}})
-                meta.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": th["tid"],
-                             "args": {"sort_index": th["sort_index"]}})
+                meta.append(
+                    {"ph": "M", "name": "thread_name", "pid": pid, "tid": th["tid"], "args": {"name": th["name"]}}
+                )
+                meta.append(
+                    {
+                        "ph": "M",
+                        "name": "thread_sort_index",
+                        "pid": pid,
+                        "tid": th["tid"],
+                        "args": {"sort_index": th["sort_index"]},
+                    }
+                )
             cols["pid"].append(np.asarray(part["pid"], dtype=np.int64) + offset)
             cols["tid"].append(np.asarray(part["tid"], dtype=np.int64))
             cols["ts"].append(np.asarray(part["ts_ps"], dtype=np.int64) + shift)
@@ -828,8 +899,10 @@ class TraceViewerTool:
         dropped = dropped_vis + dropped_cap
         reasons = []
         if dropped_vis:
-            reasons.append(f"{dropped_vis} events too short and too close to a kept neighbour to be visible "
-                           f"at resolution {resolution} (zoom in, or resolution=0, to see them)")
+            reasons.append(
+                f"{dropped_vis} events too short and too close to a kept neighbour to be visible "
+                f"at resolution {resolution} (zoom in, or resolution=0, to see them)"
+            )
         if dropped_cap:
             reasons.append(f"{dropped_cap} events beyond max_events={max_events} (the longest were kept)")
         header = {
@@ -838,9 +911,13 @@ class TraceViewerTool:
             "fullTimespan": [min(first_ms, default=0.0), max(end_ms, default=0.0)],
             "returnedEventsSize": len(merged["ts"]),
             "filteredByVisibility": resolution > 0,
-            "droppedEvents": {"count": dropped, "reason": "; ".join(reasons) or "none",
-                              "byVisibility": dropped_vis, "byMaxEvents": dropped_cap,
-                              "eventsInWindow": in_window},
+            "droppedEvents": {
+                "count": dropped,
+                "reason": "; ".join(reasons) or "none",
+                "byVisibility": dropped_vis,
+                "byMaxEvents": dropped_cap,
+                "eventsInWindow": in_window,
+            },
         }
         return {"header": header, "meta": meta, "cols": merged, "names": names, "args": b"".join(blobs)}
 
@@ -850,12 +927,26 @@ class TraceViewerTool:
         cols, names, blob = m["cols"], m["names"], m["args"]
         events = m["meta"]
         events.extend(
-            {"ph": "X", "pid": pid, "tid": tid, "ts": ts, "dur": dur, "name": names[k],
-             "args": orjson.loads(blob[a:b]) if b > a else {}}
+            {
+                "ph": "X",
+                "pid": pid,
+                "tid": tid,
+                "ts": ts,
+                "dur": dur,
+                "name": names[k],
+                "args": orjson.loads(blob[a:b]) if b > a else {},
+            }
             for pid, tid, ts, dur, k, a, b in zip(
-                cols["pid"].tolist(), cols["tid"].tolist(), (cols["ts"] / 1e6).tolist(),
-                (cols["dur"] / 1e6).tolist(), cols["name"].tolist(), cols["args_start"].tolist(),
-                cols["args_end"].tolist(), strict=True))
+                cols["pid"].tolist(),
+                cols["tid"].tolist(),
+                (cols["ts"] / 1e6).tolist(),
+                (cols["dur"] / 1e6).tolist(),
+                cols["name"].tolist(),
+                cols["args_start"].tolist(),
+                cols["args_end"].tolist(),
+                strict=True,
+            )
+        )
         return {**m["header"], "traceEvents": events}
 
     def reduce_json(self, partials: Sequence[Partial], params: Params) -> bytes:
@@ -872,9 +963,20 @@ class TraceViewerTool:
         names_blob = np.frombuffer(b"".join(raw) or b"\0", dtype=np.uint8)
         args_blob = np.frombuffer(m["args"] or b"\0", dtype=np.uint8)
         meta = orjson.dumps(m["meta"])
-        events = render_complete_events(cols["pid"], cols["tid"], cols["ts"], cols["dur"], cols["name"],
-                                        names_blob, name_start, name_end, args_blob, cols["args_start"],
-                                        cols["args_end"], len(m["meta"]) > 0)
+        events = render_complete_events(
+            cols["pid"],
+            cols["tid"],
+            cols["ts"],
+            cols["dur"],
+            cols["name"],
+            names_blob,
+            name_start,
+            name_end,
+            args_blob,
+            cols["args_start"],
+            cols["args_end"],
+            len(m["meta"]) > 0,
+        )
         head = orjson.dumps(m["header"])
         return b"".join([head[:-1], b',"traceEvents":', meta[:-1], events, b"]}"])
 
@@ -902,8 +1004,9 @@ def _open_source(source: Any) -> XSpace:
     return load(source)
 
 
-def export_trace_json_gz(xs_or_paths: XSpace | str | Path | Sequence[XSpace | str | Path], out_path: str | Path,
-                         compresslevel: int = 3) -> int:
+def export_trace_json_gz(
+    xs_or_paths: XSpace | str | Path | Sequence[XSpace | str | Path], out_path: str | Path, compresslevel: int = 3
+) -> int:
     """Write every timed event of one or more hosts to a gzipped Chrome Trace Event JSON file.
 
     Accepts an XSpace, a file path/URL, or a sequence of them (hosts, merged
@@ -935,14 +1038,20 @@ def export_trace_json_gz(xs_or_paths: XSpace | str | Path | Sequence[XSpace | st
                 pid = proc["pid"] + offset
                 out.write(f'{sep}{{"ph":"M","name":"process_name","pid":{pid},"args":{{"name":{json.dumps(name)}}}}}')
                 sep = ","
-                out.write(f',{{"ph":"M","name":"process_sort_index","pid":{pid},'
-                          f'"args":{{"sort_index":{proc["sort_index"] + offset}}}}}')
+                out.write(
+                    f',{{"ph":"M","name":"process_sort_index","pid":{pid},'
+                    f'"args":{{"sort_index":{proc["sort_index"] + offset}}}}}'
+                )
             for th in idx.threads:
                 pid = th["pid"] + offset
-                out.write(f',{{"ph":"M","name":"thread_name","pid":{pid},"tid":{th["tid"]},'
-                          f'"args":{{"name":{json.dumps(th["name"])}}}}}')
-                out.write(f',{{"ph":"M","name":"thread_sort_index","pid":{pid},"tid":{th["tid"]},'
-                          f'"args":{{"sort_index":{th["sort_index"]}}}}}')
+                out.write(
+                    f',{{"ph":"M","name":"thread_name","pid":{pid},"tid":{th["tid"]},'
+                    f'"args":{{"name":{json.dumps(th["name"])}}}}}'
+                )
+                out.write(
+                    f',{{"ph":"M","name":"thread_sort_index","pid":{pid},"tid":{th["tid"]},'
+                    f'"args":{{"sort_index":{th["sort_index"]}}}}}'
+                )
             if idx.num_events:
                 span_first.append(idx.first_ps + idx.origin_ps - base)
                 span_end.append(idx.end_ps + idx.origin_ps - base)
@@ -954,27 +1063,48 @@ def export_trace_json_gz(xs_or_paths: XSpace | str | Path | Sequence[XSpace | st
             name_start = name_end - np.array([len(r) for r in raw], dtype=np.int64)
             names_blob = np.frombuffer(b"".join(raw) or b"\0", dtype=np.uint8)
             for lo in range(0, len(rows_all), EXPORT_CHUNK):
-                rows = rows_all[lo:lo + EXPORT_CHUNK]
+                rows = rows_all[lo : lo + EXPORT_CHUNK]
                 row_of = idx.line_row[xs.line_of_event[rows]]
                 md = xs.event_metadata_row[rows].astype(np.int64)
                 args_json, offs = render_args(xs, rows)
                 text = render_complete_events(
-                    idx.row_pid[row_of].astype(np.int64) + offset, idx.row_tid[row_of].astype(np.int64),
-                    xs.start_ps[rows] - base, xs.duration_ps[rows].astype(np.int64),
-                    np.where(md < 0, len(raw) - 1, md), names_blob, name_start, name_end,
-                    np.frombuffer(args_json or b"\0", dtype=np.uint8), offs[:-1], offs[1:], bool(sep))
+                    idx.row_pid[row_of].astype(np.int64) + offset,
+                    idx.row_tid[row_of].astype(np.int64),
+                    xs.start_ps[rows] - base,
+                    xs.duration_ps[rows].astype(np.int64),
+                    np.where(md < 0, len(raw) - 1, md),
+                    names_blob,
+                    name_start,
+                    name_end,
+                    np.frombuffer(args_json or b"\0", dtype=np.uint8),
+                    offs[:-1],
+                    offs[1:],
+                    bool(sep),
+                )
                 sep = ","
                 out.flush()
                 raw_out.write(text)
                 total += len(rows)
         full = [min(span_first, default=0) / 1e9, max(span_end, default=0) / 1e9]
-        out.write(f'],"fullTimespan":[{full[0]!r},{full[1]!r}],"returnedEventsSize":{total},'
-                  f'"filteredByVisibility":false,"droppedEvents":{{"count":0,"reason":"none"}}}}')
+        out.write(
+            f'],"fullTimespan":[{full[0]!r},{full[1]!r}],"returnedEventsSize":{total},'
+            f'"filteredByVisibility":false,"droppedEvents":{{"count":0,"reason":"none"}}}}'
+        )
     return total
 
 
 __all__ = [
-    "DEFAULT_RESOLUTION", "FILTER_MIN_EVENTS", "HOST_PID_STRIDE", "TOOLS", "TRACE_VIEWER", "TraceIndex",
-    "TraceViewerTool", "WindowSelection", "build_trace_index", "event_args", "export_trace_json_gz",
-    "select_window", "trace_index",
+    "DEFAULT_RESOLUTION",
+    "FILTER_MIN_EVENTS",
+    "HOST_PID_STRIDE",
+    "TOOLS",
+    "TRACE_VIEWER",
+    "TraceIndex",
+    "TraceViewerTool",
+    "WindowSelection",
+    "build_trace_index",
+    "event_args",
+    "export_trace_json_gz",
+    "select_window",
+    "trace_index",
 ]
