@@ -1,0 +1,96 @@
+"""Every tool's output on every test profile equals the recorded oracle (tests/data/oracle/).
+
+The oracle was recorded with ``scripts/record_tool_outputs.py`` from the
+first, column-at-a-time implementation of the tools, whose figures are
+checked against XProf elsewhere (tests/data/xprof_golden.json). It guards the
+rewrites of the tools: the same JSON, numbers equal to 1e-9 relative, for
+every table tool, and the same bytes for two trace viewer calls.
+
+Intended changes since the recording are listed in ``CHANGES`` with their
+reason, and applied to the recorded value before the comparison.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import record_tool_outputs as oracle  # noqa: E402
+
+ORACLE = ROOT / "tests" / "data" / "oracle" / "tool_outputs.json.gz"
+RECORDED: dict[str, Any] = orjson.loads(gzip.decompress(ORACLE.read_bytes()))
+PROFILES = oracle.profiles()
+
+# (tool, description, change applied to the recorded output) for deliberate changes of output.
+CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = []
+
+
+def _diff(a: Any, b: Any, path: str = "$") -> str | None:
+    """Where two JSON values differ (floats to 1e-9 relative), or None."""
+    if isinstance(a, float) or isinstance(b, float):
+        numbers = isinstance(a, (int, float)) and isinstance(b, (int, float))
+        if numbers and (math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b))):
+            return None
+        return f"{path}: {a!r} != {b!r}"
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{path}: keys {sorted(a.keys() ^ b.keys())} differ"
+        for k in a:
+            d = _diff(a[k], b[k], f"{path}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            d = _diff(x, y, f"{path}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{path}: {a!r} != {b!r}"
+
+
+CASES = sorted(RECORDED)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_tool_output_matches_oracle(case: str) -> None:
+    key, tool = case.split("|")
+    path = PROFILES.get(key)
+    if path is None:
+        pytest.skip(f"{key} is not here (the shared real-profile folders are absent)")
+    expected = RECORDED[case]
+    for changed_tool, _, change in CHANGES:
+        if changed_tool == tool:
+            expected = change(key, expected)
+    if tool == "trace_viewer":
+        got = {name: oracle.trace_digest(path, params) for name, params in oracle.TRACE_CALLS.items()}
+        assert got == expected
+        return
+    from xprof_core.execute import run_tool_json
+
+    got = orjson.loads(run_tool_json(tool, str(path)))
+    where = _diff(expected, got)
+    assert where is None, f"{case}: {where}"
+
+
+def test_oracle_covers_every_tool_and_profile() -> None:
+    from xprof_core.tools import tool_names
+
+    recorded_tools = {c.split("|")[1] for c in CASES}
+    recorded_keys = {c.split("|")[0] for c in CASES}
+    assert {"overview_page", "framework_op_stats", "hlo_stats", "op_profile", "kernel_stats", "trace_viewer"} <= (
+        recorded_tools
+    )
+    assert recorded_tools <= set(tool_names())
+    assert {k for k in PROFILES if k.startswith("jax/")} <= recorded_keys
