@@ -79,7 +79,7 @@ _KERNEL_CHILD = r"""
 import sys
 import numpy as np
 import xprof_core
-from xprof_core._fast.kernels import render_complete_events, render_event_args
+from xprof_core._fast.trace_json import render_complete_events, render_event_args
 from xprof_core.tools.trace_viewer import _arg_tables
 
 xs = xprof_core.load(sys.argv[1])

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from xprof_core._fast.kernels import priority_union, step_breakdown
+from xprof_core._fast.intervals import priority_union, step_breakdown
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.event_rows import host_lines, host_rows
 

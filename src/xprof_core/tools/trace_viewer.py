@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from xprof_core._fast.kernels import render_complete_events, render_event_args
+from xprof_core._fast.trace_json import render_complete_events, render_event_args
 from xprof_core.model.xspace import (
     OWNER_EVENT_METADATA,
     XSpace,

@@ -1,4 +1,4 @@
-"""Compiled aggregation kernels against slow, obvious oracles."""
+"""Compiled interval kernels against slow, obvious oracles."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xprof_core._fast.kernels import priority_union
+from xprof_core._fast.intervals import priority_union
 
 
 def naive_priority_union(start, end, cat, group, n_groups, n_cats):  # type: ignore[no-untyped-def]

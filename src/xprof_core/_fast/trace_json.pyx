@@ -1,231 +1,28 @@
 # cython: language_level=3, cdivision=True
-"""Aggregation kernels over event columns: one linear pass, no Python objects.
+"""Chrome trace JSON rendered in C: args objects from raw stats, and complete ("X") events.
 
-Each kernel has a slow, obvious oracle in the tests (tests/test_kernels.py).
+Everything read from the profile is bounds-checked: stat ids and ref values
+are compared (unsigned) against the plane's name table, name and args spans
+against their blobs, and every wire reader's return code is checked, so a
+hostile file renders unknown ids as unknown or raises DecodeError.
+Their Python twins are tested equal (tests/test_trace_viewer.py,
+tests/test_hostile.py).
 """
-
-cimport cython
-from libc.stdint cimport int64_t, int32_t
 
 import numpy as np
 
-# --- C interface ---
-
-cdef enum:
-    MAX_CATEGORIES = 64
-
-
-# --- Python interface ---
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def priority_union(const int64_t[::1] start, const int64_t[::1] end, const int64_t[::1] category,
-                   const int64_t[::1] group, const int64_t[::1] order, Py_ssize_t n_groups,
-                   Py_ssize_t n_categories):
-    """Covered time per (category prefix, group): out[k, g] = |union of intervals of group g with category <= k|.
-
-    IN: intervals [start, end) in ps with a category (0 = highest priority) and
-    a group (a step), and ``order``, a permutation that visits them sorted by
-    (group, start). OUT: int64 array (n_categories, n_groups). Time a category
-    wins is then ``out[k] - out[k - 1]``: higher priorities take overlaps.
-    One pass, O(n x n_categories).
-    """
-    if n_categories > MAX_CATEGORIES:
-        raise ValueError(f"at most {MAX_CATEGORIES} categories")
-    out = np.zeros((n_categories, n_groups), dtype=np.int64)
-    cdef int64_t[:, ::1] o = out
-    cdef int64_t run_end[MAX_CATEGORIES]
-    cdef Py_ssize_t i, j, k, c, g, prev_g = -1
-    cdef int64_t s, e
-    cdef Py_ssize_t n = order.shape[0]
-    with nogil:
-        for i in range(n):
-            j = order[i]
-            s = start[j]
-            e = end[j]
-            if e <= s:
-                continue
-            g = group[j]
-            c = category[j]
-            if g < 0 or g >= n_groups or c < 0 or c >= n_categories:
-                continue
-            if g != prev_g:
-                for k in range(n_categories):
-                    run_end[k] = s
-                prev_g = g
-            # This interval belongs to every cumulative set k >= c.
-            for k in range(c, n_categories):
-                if s >= run_end[k]:
-                    o[k, g] += e - s
-                    run_end[k] = e
-                elif e > run_end[k]:
-                    o[k, g] += e - run_end[k]
-                    run_end[k] = e
-    return out
-
-
-cdef inline void _union_add(int64_t* run_end, int64_t[:, ::1] o, Py_ssize_t g, Py_ssize_t c,
-                            Py_ssize_t n_categories, int64_t s, int64_t e) noexcept nogil:
-    """Add [s, e) of category c to every cumulative set k >= c of group g."""
-    cdef Py_ssize_t k
-    for k in range(c, n_categories):
-        if s >= run_end[k]:
-            o[k, g] += e - s
-            run_end[k] = e
-        elif e > run_end[k]:
-            o[k, g] += e - run_end[k]
-            run_end[k] = e
-
-
-cdef inline void _heap_sift_down(int64_t* key, Py_ssize_t* item, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
-    cdef Py_ssize_t child
-    cdef int64_t k = key[i]
-    cdef Py_ssize_t it = item[i]
-    while True:
-        child = 2 * i + 1
-        if child >= n:
-            break
-        if child + 1 < n and key[child + 1] < key[child]:
-            child += 1
-        if key[child] >= k:
-            break
-        key[i] = key[child]
-        item[i] = item[child]
-        i = child
-    key[i] = k
-    item[i] = it
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-def step_breakdown(const int64_t[::1] start, const int64_t[::1] duration, const int32_t[::1] metadata_id,
-                   const unsigned char[::1] timed, const int64_t[::1] line_begin, const int64_t[::1] line_end,
-                   const int64_t[::1] line_lut_offset, const int64_t[::1] lut_size, const signed char[::1] lut,
-                   Py_ssize_t default_category,
-                   const int64_t[::1] step_start, const int64_t[::1] step_end, const int64_t[::1] marker_duration,
-                   const int64_t[::1] x_start, const int64_t[::1] x_end, const int64_t[::1] x_category,
-                   const int64_t[::1] x_step, Py_ssize_t n_categories):
-    """Per-step priority unions of host lines plus extra intervals, in one merged pass.
-
-    IN: the event columns; the host lines to read as [line_begin, line_end)
-    row ranges, each sorted by start; per line, where its plane's category
-    table starts in ``lut`` (category by metadata id, -1 or out of range =
-    ``default_category``); step windows sorted by start; the duration of each
-    step's marker (host events at least that long are the marker or its
-    ancestors and are skipped); extra intervals (device work, already clipped
-    and assigned to steps) sorted by (step, start). A host event belongs to the
-    latest step starting at or before it, if it starts inside that step's
-    window; its end is clipped to the window.
-    OUT: int64 (n_categories, n_steps) cumulative covered time, as
-    ``priority_union``; or None when a line is not sorted by start (the caller
-    then takes the general path).
-    """
-    cdef Py_ssize_t n_lines = line_begin.shape[0]
-    cdef Py_ssize_t n_steps = step_start.shape[0]
-    cdef Py_ssize_t n_x = x_start.shape[0]
-    cdef Py_ssize_t i, r, li, sp = 0, xi = 0, g = -1, c, k, heap_n = 0
-    cdef int64_t s, e, md
-    if n_categories > MAX_CATEGORIES:
-        raise ValueError(f"at most {MAX_CATEGORIES} categories")
-    out = np.zeros((n_categories, n_steps), dtype=np.int64)
-    cdef int64_t[:, ::1] o = out
-    cdef int64_t run_end[MAX_CATEGORIES]
-    cursor_arr = np.zeros(max(n_lines, 1), dtype=np.int64)
-    heap_key_arr = np.zeros(max(n_lines, 1), dtype=np.int64)
-    heap_item_arr = np.zeros(max(n_lines, 1), dtype=np.intp)
-    cdef int64_t[::1] cursor = cursor_arr
-    cdef int64_t[::1] heap_key = heap_key_arr
-    cdef Py_ssize_t[::1] heap_item = heap_item_arr
-    if n_steps == 0:
-        return out
-    with nogil:
-        # Every line must be sorted by start for the merge.
-        for li in range(n_lines):
-            for r in range(line_begin[li] + 1, line_end[li]):
-                if start[r] < start[r - 1]:
-                    with gil:
-                        return None
-        for li in range(n_lines):
-            cursor[li] = line_begin[li]
-            if line_begin[li] < line_end[li]:
-                heap_key[heap_n] = start[line_begin[li]]
-                heap_item[heap_n] = li
-                heap_n += 1
-        i = heap_n // 2
-        while i > 0:
-            i -= 1
-            _heap_sift_down(&heap_key[0], &heap_item[0], heap_n, i)
-        while heap_n > 0 or xi < n_x:
-            r = -1
-            if heap_n > 0:
-                li = heap_item[0]
-                r = cursor[li]
-                s = start[r]
-                # Advance the line's cursor and fix the heap.
-                cursor[li] += 1
-                if cursor[li] < line_end[li]:
-                    heap_key[0] = start[cursor[li]]
-                else:
-                    heap_n -= 1
-                    heap_key[0] = heap_key[heap_n]
-                    heap_item[0] = heap_item[heap_n]
-                if heap_n > 0:
-                    _heap_sift_down(&heap_key[0], &heap_item[0], heap_n, 0)
-                if not timed[r]:
-                    continue
-                while sp + 1 < n_steps and step_start[sp + 1] <= s:
-                    sp += 1
-                # Extra intervals of earlier steps, or of this step starting earlier, go first.
-                while xi < n_x and (x_step[xi] < sp or (x_step[xi] == sp and x_start[xi] <= s)):
-                    if x_step[xi] != g:
-                        g = x_step[xi]
-                        for k in range(n_categories):
-                            run_end[k] = x_start[xi]
-                    if 0 <= x_category[xi] < n_categories and 0 <= g < n_steps:
-                        _union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
-                    xi += 1
-                if s < step_start[sp] or s >= step_end[sp] or duration[r] >= marker_duration[sp]:
-                    continue
-                e = s + duration[r]
-                if e > step_end[sp]:
-                    e = step_end[sp]
-                if e <= s:
-                    continue
-                md = metadata_id[r]
-                c = default_category
-                if 0 <= md < lut_size[li] and lut[line_lut_offset[li] + md] >= 0:
-                    c = lut[line_lut_offset[li] + md]
-                if sp != g:
-                    g = sp
-                    for k in range(n_categories):
-                        run_end[k] = s
-                _union_add(run_end, o, g, c, n_categories, s, e)
-            else:
-                # Only extra intervals remain.
-                if x_step[xi] != g:
-                    g = x_step[xi]
-                    for k in range(n_categories):
-                        run_end[k] = x_start[xi]
-                if 0 <= x_category[xi] < n_categories and 0 <= g < n_steps:
-                    _union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
-                xi += 1
-    return out
-
-
-# --- JSON rendering for the trace viewer ---
-
-from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy
-from libc.math cimport isfinite
+
+from xprof_core._fast.stats cimport (
+    KIND_BYTES, KIND_DOUBLE, KIND_INT64, KIND_REF, KIND_STR, KIND_UINT64, StatOut, parse_stat,
+)
+from xprof_core._fast.wire cimport WT_LEN, Cursor, Failure, read_len, read_tag, skip_field, sub_cursor
 
 from xprof_core.errors import DecodeError
-
-from xprof_core._fast.wire cimport (
-    WT_I64, WT_LEN, WT_VARINT, Cursor, Failure, read_fixed64, read_len, read_tag, read_varint, skip_field,
-    sub_cursor,
-)
-
 
 cdef struct Out:
     char* data
@@ -389,8 +186,6 @@ cdef object out_finish(Out* o):
     return result
 
 
-from cpython.mem cimport PyMem_Free, PyMem_Realloc
-
 ctypedef fused offset_t:
     uint32_t
     int64_t
@@ -451,14 +246,13 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
     cdef int64_t[::1] offs = offsets
     cdef Failure failure
     cdef Cursor c, ev, sub
-    cdef uint32_t field, wt, f2, w2
+    cdef uint32_t field, wt
     cdef const uint8_t* s
     cdef const uint8_t* e
-    cdef uint64_t v, mid
+    cdef uint64_t mid, value
     cdef int64_t off, md, p, key, ref
     cdef bint first
-    cdef int kind
-    cdef uint64_t value
+    cdef StatOut st
     cdef const uint8_t* sv
     cdef Py_ssize_t sl
     cdef const char* hexd = "0123456789abcdef"
@@ -504,32 +298,10 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
                 if read_len(&ev, &s, &e) < 0:
                     raise _stat_error(&failure, base, rows[i])
                 sub = sub_cursor(&ev, s, e)
-                mid = 0
-                kind = 0
-                value = 0
-                sv = NULL
-                sl = 0
-                while sub.p < sub.end:
-                    if read_tag(&sub, &f2, &w2) < 0:
-                        raise _stat_error(&failure, base, rows[i])
-                    if f2 == 1 and w2 == WT_VARINT:
-                        if read_varint(&sub, &mid) < 0:
-                            raise _stat_error(&failure, base, rows[i])
-                    elif f2 == 2 and w2 == WT_I64:
-                        if read_fixed64(&sub, &value) < 0:
-                            raise _stat_error(&failure, base, rows[i])
-                        kind = 1
-                    elif (f2 == 3 or f2 == 4 or f2 == 7) and w2 == WT_VARINT:
-                        if read_varint(&sub, &value) < 0:
-                            raise _stat_error(&failure, base, rows[i])
-                        kind = 2 if f2 == 3 else (3 if f2 == 4 else 6)
-                    elif (f2 == 5 or f2 == 6) and w2 == WT_LEN:
-                        if read_len(&sub, &sv, &e) < 0:
-                            raise _stat_error(&failure, base, rows[i])
-                        sl = e - sv
-                        kind = 4 if f2 == 5 else 5
-                    elif skip_field(&sub, f2, w2) < 0:
-                        raise _stat_error(&failure, base, rows[i])
+                if parse_stat(&sub, &st, base) < 0:
+                    raise _stat_error(&failure, base, rows[i])
+                mid = <uint64_t>st.metadata_id
+                value = <uint64_t>st.value
                 if not first:
                     out_put(&o, ",", 1)
                 first = False
@@ -541,15 +313,17 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
                     out_int(&o, <int64_t>mid)
                     out_put(&o, '"', 1)
                 out_put(&o, ":", 1)
-                if kind == 1:
+                if st.kind == KIND_DOUBLE:
                     out_double(&o, (<double*>&value)[0])
-                elif kind == 2:
+                elif st.kind == KIND_UINT64:
                     out_uint(&o, value)
-                elif kind == 3:
+                elif st.kind == KIND_INT64:
                     out_int(&o, <int64_t>value)
-                elif kind == 4:
-                    out_json_string(&o, sv, sl)
-                elif kind == 5:
+                elif st.kind == KIND_STR:
+                    out_json_string(&o, base + st.value, st.length)
+                elif st.kind == KIND_BYTES:
+                    sv = base + st.value
+                    sl = st.length
                     out_reserve(&o, sl * 2 + 2)
                     o.data[o.n] = 34
                     o.n += 1
@@ -559,7 +333,7 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
                         o.n += 2
                     o.data[o.n] = 34
                     o.n += 1
-                elif kind == 6:
+                elif st.kind == KIND_REF:
                     if _name_span(value, key_base[p], key_limit[p], name_start, name_end, n_slots, n_names, &ref):
                         out_json_string(&o, &names[name_start[ref]], name_end[ref] - name_start[ref])
                     else:
