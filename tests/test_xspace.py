@@ -178,3 +178,66 @@ def test_tpu_profile_lines_have_zero_timestamp() -> None:
     ref = xplane_pb2.XSpace.FromString(TPU.read_bytes())
     line = next(ln for p in ref.planes if p.name == "/device:TPU:0" for ln in p.lines if ln.name == "XLA Ops")
     assert xs.start_ps[ops.rows].tolist() == [e.offset_ps for e in line.events]
+
+
+def test_plane_identity_from_names() -> None:
+    from xprof_core.model.planes import PlaneKind, plane_identity
+
+    cases = {
+        "/host:CPU": (PlaneKind.HOST, "", None),
+        "/host:metadata": (PlaneKind.METADATA, "", None),
+        "/host:__ScopeRangeCallStack__": (PlaneKind.HOST_OTHER, "", None),
+        "/device:GPU:7": (PlaneKind.DEVICE, "GPU", 7),
+        "/device:TPU:0": (PlaneKind.DEVICE, "TPU", 0),
+        "/device:CUSTOM:Megascale Trace": (PlaneKind.CUSTOM, "CUSTOM", None),
+        "Task Environment": (PlaneKind.ENVIRONMENT, "", None),
+        "something else": (PlaneKind.OTHER, "", None),
+    }
+    for name, (kind, device_type, index) in cases.items():
+        ident = plane_identity(name)
+        assert (ident.kind, ident.device_type, ident.device_index) == (kind, device_type, index), name
+
+
+def test_planes_carry_their_kind(gpu: xprof_core.XSpace) -> None:
+    from xprof_core.model.planes import PlaneKind
+
+    kinds = {p.name: p.kind for p in gpu.planes}
+    assert kinds["/host:CPU"] is PlaneKind.HOST
+    assert kinds["/device:GPU:0"] is PlaneKind.DEVICE
+    assert gpu.plane("/device:GPU:0").device_index == 0
+    assert [p.name for p in gpu.planes_of_kind(PlaneKind.DEVICE)] == [
+        p.name for p in gpu.planes if re.match(r"^/device:GPU:\d+$", p.name)
+    ]
+
+
+def test_typed_tables_describe_the_columns(gpu: xprof_core.XSpace, gpu_pb: xplane_pb2.XSpace) -> None:
+    t = gpu.tables
+    assert len(t.events) == gpu.num_events == sum(len(ln.events) for p in gpu_pb.planes for ln in p.lines)
+    assert t.events.start_ps.dtype == np.int64 and t.events.duration_ps.dtype == np.int64
+    assert len(t.lines) == gpu.num_lines and len(t.planes) == len(gpu_pb.planes)
+    assert t.planes.name == [p.name for p in gpu_pb.planes]
+    assert len(t.event_metadata) == sum(len(p.event_metadata) for p in gpu_pb.planes)
+    assert len(t.stat_metadata) == sum(len(p.stat_metadata) for p in gpu_pb.planes)
+    # Stats of planes and of event metadata are eager; every one has an owner row.
+    n_plane_stats = sum(len(p.stats) for p in gpu_pb.planes)
+    n_md_stats = sum(len(m.stats) for p in gpu_pb.planes for m in p.event_metadata.values())
+    assert len(t.stats) == n_plane_stats + n_md_stats
+
+
+def test_dropping_the_xspace_frees_it_without_the_cyclic_collector() -> None:
+    import gc
+    import weakref
+
+    xs = xprof_core.load(GPU_JAX)
+    plane = xs.plane("/device:GPU:0")
+    line = plane.lines[0]
+    assert line.plane == plane and plane.stats and len(xs.event_names()) == xs.num_events
+    columns = weakref.ref(xs.tables)
+    gc.disable()
+    try:
+        del xs
+        assert columns() is not None  # the plane and line views keep the host alive...
+        del plane, line
+        assert columns() is None  # ...and nothing else does: no reference cycle holds it
+    finally:
+        gc.enable()

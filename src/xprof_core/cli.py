@@ -45,12 +45,14 @@ def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str,
                 "event_metadata": len(p.metadata_ids),
                 "span_ms": float(ends.max() - starts.min()) / PS_PER_MS if len(starts) else 0.0,
                 "device": p.device_kind,
+                "kind": str(p.kind),
             }
         )
     starts = xs.start_ps[timed]
     span_ms = float((starts + xs.duration_ps[timed]).max() - starts.min()) / PS_PER_MS if len(starts) else 0.0
-    devices = sorted({p["device"] for p in planes if p["device"] and p["name"].startswith("/device:")})
-    device_planes = [p for p in planes if p["name"].startswith("/device:") and p["events"] > 0]
+    on_device = ("device", "custom")
+    devices = sorted({p["device"] for p in planes if p["device"] and p["kind"] in on_device})
+    device_planes = [p for p in planes if p["kind"] in on_device and p["events"] > 0]
     return {
         "host": host,
         "hostnames": xs.hostnames,

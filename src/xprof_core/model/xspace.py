@@ -19,17 +19,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 import xprof_core._fast.decoder as _decoder
-
-# Stat kinds, in the order of XStat's value oneof (as the decoder numbers them).
-KIND_NONE, KIND_DOUBLE, KIND_UINT64, KIND_INT64, KIND_STR, KIND_BYTES, KIND_REF = range(7)
-OWNER_PLANE, OWNER_EVENT_METADATA = 0, 1
+from xprof_core.model.planes import PlaneKind, plane_identity
+from xprof_core.model.tables import (
+    KIND_BYTES,
+    KIND_DOUBLE,
+    KIND_INT64,
+    KIND_NONE,
+    KIND_REF,
+    KIND_STR,
+    KIND_UINT64,
+    OWNER_EVENT_METADATA,
+    OWNER_PLANE,
+    XSpaceTables,
+)
 
 Rows = np.ndarray  # int64 event row indices
 Pattern = str | re.Pattern[str] | None
@@ -70,11 +79,114 @@ class EventMetadata:
     metadata: bytes
 
 
-@dataclass
-class Line:
-    """A thread or stream: a contiguous range of event rows."""
+class _HostData:
+    """What one decoded host holds, shared by its :class:`XSpace`, :class:`Plane` and :class:`Line` views.
 
-    xspace: XSpace = field(repr=False)
+    Nothing here points back at the views, so the views form no reference
+    cycle: dropping the last reference to an XSpace (or to a Plane or Line
+    taken from it) frees the columns at once, without waiting for the cyclic
+    garbage collector. Per-plane caches live here, keyed by plane index.
+    """
+
+    def __init__(self, buffer: Any, tables: XSpaceTables) -> None:
+        self.buffer = buffer  # kept alive: event stats are decoded from it on demand
+        self.tables = tables
+        self.plane_cache: dict[tuple[int, str], Any] = {}
+
+    def cached(self, plane: int, key: str, make: Callable[[], Any]) -> Any:
+        hit = self.plane_cache.get((plane, key), _MISSING)
+        if hit is _MISSING:
+            hit = self.plane_cache[(plane, key)] = make()
+        return hit
+
+    def line(self, index: int) -> Line:
+        ln = self.tables.lines
+        return Line(
+            self,
+            index,
+            int(ln.plane[index]),
+            int(ln.id[index]),
+            int(ln.display_id[index]),
+            ln.name[index],
+            ln.display_name[index],
+            int(ln.timestamp_ns[index]),
+            int(ln.duration_ps[index]),
+            int(ln.event_begin[index]),
+            int(ln.event_end[index]),
+        )
+
+    @cached_property
+    def owner_stat_rows(self) -> dict[tuple[int, int], np.ndarray]:
+        st = self.tables.stats
+        key = st.owner_kind.astype(np.int64) << 40 | st.owner
+        order = np.argsort(key, kind="stable")
+        uniq, starts = np.unique(key[order], return_index=True)
+        bounds = np.append(starts, len(order))
+        return {(int(u >> 40), int(u & ((1 << 40) - 1))): order[bounds[i] : bounds[i + 1]] for i, u in enumerate(uniq)}
+
+    def stat_metadata(self, plane: int) -> dict[int, str]:
+        def make() -> dict[int, str]:
+            sm = self.tables.stat_metadata
+            return {int(sm.id[r]): sm.name[r] for r in np.flatnonzero(sm.plane == plane)}
+
+        result: dict[int, str] = self.cached(plane, "stat_metadata", make)
+        return result
+
+    def decode_values(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, plane: int) -> list[Any]:
+        """Python values of raw stat cells (small tables only)."""
+        buf = memoryview(self.buffer)
+        names = self.stat_metadata(plane)
+        out: list[Any] = []
+        for k, v, n in zip(kinds.tolist(), values.tolist(), lengths.tolist(), strict=True):
+            if k == KIND_DOUBLE:
+                out.append(float(np.int64(v).view(np.float64)))
+            elif k == KIND_UINT64:
+                out.append(v & 0xFFFFFFFFFFFFFFFF)
+            elif k == KIND_INT64:
+                out.append(v)
+            elif k == KIND_STR:
+                out.append(bytes(buf[v : v + n]).decode("utf-8", "replace"))
+            elif k == KIND_BYTES:
+                out.append(bytes(buf[v : v + n]))
+            elif k == KIND_REF:
+                out.append(names.get(v & 0xFFFFFFFFFFFFFFFF, ""))
+            else:
+                out.append(None)
+        return out
+
+    def owner_stats(self, owner_kind: int, owner: int, plane: int) -> dict[str, Any]:
+        rows = self.owner_stat_rows.get((owner_kind, owner))
+        if rows is None:
+            return {}
+        st = self.tables.stats
+        values = self.decode_values(st.kind[rows], st.value[rows], st.length[rows], plane)
+        names = self.stat_metadata(plane)
+        keys = [names.get(int(m), str(int(m))) for m in st.metadata_id[rows]]
+        return dict(zip(keys, values, strict=True))
+
+    def event_metadata(self, row: int) -> EventMetadata:
+        em = self.tables.event_metadata
+        meta = em.metadata[row]
+        raw = bytes(memoryview(self.buffer)[meta[0] : meta[0] + meta[1]]) if meta else b""
+        plane = int(em.plane[row])
+        return EventMetadata(
+            int(em.id[row]),
+            em.name[row],
+            em.display_name[row],
+            self.owner_stats(OWNER_EVENT_METADATA, row, plane),
+            tuple(em.child_id[row]),
+            raw,
+        )
+
+
+_MISSING = object()
+
+
+@dataclass(eq=False)
+class Line:
+    """A thread or a stream: a contiguous range of event rows."""
+
+    _data: _HostData
     index: int
     plane_index: int
     id: int
@@ -86,9 +198,12 @@ class Line:
     begin: int
     end: int
 
+    def __repr__(self) -> str:
+        return f"Line({self.index}, {self.name!r}, plane={self.plane_index}, events={len(self)})"
+
     @property
     def plane(self) -> Plane:
-        return self.xspace.planes[self.plane_index]
+        return Plane(self._data, self.plane_index)
 
     @property
     def rows(self) -> Rows:
@@ -100,23 +215,41 @@ class Line:
 
 
 class Plane:
-    """A host, device or metadata plane with its lines and interned names."""
+    """A host, device or metadata plane with its lines and interned names.
 
-    def __init__(self, xspace: XSpace, index: int) -> None:
-        cols = xspace._cols
-        self.xspace = xspace
+    A light view on the decoded host: two Plane objects of the same plane
+    share every cached table, and compare equal.
+    """
+
+    def __init__(self, data: _HostData, index: int) -> None:
+        tables = data.tables
+        self._data = data
         self.index = index
-        self.id = int(cols["planes"]["id"][index])
-        self.name: str = cols["planes"]["name"][index]
-        self.line_begin = int(cols["planes"]["line_begin"][index])
-        self.line_end = int(cols["planes"]["line_end"][index])
+        self.id = int(tables.planes.id[index])
+        self.name: str = tables.planes.name[index]
+        self.line_begin = int(tables.planes.line_begin[index])
+        self.line_end = int(tables.planes.line_end[index])
+        identity = plane_identity(self.name)
+        self.kind: PlaneKind = identity.kind
+        self.device_type: str = identity.device_type  # "GPU", "TPU", ... for device planes, else ""
+        self.device_index: int | None = identity.device_index  # n of /device:<TYPE>:<n>, else None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plane) and other._data is self._data and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((id(self._data), self.index))
 
     def __repr__(self) -> str:
         return f"Plane({self.index}, {self.name!r}, lines={len(self.lines)}, events={self.num_events})"
 
+    def _cached(self, key: str, make: Callable[[], Any]) -> Any:
+        return self._data.cached(self.index, key, make)
+
     @cached_property
     def lines(self) -> list[Line]:
-        return [self.xspace.line(i) for i in range(self.line_begin, self.line_end)]
+        # Cached on this view, not in the shared host data: Lines point at that data.
+        return [self._data.line(i) for i in range(self.line_begin, self.line_end)]
 
     def line(self, name: str) -> Line:
         """The first line with this name (or display name)."""
@@ -127,57 +260,71 @@ class Plane:
 
     @property
     def event_begin(self) -> int:
-        ev = self.xspace._cols["lines"]["event_begin"]
+        ev = self._data.tables.lines.event_begin
         return int(ev[self.line_begin]) if self.line_end > self.line_begin else 0
 
     @property
     def event_end(self) -> int:
-        ev = self.xspace._cols["lines"]["event_end"]
+        ev = self._data.tables.lines.event_end
         return int(ev[self.line_end - 1]) if self.line_end > self.line_begin else 0
 
     @property
     def num_events(self) -> int:
         return self.event_end - self.event_begin
 
-    @cached_property
-    def _metadata_rows(self) -> np.ndarray:
-        """Global event-metadata rows of this plane, sorted by id (last duplicate wins)."""
-        em = self.xspace._cols["event_metadata"]
-        rows = np.flatnonzero(em["plane"] == self.index)
-        ids = em["id"][rows]
-        # Stable sort then keep the last row of each id: protobuf maps keep the last entry.
-        order = np.argsort(ids, kind="stable")
-        rows, ids = rows[order], ids[order]
-        if len(ids):
-            keep = np.append(ids[1:] != ids[:-1], True)
-            rows = rows[keep]
-        return rows
+    @property
+    def metadata_rows(self) -> np.ndarray:
+        """Rows of this plane's entries in the event-metadata table, sorted by id (the last of a repeated id)."""
 
-    @cached_property
+        def make() -> np.ndarray:
+            em = self._data.tables.event_metadata
+            rows = np.flatnonzero(em.plane == self.index)
+            ids = em.id[rows]
+            # Stable sort then keep the last row of each id: protobuf maps keep the last entry.
+            order = np.argsort(ids, kind="stable")
+            rows, ids = rows[order], ids[order]
+            if len(ids):
+                keep = np.append(ids[1:] != ids[:-1], True)
+                rows = rows[keep]
+            return rows
+
+        result: np.ndarray = self._cached("metadata_rows", make)
+        return result
+
+    @property
     def metadata_ids(self) -> np.ndarray:
         """Sorted event-metadata ids of this plane."""
-        return self.xspace._cols["event_metadata"]["id"][self._metadata_rows]
+        result: np.ndarray = self._cached(
+            "metadata_ids", lambda: self._data.tables.event_metadata.id[self.metadata_rows]
+        )
+        return result
 
-    @cached_property
-    def _metadata_lut(self) -> np.ndarray | None:
-        """Dense id -> global metadata row table (-1: absent), when ids are small non-negative ints.
+    @property
+    def metadata_lut(self) -> np.ndarray | None:
+        """Dense table: event-metadata id -> metadata row (int32, -1 absent; the last slot stands for ids past
+        the end), or None when ids are negative or sparse.
 
         Profilers number metadata 1, 2, 3, ...: a table lookup then beats a
-        binary search over millions of events. None when ids are sparse.
+        binary search over millions of events.
         """
-        ids = self.metadata_ids
-        if len(ids) == 0 or ids[0] < 0 or ids[-1] > max(4 * len(ids), 1 << 16):
-            return None
-        lut = np.full(int(ids[-1]) + 2, -1, dtype=np.int32)  # last slot: ids past the end
-        lut[ids] = self._metadata_rows
-        return lut
+
+        def make() -> np.ndarray | None:
+            ids = self.metadata_ids
+            if len(ids) == 0 or ids[0] < 0 or ids[-1] > max(4 * len(ids), 1 << 16):
+                return None
+            lut = np.full(int(ids[-1]) + 2, -1, dtype=np.int32)
+            lut[ids] = self.metadata_rows
+            return lut
+
+        result: np.ndarray | None = self._cached("metadata_lut", make)
+        return result
 
     def metadata_rows_for(self, metadata_ids: np.ndarray) -> np.ndarray:
         """Global event-metadata row for each id, or -1 where the plane lacks it."""
         ids = self.metadata_ids
         if len(ids) == 0:
             return np.full(len(metadata_ids), -1, dtype=np.int64)
-        lut = self._metadata_lut
+        lut = self.metadata_lut
         if lut is not None:
             clipped = np.clip(metadata_ids, 0, len(lut) - 1)
             rows = lut[clipped]
@@ -187,33 +334,37 @@ class Plane:
         pos = np.searchsorted(ids, metadata_ids)
         pos_c = np.minimum(pos, len(ids) - 1)
         found = ids[pos_c] == metadata_ids
-        return np.where(found, self._metadata_rows[pos_c], -1)
+        return np.where(found, self.metadata_rows[pos_c], -1)
 
-    @cached_property
+    @property
     def event_metadata(self) -> dict[int, EventMetadata]:
         """Event metadata by id."""
-        return {
-            int(self.xspace._cols["event_metadata"]["id"][r]): self.xspace.event_metadata(int(r))
-            for r in self._metadata_rows
-        }
 
-    @cached_property
+        def make() -> dict[int, EventMetadata]:
+            em = self._data.tables.event_metadata
+            return {int(em.id[r]): self._data.event_metadata(int(r)) for r in self.metadata_rows}
+
+        result: dict[int, EventMetadata] = self._cached("event_metadata", make)
+        return result
+
+    @property
     def stat_metadata(self) -> dict[int, str]:
         """Stat names by stat-metadata id (protobuf map semantics: the last entry wins)."""
-        sm = self.xspace._cols["stat_metadata"]
-        rows = np.flatnonzero(sm["plane"] == self.index)
-        return {int(sm["id"][r]): sm["name"][r] for r in rows}
+        return self._data.stat_metadata(self.index)
 
     def stat_ids(self, name: str) -> np.ndarray:
         """Stat-metadata ids that carry ``name`` in this plane (usually one)."""
         return np.array(sorted(k for k, v in self.stat_metadata.items() if v == name), dtype=np.int64)
 
-    @cached_property
+    @property
     def stats(self) -> dict[str, Any]:
         """Plane-level stats by name (device capabilities and the like)."""
-        return self.xspace._owner_stats(OWNER_PLANE, self.index, self)
+        result: dict[str, Any] = self._cached(
+            "stats", lambda: self._data.owner_stats(OWNER_PLANE, self.index, self.index)
+        )
+        return result
 
-    @cached_property
+    @property
     def device_kind(self) -> str:
         """A short hardware description from the plane's stats ("" when unknown).
 
@@ -238,21 +389,30 @@ class Plane:
 
 
 class XSpace:
-    """The decoded profile of one host. Build it with :func:`decode_xspace`."""
+    """The decoded profile of one host. Build it with :func:`decode_xspace`.
 
-    def __init__(self, buffer: Any, columns: dict[str, Any]) -> None:
-        self.buffer = buffer  # kept alive: event stats are decoded from it on demand
-        self._cols = columns
-        ev = columns["events"]
-        self.metadata_id: np.ndarray = ev["metadata_id"]
-        self.start_ps: np.ndarray = ev["start_ps"]
-        self.duration_ps: np.ndarray = ev["duration_ps"]
-        self.event_offset: np.ndarray = ev["offset"]
-        self.has_stats: np.ndarray = ev["has_stats"].view(bool)  # events without stats are never read for them
-        self.hostnames: list[str] = columns["hostnames"]
-        self.errors: list[str] = columns["errors"]
-        self.warnings: list[str] = columns["warnings"]
-        self.planes: list[Plane] = [Plane(self, i) for i in range(len(columns["planes"]["id"]))]
+    ``tables`` holds the typed columns (:mod:`xprof_core.model.tables`); the
+    attributes below are the event columns most code reads.
+    """
+
+    def __init__(self, buffer: Any, tables: XSpaceTables) -> None:
+        self._data = _HostData(buffer, tables)
+        ev = tables.events
+        self.tables = tables
+        self.metadata_id: np.ndarray = ev.metadata_id
+        self.start_ps: np.ndarray = ev.start_ps
+        self.duration_ps: np.ndarray = ev.duration_ps
+        self.event_offset: np.ndarray = ev.offset
+        self.has_stats: np.ndarray = ev.has_stats.view(bool)  # events without stats are never read for them
+        self.hostnames: list[str] = tables.hostnames
+        self.errors: list[str] = tables.errors
+        self.warnings: list[str] = tables.warnings
+        self.planes: list[Plane] = [Plane(self._data, i) for i in range(len(tables.planes))]
+
+    @property
+    def buffer(self) -> Any:
+        """The input bytes (event stats are decoded from them on demand)."""
+        return self._data.buffer
 
     # ---- sizes and tables ----
 
@@ -262,13 +422,17 @@ class XSpace:
 
     @property
     def num_lines(self) -> int:
-        return len(self._cols["lines"]["id"])
+        return len(self.tables.lines)
 
     def __repr__(self) -> str:
         return f"XSpace(planes={len(self.planes)}, lines={self.num_lines}, events={self.num_events})"
 
     def __iter__(self) -> Iterator[Plane]:
         return iter(self.planes)
+
+    def planes_of_kind(self, *kinds: PlaneKind) -> list[Plane]:
+        """The planes of the given kinds, in file order."""
+        return [p for p in self.planes if p.kind in kinds]
 
     @cached_property
     def origin_ps(self) -> int:
@@ -288,28 +452,28 @@ class XSpace:
     @cached_property
     def line_of_event(self) -> np.ndarray:
         """Line index of every event (int32), derived from the line row ranges."""
-        lines = self._cols["lines"]
-        counts = lines["event_end"] - lines["event_begin"]
+        lines = self.tables.lines
+        counts = lines.event_end - lines.event_begin
         return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
 
     @cached_property
     def plane_of_event(self) -> np.ndarray:
         """Plane index of every event (int32)."""
-        return self._cols["lines"]["plane"][self.line_of_event]
+        return self.tables.lines.plane[self.line_of_event]
 
     @cached_property
     def num_occurrences(self) -> np.ndarray:
         """Per event: the count of an aggregated event, 0 for a timed event."""
         out = np.zeros(self.num_events, dtype=np.int64)
-        agg = self._cols["aggregated"]
-        out[agg["event"]] = agg["num_occurrences"]
+        agg = self.tables.aggregated
+        out[agg.event] = agg.num_occurrences
         return out
 
     @cached_property
     def is_timed(self) -> np.ndarray:
         """True for events with a start offset, False for aggregated (count-only) events."""
         mask = np.ones(self.num_events, dtype=bool)
-        mask[self._cols["aggregated"]["event"]] = False
+        mask[self.tables.aggregated.event] = False
         return mask
 
     @cached_property
@@ -323,38 +487,39 @@ class XSpace:
         return out
 
     @cached_property
-    def _metadata_names(self) -> np.ndarray:
-        names = self._cols["event_metadata"]["name"]
+    def metadata_names(self) -> np.ndarray:
+        """Name of every event-metadata row (object array of str), plus a last entry "" that row -1
+        (an unknown id) reads."""
+        names = self.tables.event_metadata.name
         arr = np.empty(len(names) + 1, dtype=object)
         arr[:-1] = names
-        arr[-1] = ""  # row -1: unknown metadata id
+        arr[-1] = ""
         return arr
 
     @cached_property
-    def _metadata_display_names(self) -> np.ndarray:
-        em = self._cols["event_metadata"]
-        arr = np.empty(len(em["name"]) + 1, dtype=object)
-        arr[:-1] = [d or n for d, n in zip(em["display_name"], em["name"], strict=True)]
+    def metadata_display_names(self) -> np.ndarray:
+        """Display name (else name) of every event-metadata row, plus "" for row -1, as :attr:`metadata_names`."""
+        em = self.tables.event_metadata
+        arr = np.empty(len(em.name) + 1, dtype=object)
+        arr[:-1] = [d or n for d, n in zip(em.display_name, em.name, strict=True)]
         arr[-1] = ""
         return arr
+
+    def metadata_stats(self, row: int) -> dict[str, Any]:
+        """The stats of the event-metadata entry at ``row`` (shared by every event of that metadata)."""
+        plane = int(self.tables.event_metadata.plane[row])
+        return self._data.owner_stats(OWNER_EVENT_METADATA, row, plane)
+
+    def metadata_rows_with_stats(self) -> np.ndarray:
+        """Event-metadata rows that carry stats, sorted."""
+        st = self.tables.stats
+        return np.unique(st.owner[st.owner_kind == OWNER_EVENT_METADATA])
 
     # ---- lookups ----
 
     def line(self, index: int) -> Line:
-        ln = self._cols["lines"]
-        return Line(
-            self,
-            index,
-            int(ln["plane"][index]),
-            int(ln["id"][index]),
-            int(ln["display_id"][index]),
-            ln["name"][index],
-            ln["display_name"][index],
-            int(ln["timestamp_ns"][index]),
-            int(ln["duration_ps"][index]),
-            int(ln["event_begin"][index]),
-            int(ln["event_end"][index]),
-        )
+        """The line at ``index`` of the line table."""
+        return self._data.line(index)
 
     @property
     def lines(self) -> list[Line]:
@@ -374,23 +539,12 @@ class XSpace:
 
     def event_metadata(self, row: int) -> EventMetadata:
         """The event metadata at a global row of the metadata table."""
-        em = self._cols["event_metadata"]
-        meta = em["metadata"][row]
-        raw = bytes(memoryview(self.buffer)[meta[0] : meta[0] + meta[1]]) if meta else b""
-        plane = self.planes[int(em["plane"][row])]
-        return EventMetadata(
-            int(em["id"][row]),
-            em["name"][row],
-            em["display_name"][row],
-            self._owner_stats(OWNER_EVENT_METADATA, row, plane),
-            tuple(em["child_id"][row]),
-            raw,
-        )
+        return self._data.event_metadata(row)
 
     def event_names(self, rows: Rows | None = None, display: bool = False) -> np.ndarray:
         """Event names (object array of str) of the given rows (all when None)."""
         md = self.event_metadata_row if rows is None else self.event_metadata_row[rows]
-        table = self._metadata_display_names if display else self._metadata_names
+        table = self.metadata_display_names if display else self.metadata_names
         return table[md]
 
     # ---- selection ----
@@ -423,7 +577,7 @@ class XSpace:
                     ranges.append(np.arange(ln.begin, ln.end, dtype=np.int64))
         rows = np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
         if nrx is not None and len(rows):
-            names = self._metadata_names
+            names = self.metadata_names
             ok = np.fromiter((bool(nrx.search(n)) for n in names), dtype=bool, count=len(names))
             rows = rows[ok[self.event_metadata_row[rows]]]
         if start_ps is not None or end_ps is not None:
@@ -439,45 +593,6 @@ class XSpace:
         return rows
 
     # ---- stats ----
-
-    def _decode_values(self, kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, plane: Plane) -> list[Any]:
-        """Python values of raw stat cells (small tables only)."""
-        buf = memoryview(self.buffer)
-        out: list[Any] = []
-        for k, v, n in zip(kinds.tolist(), values.tolist(), lengths.tolist(), strict=True):
-            if k == KIND_DOUBLE:
-                out.append(float(np.int64(v).view(np.float64)))
-            elif k == KIND_UINT64:
-                out.append(v & 0xFFFFFFFFFFFFFFFF)
-            elif k == KIND_INT64:
-                out.append(v)
-            elif k == KIND_STR:
-                out.append(bytes(buf[v : v + n]).decode("utf-8", "replace"))
-            elif k == KIND_BYTES:
-                out.append(bytes(buf[v : v + n]))
-            elif k == KIND_REF:
-                out.append(plane.stat_metadata.get(v & 0xFFFFFFFFFFFFFFFF, ""))
-            else:
-                out.append(None)
-        return out
-
-    @cached_property
-    def _owner_stat_rows(self) -> dict[tuple[int, int], np.ndarray]:
-        st = self._cols["stats"]
-        key = st["owner_kind"].astype(np.int64) << 40 | st["owner"]
-        order = np.argsort(key, kind="stable")
-        uniq, starts = np.unique(key[order], return_index=True)
-        bounds = np.append(starts, len(order))
-        return {(int(u >> 40), int(u & ((1 << 40) - 1))): order[bounds[i] : bounds[i + 1]] for i, u in enumerate(uniq)}
-
-    def _owner_stats(self, owner_kind: int, owner: int, plane: Plane) -> dict[str, Any]:
-        rows = self._owner_stat_rows.get((owner_kind, owner))
-        if rows is None:
-            return {}
-        st = self._cols["stats"]
-        values = self._decode_values(st["kind"][rows], st["value"][rows], st["length"][rows], plane)
-        names = [plane.stat_metadata.get(int(m), str(int(m))) for m in st["metadata_id"][rows]]
-        return dict(zip(names, values, strict=True))
 
     def event_stats(self, row: int) -> dict[str, Any]:
         """All stats of one event by name, its metadata's stats included (the event's win)."""
@@ -496,10 +611,12 @@ class XSpace:
             for i in range(len(part)):
                 plane = self.planes[int(planes[i])]
                 md_row = int(md_rows[i])
-                out = dict(self._owner_stats(OWNER_EVENT_METADATA, md_row, plane)) if md_row >= 0 else {}
+                out = dict(self.metadata_stats(md_row)) if md_row >= 0 else {}
                 b, e = bounds[i], bounds[i + 1]
                 if e > b:
-                    values = self._decode_values(raw["kind"][b:e], raw["value"][b:e], raw["length"][b:e], plane)
+                    values = self._data.decode_values(
+                        raw["kind"][b:e], raw["value"][b:e], raw["length"][b:e], plane.index
+                    )
                     for m, v in zip(raw["metadata_id"][b:e].tolist(), values, strict=True):
                         out[plane.stat_metadata.get(m, str(m))] = v
                 yield out
@@ -519,7 +636,7 @@ class XSpace:
         if n == 0:
             return StatColumn(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool))
         planes = self.plane_of_event[rows]
-        st = self._cols["stats"]
+        st = self.tables.stats
         one_plane = bool((planes == planes[0]).all())
         for pi in [int(planes[0])] if one_plane else np.unique(planes).tolist():
             plane = self.planes[pi]
@@ -539,18 +656,18 @@ class XSpace:
                 missing = idx[kinds[idx] == KIND_NONE]
                 if len(missing):
                     md_rows = self.event_metadata_row[rows[missing]]
-                    sel = (st["owner_kind"] == OWNER_EVENT_METADATA) & np.isin(st["metadata_id"], ids)
+                    sel = (st.owner_kind == OWNER_EVENT_METADATA) & np.isin(st.metadata_id, ids)
                     srow = np.flatnonzero(sel)
                     if len(srow):
                         # Map metadata row -> its stat row (last wins).
-                        lookup = np.full(len(self._cols["event_metadata"]["id"]) + 1, -1, dtype=np.int64)
-                        lookup[st["owner"][srow]] = srow
+                        lookup = np.full(len(self.tables.event_metadata) + 1, -1, dtype=np.int64)
+                        lookup[st.owner[srow]] = srow
                         hit = lookup[md_rows]
                         ok = hit >= 0
                         m, h = missing[ok], hit[ok]
-                        kinds[m] = st["kind"][h]
-                        values[m] = st["value"][h]
-                        lengths[m] = st["length"][h]
+                        kinds[m] = st.kind[h]
+                        values[m] = st.value[h]
+                        lengths[m] = st.length[h]
         return self._stat_column(kinds, values, lengths, ref_planes)
 
     def _stat_column(
@@ -582,9 +699,9 @@ class XSpace:
         for i in idx.tolist():
             key = (int(kinds[i]), int(values[i]), int(lengths[i]), int(ref_planes[i]))
             if key not in cache:
-                cache[key] = self._decode_values(
-                    kinds[i : i + 1], values[i : i + 1], lengths[i : i + 1], self.planes[key[3]]
-                )[0]
+                cache[key] = self._data.decode_values(kinds[i : i + 1], values[i : i + 1], lengths[i : i + 1], key[3])[
+                    0
+                ]
             out[i] = cache[key]
         return StatColumn(out, present)
 
@@ -636,12 +753,12 @@ class XSpace:
             raise ImportError("to_pandas() needs pandas: pip install pandas") from exc
         if rows is None:
             rows = np.arange(self.num_events, dtype=np.int64)
-        lines = self._cols["lines"]
+        lines = self.tables.lines
         line_idx = self.line_of_event[rows]
         plane_names = np.array([p.name for p in self.planes] + [""], dtype=object)
-        line_names = np.array(lines["name"] + [""], dtype=object)
+        line_names = np.array([*lines.name, ""], dtype=object)
         data: dict[str, Any] = {
-            "plane": plane_names[lines["plane"][line_idx]] if len(rows) else [],
+            "plane": plane_names[lines.plane[line_idx]] if len(rows) else [],
             "line": line_names[line_idx] if len(rows) else [],
             "name": self.event_names(rows),
             "start_ps": self.start_ps[rows],
@@ -664,4 +781,4 @@ def decode_xspace(buf: Any, progress: Callable[[int, int], None] | None = None) 
     is called now and then during long decodes. Raises
     :class:`xprof_core.DecodeError` on bad input.
     """
-    return XSpace(buf, _decoder.decode_columns(buf, progress))
+    return XSpace(buf, XSpaceTables.from_columns(_decoder.decode_columns(buf, progress)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import Line, XSpace
 
 # ---- derived lines --------------------------------------------------------------------------
@@ -36,7 +37,7 @@ DERIVED_LINE_NAMES = frozenset(
 
 def host_lines(xs: XSpace) -> list[Line]:
     """The non-empty lines (threads) of the host CPU planes."""
-    return [ln for p in xs.planes if p.name.startswith("/host:CPU") for ln in p.lines if len(ln)]
+    return [ln for p in xs.planes_of_kind(PlaneKind.HOST) for ln in p.lines if len(ln)]
 
 
 def host_rows(xs: XSpace) -> np.ndarray:

@@ -14,6 +14,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import XSpace
 
 _U64 = (1 << 64) - 1
@@ -130,7 +131,7 @@ class HloModules:
     def __init__(self, xs: XSpace) -> None:
         self._protos: dict[int, bytes] = {}
         self._modules: dict[int, _Module | None] = {}
-        for plane in xs.find_planes(r"^/host:metadata$"):
+        for plane in xs.planes_of_kind(PlaneKind.METADATA):
             for md_id, md in plane.event_metadata.items():
                 proto = md.stats.get("Hlo Proto")
                 if isinstance(proto, bytes):

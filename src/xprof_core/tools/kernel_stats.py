@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from xprof_core.model.xspace import XSpace
+from xprof_core.model.planes import ON_DEVICE, PlaneKind
+from xprof_core.model.xspace import Plane, XSpace
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.event_rows import factorize_first_seen, is_derived_line, string_stat
@@ -49,7 +50,6 @@ from xprof_core.tools.hlo_proto import HloModules
 VERSION = 1
 MAX_KERNELS = 1000  # XProf's kMaxNumOfKernels
 
-GPU_PLANE = re.compile(r"^/device:GPU:\d+$")
 
 # (id, label, type): XProf's columns in XProf's order, then the two shared-memory
 # halves that XProf's KernelReport has but its table sums into shmem_bytes.
@@ -255,7 +255,7 @@ def _kernel_rows(xs: XSpace) -> np.ndarray:
     """Event rows of kernel candidates: GPU planes, non-derived lines, non-zero duration (file order)."""
     ranges = []
     for plane in xs.planes:
-        if not GPU_PLANE.match(plane.name):
+        if not is_gpu_plane(plane):
             continue
         for line in plane.lines:
             if not is_derived_line(line) and line.end > line.begin:
@@ -281,10 +281,16 @@ def _empty_partial(reason: str | None) -> Partial:
     }
 
 
+def is_gpu_plane(plane: Plane) -> bool:
+    """A ``/device:GPU:<n>`` plane."""
+    return plane.kind is PlaneKind.DEVICE and plane.device_type == "GPU" and plane.device_index is not None
+
+
 def _no_kernels_reason(xs: XSpace) -> str:
-    names = [p.name for p in xs.planes]
-    if not any(GPU_PLANE.match(n) for n in names):
-        devices = sorted({re.sub(r":\d+$", "", n) for n in names if n.startswith("/device:")})
+    if not any(is_gpu_plane(p) for p in xs.planes):
+        devices = sorted(
+            {p.name.rsplit(":", 1)[0] if p.device_index is not None else p.name for p in xs.planes_of_kind(*ON_DEVICE)}
+        )
         what = f"device planes: {', '.join(devices)}" if devices else "CPU-only profile"
         return f"kernel_stats applies to GPU profiles; this profile has no /device:GPU planes ({what})"
     return "the GPU planes hold no kernel events (no event with a kernel_details stat)"

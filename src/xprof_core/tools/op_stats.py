@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.model.planes import ON_DEVICE, PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import Column, datatable
@@ -87,7 +88,6 @@ PS_PER_US = 1e6
 # Lines whose events are not ops: XProf's derived lines, "XLA TraceMe" and "Overlay".
 _SKIPPED_LINE_NAMES = DERIVED_LINE_NAMES | {"XLA TraceMe", "Overlay"}
 _FRAMEWORK_OP_LINES = ("Framework Ops", "TensorFlow Ops")
-_DEVICE_PLANE = re.compile(r"^/device:(GPU|TPU|CUSTOM)")
 
 # Provenance that names a whole XLA module, not an op (GPU kernels carry "XlaModule:").
 _MODULE_LEVEL_TF_OPS = frozenset({"XlaModule", "XlaModule:"})
@@ -371,7 +371,7 @@ def _xla_ops_lines(xs: XSpace) -> list[tuple[int, list[Any]]]:
     """(plane, ``XLA Ops`` lines) of device planes that report XLA ops on such lines (TPU)."""
     out = []
     for plane in xs.planes:
-        if not _DEVICE_PLANE.match(plane.name) or any(ln.name.startswith("Stream #") for ln in plane.lines):
+        if plane.kind not in ON_DEVICE or any(ln.name.startswith("Stream #") for ln in plane.lines):
             continue
         lines = [ln for ln in plane.lines if ln.name == "XLA Ops" and len(ln)]
         if lines:
@@ -437,7 +437,7 @@ def _gpu_kernel_rows(xs: XSpace) -> np.ndarray:
     lines = [
         ln
         for p in xs.planes
-        if p.name.startswith("/device:GPU")
+        if p.kind is PlaneKind.DEVICE and p.device_type == "GPU"
         for ln in _real_lines(xs, p.index)
         if ln.name.startswith("Stream #")
     ]
@@ -701,7 +701,7 @@ def _device_framework_from_lines(xs: XSpace, plane_indices: Sequence[int]) -> Op
 
 def device_type(xs: XSpace) -> str:
     """The kind of the device planes that hold events: TPU, GPU, else CPU."""
-    kinds = {m.group(1) for p in xs.planes if p.num_events and (m := re.match(r"^/device:(TPU|GPU)", p.name))}
+    kinds = {p.device_type for p in xs.planes_of_kind(PlaneKind.DEVICE) if p.num_events}
     return "TPU" if "TPU" in kinds else "GPU" if "GPU" in kinds else "CPU"
 
 
@@ -750,7 +750,7 @@ def map_op_stats(xs: XSpace, params: Params | None = None) -> Partial:
     # Device planes with neither XLA ops nor tf_op kernels: their derived framework-op lines.
     with_ops = set(xs.plane_of_event[kernel_rows[(kernel_hlo != "") | (kernel_tf != "")]].tolist())
     with_ops |= {pi for pi, _ in _xla_ops_lines(xs)}
-    bare = [p.index for p in xs.planes if _DEVICE_PLANE.match(p.name) and p.index not in with_ops]
+    bare = [p.index for p in xs.planes_of_kind(*ON_DEVICE) if p.index not in with_ops]
     from_lines = _device_framework_from_lines(xs, bare)
     if from_lines is not None:
         fw_tables.append(from_lines)
@@ -759,7 +759,7 @@ def map_op_stats(xs: XSpace, params: Params | None = None) -> Partial:
         fw_tables.append(host_fw)
     framework = merge_rows(concat_tables(fw_tables, FRAMEWORK_IDS), _FRAMEWORK_KEY, FRAMEWORK_IDS)
 
-    peaks = [float(p.stats.get("peak_teraflops_per_second") or 0.0) for p in xs.planes if _DEVICE_PLANE.match(p.name)]
+    peaks = [float(p.stats.get("peak_teraflops_per_second") or 0.0) for p in xs.planes_of_kind(*ON_DEVICE)]
     return {
         "version": VERSION,
         "device_type": device_type(xs),

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial
 from xprof_core.tools.datatable import datatable
@@ -35,12 +36,12 @@ TOP_OPS = 10
 def device_description(xs: XSpace) -> tuple[str, int, str]:
     """(device type, number of device planes with events, hardware class) of one host."""
     kinds: list[str] = []
-    for p in xs.planes:
-        if p.name.startswith("/device:") and p.num_events and not p.name.startswith("/device:CUSTOM"):
-            kinds.append(p.device_kind or p.name.split(":")[1])
+    for p in xs.planes_of_kind(PlaneKind.DEVICE):
+        if p.num_events:
+            kinds.append(p.device_kind or p.device_type)
     if not kinds:
         return "CPU", 0, "CPU_ONLY"
-    hardware = "TPU" if any(p.name.startswith("/device:TPU") for p in xs.planes) else "GPU"
+    hardware = "TPU" if any(p.device_type == "TPU" for p in xs.planes_of_kind(PlaneKind.DEVICE)) else "GPU"
     return max(set(kinds), key=kinds.count), len(kinds), hardware
 
 

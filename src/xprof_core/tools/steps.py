@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from xprof_core._fast.intervals import priority_union, step_breakdown
+from xprof_core.model.planes import ON_DEVICE
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.event_rows import host_lines, host_rows
 
@@ -162,9 +163,7 @@ def device_rows(xs: XSpace) -> np.ndarray:
     Every other device line (Steps, TensorFlow Ops, XLA Modules, ...) is derived from these.
     """
     parts = []
-    for plane in xs.planes:
-        if not plane.name.startswith("/device:"):
-            continue
+    for plane in xs.planes_of_kind(*ON_DEVICE):
         has_streams = any(ln.name.startswith("Stream #") for ln in plane.lines)
         for ln in plane.lines:
             if has_streams and not ln.name.startswith("Stream #"):
@@ -181,13 +180,7 @@ def _step_markers(xs: XSpace, host_rows: np.ndarray) -> tuple[str, str, np.ndarr
     """(source, name, step_num, start_ps, end_ps) of the step markers, sorted by start."""
     # 1. Steps lines on device planes. Each device records the same steps; as
     # XProf does, a step's time is its longest per-device duration.
-    parts = [
-        ln.rows
-        for plane in xs.planes
-        if plane.name.startswith("/device:")
-        for ln in plane.lines
-        if ln.name == "Steps" and len(ln)
-    ]
+    parts = [ln.rows for plane in xs.planes_of_kind(*ON_DEVICE) for ln in plane.lines if ln.name == "Steps" and len(ln)]
     if parts:
         rows = np.concatenate(parts)
         names = xs.event_names(rows)
@@ -271,7 +264,7 @@ def _category_per_metadata(xs: XSpace, host: bool) -> np.ndarray:
     Names are classified once per distinct metadata, not once per event.
     """
     cats = list(CATEGORIES)
-    names = xs._cols["event_metadata"]["name"]
+    names = xs.tables.event_metadata.name
     out = np.full(len(names) + 1, cats.index("host_compute" if host else "device_compute"), dtype=np.int64)
     for i, name in enumerate(names):
         if host:
@@ -305,7 +298,7 @@ def _classify(xs: XSpace, rows: np.ndarray, host: bool) -> np.ndarray:
         cats = list(CATEGORIES)
         lines = xs.line_of_event[rows]
         for ln_index in np.unique(lines).tolist():
-            ln_name = xs._cols["lines"]["name"][ln_index]
+            ln_name = xs.tables.lines.name[ln_index]
             for pattern, c in (
                 ("MemcpyH2D", "host_to_device"),
                 ("MemcpyD2H", "device_to_host"),
@@ -412,7 +405,7 @@ def _breakdown_in_one_pass(
     used = 0
     for ln in lines:
         if ln.plane_index not in table_at:
-            lut = ln.plane._metadata_lut
+            lut = ln.plane.metadata_lut
             if lut is None:
                 return None
             table = np.where(lut >= 0, per_md[lut], -1).astype(np.int8)

@@ -49,7 +49,6 @@ import gzip
 import io
 import json
 import math
-import re
 import threading
 import weakref
 from collections.abc import Sequence
@@ -61,8 +60,8 @@ import numpy as np
 import orjson
 
 from xprof_core._fast.trace_json import render_complete_events, render_event_args
+from xprof_core.model.planes import HOST_PLANE, PlaneKind, plane_identity
 from xprof_core.model.xspace import (
-    OWNER_EVENT_METADATA,
     XSpace,
 )
 from xprof_core.tools.base import Params, Partial, param_float, param_int
@@ -80,7 +79,6 @@ EXPORT_CHUNK = 65536
 DEPTH_CHUNK = 16384
 
 _INT64_MAX = np.iinfo(np.int64).max
-_DEVICE_PLANE = re.compile(r"^/device:([A-Za-z_]+):(\d+)$")
 # Lines XProf shows first in a process, in this order; other lines follow in file order.
 _LINE_RANK = {
     name: rank
@@ -224,12 +222,12 @@ def _plane_pids(names: Sequence[str]) -> list[int]:
     custom = 501
     host = 702
     for name in names:
-        m = _DEVICE_PLANE.match(name)
-        if m and m.group(1) != "CUSTOM" and int(m.group(2)) < 500:
-            want = 1 + int(m.group(2))
-        elif name == "/host:CPU":
+        ident = plane_identity(name)
+        if ident.kind is PlaneKind.DEVICE and ident.device_index is not None and ident.device_index < 500:
+            want = 1 + ident.device_index
+        elif name == HOST_PLANE:
             want = 701
-        elif name.startswith("/host:"):
+        elif ident.kind in (PlaneKind.HOST_OTHER, PlaneKind.METADATA):
             want, host = host, host + 1
         else:
             want, custom = custom, custom + 1
@@ -400,10 +398,10 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
     del signif
 
     # 5. Rows, pids, tids and names.
-    lines = xs._cols["lines"]
+    lines = xs.tables.lines
     line_row = np.full(xs.num_lines, -1, dtype=np.int64)
     line_row[row_line] = np.arange(len(row_line))
-    row_plane = lines["plane"][row_line].astype(np.int64)
+    row_plane = lines.plane[row_line].astype(np.int64)
     planes_used = sorted(set(row_plane.tolist()))
     pids = _plane_pids([xs.planes[p].name for p in planes_used])
     pid_of_plane = dict(zip(planes_used, pids, strict=True))
@@ -416,7 +414,7 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
     threads = []
     for p in planes_used:
         rows = np.flatnonzero(row_plane == p).tolist()
-        names = [lines["display_name"][row_line[r]] or lines["name"][row_line[r]] for r in rows]
+        names = [lines.display_name[row_line[r]] or lines.name[row_line[r]] for r in rows]
         ranked = sorted(range(len(rows)), key=lambda i: (_LINE_RANK.get(names[i], len(_LINE_RANK)), i))
         for tid, i in enumerate(ranked, start=1):
             row_tid[rows[i]] = tid
@@ -653,14 +651,13 @@ def _arg_tables(xs: XSpace) -> _ArgTables | None:
             name_end[b + sid] = used + len(raw)
             chunks.append(raw)
             used += len(raw)
-    n_md = len(xs._cols["event_metadata"]["id"])
+    n_md = len(xs.tables.event_metadata)
     md_start = np.zeros(n_md, dtype=np.int64)
     md_end = np.zeros(n_md, dtype=np.int64)
     md_chunks: list[bytes] = []
     used_md = 0
-    em_plane = xs._cols["event_metadata"]["plane"]
-    for row in np.unique(xs._cols["stats"]["owner"][xs._cols["stats"]["owner_kind"] == OWNER_EVENT_METADATA]).tolist():
-        stats = xs._owner_stats(OWNER_EVENT_METADATA, row, xs.planes[int(em_plane[row])])
+    for row in xs.metadata_rows_with_stats().tolist():
+        stats = xs.metadata_stats(row)
         if stats:
             frag = orjson.dumps({k: _json_value(v) for k, v in stats.items()})[1:-1]
             md_start[row] = used_md
@@ -1058,7 +1055,7 @@ def export_trace_json_gz(
             # Every event, in (line, start) order, rendered in C chunk by chunk.
             rows_all = np.empty(idx.num_events, dtype=np.int64)
             rows_all[idx.line_rank.astype(np.int64)] = idx.event
-            raw = [n.encode("utf-8") for n in xs._cols["event_metadata"]["name"]] + [b""]  # last: unknown id
+            raw = [n.encode("utf-8") for n in xs.tables.event_metadata.name] + [b""]  # last: unknown id
             name_end = np.cumsum([len(r) for r in raw], dtype=np.int64)
             name_start = name_end - np.array([len(r) for r in raw], dtype=np.int64)
             names_blob = np.frombuffer(b"".join(raw) or b"\0", dtype=np.uint8)
