@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from xprof_core import decode_xspace
+from xprof_core.index.steps import StepTable, build_step_table
 from xprof_core.protos import xplane_pb2
 from xprof_core.tools.overview_page import OVERVIEW_PAGE
-from xprof_core.tools.steps import StepTable, build_step_table
 
 from figures import record
 

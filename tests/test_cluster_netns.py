@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import signal
 import socket
@@ -165,20 +166,35 @@ class Probe:
         return self.worker_metric(address, "xprof_worker_tasks_total", port, outcome="ok")
 
 
+def renew(*paths: Path) -> None:
+    """Give host files a new modification time: a new file identity, so the next request maps them again
+    (the aggregator's and the workers' caches key on it)."""
+    for path in paths:
+        st = path.stat()
+        t = max(time.time_ns(), st.st_mtime_ns + 1_000_000)
+        os.utime(path, ns=(t, t))
+
+
+def host_files(logdir: Path) -> list[Path]:
+    return sorted((logdir / "plugins" / "profile" / SESSION).glob("*.xplane.pb"))
+
+
 def request_until_every_worker_served(
-    probe: Probe, base: str, workers: Mapping[str, int], hosts: int, max_requests: int = 8
+    probe: Probe, base: str, workers: Mapping[str, int], hosts: int, logdir: Path, max_requests: int = 8
 ) -> list[float]:
-    """Ask for a ``hosts``-host view, then for uncached variants of it, until every worker has served.
+    """Ask for a ``hosts``-host view, then for uncached repeats of it, until every worker has served.
 
     Round robin spreads calls over the connections that are up; the very first
-    request can find only some of them connected, so later ones (a new ``nonce``
-    parameter changes the cache key, so they are real map tasks) may be needed.
-    ``workers`` maps each worker's address to its /metrics port. Returns each worker's
+    request can find only some of them connected, so later ones (the host files
+    renewed in between, so they are real map tasks) may be needed. ``workers``
+    maps each worker's address to its /metrics port. Returns each worker's
     count of map tasks served; checks none was lost or doubled.
     """
     served = [0.0] * len(workers)
     for i in range(max_requests):
-        page = probe.get_json(f"{base}{API}/data?run={SESSION}&tag=overview_page" + (f"&nonce={i}" if i else ""))
+        if i:
+            renew(*host_files(logdir))
+        page = probe.get_json(f"{base}{API}/data?run={SESSION}&tag=overview_page")
         assert page["run_environment"]["host_count"] == hosts
         assert page["steps"]["count"] == 120
         served = [probe.tasks_served(address, port) for address, port in workers.items()]
@@ -279,7 +295,7 @@ def test_headless_service_name_spreads_a_six_host_view_over_three_workers(ns: Ne
         check=True,
     ).stdout
     assert out.strip() == str(workers)
-    served = request_until_every_worker_served(cluster.probe, cluster.base, cluster.metrics_ports(), hosts=6)
+    served = request_until_every_worker_served(cluster.probe, cluster.base, cluster.metrics_ports(), 6, cluster.logdir)
     assert all(s > 0 for s in served), dict(zip(workers, served, strict=True))
     config = cluster.probe.get_json(f"{cluster.base}{API}/config")
     assert config["hideCaptureProfileButton"] is True
@@ -390,7 +406,7 @@ def test_rendered_manifests_run_as_kubernetes_would(ns: NetworkNamespace, tmp_pa
     dns, port = entry
     base = f"http://{dns}:{port}"
     assert probe.get_json(f"{base}{API}/runs") == [SESSION]
-    served = request_until_every_worker_served(probe, base, metrics_ports, hosts=6)
+    served = request_until_every_worker_served(probe, base, metrics_ports, 6, logdir)
     assert all(s > 0 for s in served), dict(zip(workers, served, strict=True))
     codes = NetworkNamespace.stop(*procs)
     assert codes == [0] * len(procs), codes
@@ -416,11 +432,12 @@ def test_worker_killed_mid_request_is_retried_elsewhere(ns: NetworkNamespace, tm
     cluster = start_service_cluster(ns, tmp_path, hosts=hosts, workers=3)
     workers = list(cluster.workers)
     worker_ids = {w: f"{socket.gethostname()}:{cluster.workers[w].pid}" for w in workers}  # the workers' default id
-    request_until_every_worker_served(cluster.probe, cluster.base, cluster.metrics_ports(), hosts=hosts)
+    request_until_every_worker_served(cluster.probe, cluster.base, cluster.metrics_ports(), hosts, cluster.logdir)
     before = {w: cluster.probe.tasks_served(w) for w in workers}
     agg_before = _aggregator_map_tasks(cluster.probe, cluster.base, "overview_page")
     client = Probe(ns)
-    url = f"{cluster.base}{API}/data?run={SESSION}&tag=overview_page&nonce=in-flight"  # uncached
+    renew(*host_files(cluster.logdir))  # uncached: every host is mapped again
+    url = f"{cluster.base}{API}/data?run={SESSION}&tag=overview_page"
     with futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(client.get, url)
         victim = None
@@ -454,7 +471,7 @@ def test_worker_killed_mid_request_is_retried_elsewhere(ns: NetworkNamespace, tm
 def test_a_new_worker_behind_the_name_receives_work(ns: NetworkNamespace, tmp_path: Path) -> None:
     # A short connection age makes the aggregator reconnect, and so re-resolve the name, every ~2 s.
     cluster = start_service_cluster(ns, tmp_path, hosts=6, workers=3, worker_extra=["--max_connection_age=2"])
-    request_until_every_worker_served(cluster.probe, cluster.base, cluster.metrics_ports(), hosts=6)
+    request_until_every_worker_served(cluster.probe, cluster.base, cluster.metrics_ports(), 6, cluster.logdir)
     new = "127.0.1.4"
     cluster.start_worker(new)
     cluster.publish(list(cluster.workers))  # the fourth pod became ready: cluster DNS lists it
@@ -462,8 +479,9 @@ def test_a_new_worker_behind_the_name_receives_work(ns: NetworkNamespace, tmp_pa
     i = 0
     while cluster.probe.tasks_served(new) == 0:
         assert time.monotonic() - t0 < 20, "the new worker got no work within 20 s"
-        i += 1  # a new nonce: a new cache key, so real map tasks
-        cluster.probe.get_json(f"{cluster.base}{API}/data?run={SESSION}&tag=kernel_stats&nonce={i}")
+        i += 1
+        renew(*host_files(cluster.logdir))  # new file identities: real map tasks
+        cluster.probe.get_json(f"{cluster.base}{API}/data?run={SESSION}&tag=kernel_stats")
         time.sleep(0.2)
     print(f"the new worker served after {time.monotonic() - t0:.1f} s ({i} uncached requests)")
     codes = cluster.stop()
@@ -487,11 +505,15 @@ def test_concurrent_clients_on_cached_and_uncached_views(tmp_path: Path) -> None
         for tool in ("overview_page", "input_pipeline_analyzer", "kernel_stats", "framework_op_stats")
     ]
 
+    files = host_files(logdir)
+
     def view(client: int, i: int, round_name: str) -> str:
         if i % 2 == 0:
             return cached[(client + i) % len(cached)]
-        # Uncached: one host, a key never asked before (the nonce is a tool parameter, so part of it).
-        return f"data?run={SESSION}&tag=kernel_stats&host=host{(client + i) % 6}&nonce={round_name}-{client}-{i}"
+        # Uncached: one host whose file was just renewed, so its cache key is new.
+        host = (client + i) % 6
+        renew(files[host])
+        return f"data?run={SESSION}&tag=kernel_stats&host=host{host}"
 
     def client_run(client: int, requests: int, round_name: str) -> list[str]:
         errors = []

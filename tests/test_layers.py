@@ -2,7 +2,7 @@
 
 Layers, bottom to top (README, "Layout"): the base (version, errors,
 progress, protos, the demo data) → storage → the compiled decoder (_fast) →
-model → tools (analysis) → execute → serve → deploy → the command line and
+model → the host index → tools (analysis) → execute → serve → deploy → the command line and
 the package's entry points. Every ``import`` statement counts, including
 those inside functions and under ``TYPE_CHECKING``.
 """
@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("storage", ("xprof_core.storage",)),
     ("decode", ("xprof_core._fast",)),
     ("model", ("xprof_core.model",)),
+    ("index", ("xprof_core.index",)),
     ("analyze", ("xprof_core.tools",)),
     ("execute", ("xprof_core.execute",)),
     ("serve", ("xprof_core.serve",)),

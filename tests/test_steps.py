@@ -15,7 +15,7 @@ import pytest
 
 import xprof_core
 from xprof_core.execute import run_tool
-from xprof_core.tools.steps import CATEGORIES, UNKNOWN, StepTable, align_steps, build_step_table, union_length_by_group
+from xprof_core.index.steps import CATEGORIES, UNKNOWN, StepTable, align_steps, build_step_table, union_length_by_group
 
 from conftest import JAX_DATA, REAL, TPU, V100, need
 
@@ -252,11 +252,11 @@ def test_unknown_tool_lists_the_valid_ones() -> None:
     ids=lambda p: p.name,
 )
 def test_one_pass_breakdown_equals_the_general_path(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The merged-pass Cython kernel and the plain numpy path give identical breakdowns."""
-    from xprof_core.tools import steps
+    """The breakdown walked from the wire and the plain numpy path over decoded columns are identical."""
+    from xprof_core.index import steps
 
     fast = build_step_table(xprof_core.load(need(path)))
-    monkeypatch.setattr(steps, "_breakdown_in_one_pass", lambda *args: None)
+    monkeypatch.setattr(steps, "WIRE_BREAKDOWN", False)
     general = build_step_table(xprof_core.load(path))
     for cat in [*CATEGORIES, UNKNOWN]:
         np.testing.assert_array_equal(fast.breakdown_ps[cat], general.breakdown_ps[cat], err_msg=cat)

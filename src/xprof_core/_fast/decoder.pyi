@@ -8,8 +8,9 @@ from numpy.typing import NDArray
 
 Columns = dict[str, Any]
 
-def decode_columns(buf: Any, progress: Callable[[int, int], None] | None = None) -> Columns:
-    """Decode XSpace wire bytes into plain columns; raises DecodeError on bad input."""
+def decode_columns(buf: Any, progress: Callable[[int, int], None] | None = None, skip_lines: bool = False) -> Columns:
+    """Decode XSpace wire bytes into plain columns (lines left undecoded with ``skip_lines``: their byte
+    spans in ``line_spans``); raises DecodeError on bad input."""
 
 def gather_event_stats(
     buf: Any,

@@ -199,6 +199,8 @@ cdef class _Decoder:
     cdef Failure failure
     cdef Path path
     cdef bint wide_ids
+    cdef bint skip_lines  # record each line's byte span instead of decoding it
+    cdef _Column sp_plane, sp_begin, sp_end
     # events
     cdef _Column ev_metadata_id
     cdef _Column ev_start_ps
@@ -225,10 +227,12 @@ cdef class _Decoder:
     cdef list errors, warnings, hostnames
     cdef object progress
 
-    def __cinit__(self, const uint8_t[::1] buf, progress=None, bint wide_ids=False):
+    def __cinit__(self, const uint8_t[::1] buf, progress=None, bint wide_ids=False, bint skip_lines=False):
         self.buf = buf
         self.progress = progress
         self.wide_ids = wide_ids
+        self.skip_lines = skip_lines
+        self.sp_plane = _Column(16, b"i"); self.sp_begin = _Column(16); self.sp_end = _Column(16)
         self.base = &buf[0] if buf.shape[0] > 0 else NULL
         self.failure.msg = NULL
         self.failure.at = NULL
@@ -567,7 +571,7 @@ cdef class _Decoder:
         cdef const uint8_t* e
         cdef Cursor sub
         cdef Py_ssize_t plane = self.pl_id.n
-        cdef Py_ssize_t line_begin = self.ln_id.n
+        cdef Py_ssize_t line_begin = self.sp_begin.n if self.skip_lines else self.ln_id.n
         cdef Py_ssize_t n_em = 0, n_sm = 0, n_st = 0
         self.path.line = 0
         while c.p < c.end:
@@ -576,6 +580,12 @@ cdef class _Decoder:
             if field == 3 and wt == WT_LEN:
                 if read_len(c, &s, &e) < 0:
                     return -1
+                if self.skip_lines:
+                    self.sp_plane.push(plane)
+                    self.sp_begin.push(s - self.base)
+                    self.sp_end.push(e - self.base)
+                    self.path.line += 1
+                    continue
                 sub = sub_cursor(c, s, e)
                 self.path.where = IN_LINE
                 if self.parse_line(&sub, plane) < 0:
@@ -622,7 +632,7 @@ cdef class _Decoder:
         self.pl_id.push(plane_id)
         self.pl_name.append(name)
         self.pl_line_begin.push(line_begin)
-        self.pl_line_end.push(self.ln_id.n)
+        self.pl_line_end.push(self.sp_begin.n if self.skip_lines else self.ln_id.n)
         return 0
 
     cdef int parse_space(self, Cursor* c) except? -1:
@@ -663,7 +673,7 @@ cdef class _Decoder:
             raise self.error()
         if self.progress is not None:
             self.progress(self.buf.shape[0], self.buf.shape[0])
-        return {
+        out = {
             "events": {
                 "metadata_id": self.ev_metadata_id.finish(),
                 "start_ps": self.ev_start_ps.finish(),
@@ -718,16 +728,29 @@ cdef class _Decoder:
             "warnings": self.warnings,
             "hostnames": self.hostnames,
         }
+        if self.skip_lines:
+            out["line_spans"] = {
+                "plane": self.sp_plane.finish(),
+                "begin": self.sp_begin.finish(),
+                "end": self.sp_end.finish(),
+            }
+        return out
 
 
 # --- Python interface ---
 
-def decode_columns(buf, progress=None):
-    """Decode XSpace wire bytes into plain columns (see xprof_core.model.xspace).
+def decode_columns(buf, progress=None, bint skip_lines=False):
+    """Decode XSpace wire bytes into plain columns (see xprof_core.model.tables).
 
     ``buf`` is any contiguous bytes-like object (bytes, bytearray, memoryview,
     mmap); it is read in place, never copied. ``progress(done, total)`` (bytes)
     is called every 65536 events and at the end. Raises DecodeError on bad input.
+
+    With ``skip_lines`` the lines are not decoded: the event and line columns
+    stay empty, ``line_spans`` gives each line's payload as byte offsets
+    ``[begin, end)`` with its plane (planes' ``line_begin``/``line_end`` index
+    those spans), and everything else (planes, metadata, their stats) is
+    decoded as usual. The host index walks the lines itself from there.
     """
     cdef const uint8_t[::1] view
     if isinstance(buf, (bytes, bytearray)) and len(buf) == 0:
@@ -740,9 +763,9 @@ def decode_columns(buf, progress=None):
     gc.disable()
     try:
         try:
-            return _Decoder(view, progress).run()
+            return _Decoder(view, progress, False, skip_lines).run()
         except _WideIds:
-            return _Decoder(view, progress, True).run()
+            return _Decoder(view, progress, True, skip_lines).run()
     finally:
         if gc_was_enabled:
             gc.enable()

@@ -11,12 +11,6 @@ from libc.stdint cimport int64_t, int32_t
 
 import numpy as np
 
-# --- C interface ---
-
-cdef enum:
-    MAX_CATEGORIES = 64
-
-
 # --- Python interface ---
 
 def priority_union(const int64_t[::1] start, const int64_t[::1] end, const int64_t[::1] category,
@@ -62,38 +56,6 @@ def priority_union(const int64_t[::1] start, const int64_t[::1] end, const int64
                     o[k, g] += e - run_end[k]
                     run_end[k] = e
     return out
-
-
-cdef inline void _union_add(int64_t* run_end, int64_t[:, ::1] o, Py_ssize_t g, Py_ssize_t c,
-                            Py_ssize_t n_categories, int64_t s, int64_t e) noexcept nogil:
-    """Add [s, e) of category c to every cumulative set k >= c of group g."""
-    cdef Py_ssize_t k
-    for k in range(c, n_categories):
-        if s >= run_end[k]:
-            o[k, g] += e - s
-            run_end[k] = e
-        elif e > run_end[k]:
-            o[k, g] += e - run_end[k]
-            run_end[k] = e
-
-
-cdef inline void _heap_sift_down(int64_t* key, Py_ssize_t* item, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
-    cdef Py_ssize_t child
-    cdef int64_t k = key[i]
-    cdef Py_ssize_t it = item[i]
-    while True:
-        child = 2 * i + 1
-        if child >= n:
-            break
-        if child + 1 < n and key[child + 1] < key[child]:
-            child += 1
-        if key[child] >= k:
-            break
-        key[i] = key[child]
-        item[i] = item[child]
-        i = child
-    key[i] = k
-    item[i] = it
 
 
 def step_breakdown(const int64_t[::1] start, const int64_t[::1] duration, const int32_t[::1] metadata_id,
@@ -152,7 +114,7 @@ def step_breakdown(const int64_t[::1] start, const int64_t[::1] duration, const 
         i = heap_n // 2
         while i > 0:
             i -= 1
-            _heap_sift_down(&heap_key[0], &heap_item[0], heap_n, i)
+            heap_sift_down(&heap_key[0], &heap_item[0], heap_n, i)
         while heap_n > 0 or xi < n_x:
             r = -1
             if heap_n > 0:
@@ -168,7 +130,7 @@ def step_breakdown(const int64_t[::1] start, const int64_t[::1] duration, const 
                     heap_key[0] = heap_key[heap_n]
                     heap_item[0] = heap_item[heap_n]
                 if heap_n > 0:
-                    _heap_sift_down(&heap_key[0], &heap_item[0], heap_n, 0)
+                    heap_sift_down(&heap_key[0], &heap_item[0], heap_n, 0)
                 if not timed[r]:
                     continue
                 while sp + 1 < n_steps and step_start[sp + 1] <= s:
@@ -180,7 +142,7 @@ def step_breakdown(const int64_t[::1] start, const int64_t[::1] duration, const 
                         for k in range(n_categories):
                             run_end[k] = x_start[xi]
                     if 0 <= x_category[xi] < n_categories and 0 <= g < n_steps:
-                        _union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
+                        union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
                     xi += 1
                 if s < step_start[sp] or s >= step_end[sp] or duration[r] >= marker_duration[sp]:
                     continue
@@ -197,7 +159,7 @@ def step_breakdown(const int64_t[::1] start, const int64_t[::1] duration, const 
                     g = sp
                     for k in range(n_categories):
                         run_end[k] = s
-                _union_add(run_end, o, g, c, n_categories, s, e)
+                union_add(run_end, o, g, c, n_categories, s, e)
             else:
                 # Only extra intervals remain.
                 if x_step[xi] != g:
@@ -205,6 +167,6 @@ def step_breakdown(const int64_t[::1] start, const int64_t[::1] duration, const 
                     for k in range(n_categories):
                         run_end[k] = x_start[xi]
                 if 0 <= x_category[xi] < n_categories and 0 <= g < n_steps:
-                    _union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
+                    union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
                 xi += 1
     return out

@@ -8,12 +8,15 @@ to gRPC workers.
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from xprof_core.tools import get_tool
-from xprof_core.tools.base import Partial
+from xprof_core.tools.base import Params, Partial, Tool
 
 
 def resolve_hosts(source: Any) -> list[tuple[str, str]]:
@@ -37,11 +40,92 @@ def resolve_hosts(source: Any) -> list[tuple[str, str]]:
     return [(host_name_of(text), text)]
 
 
-def map_host(tool: str, url: str, params: dict[str, Any] | None = None) -> Partial:
-    """Decode one host file and run the tool's map on it."""
-    from xprof_core.model.load import load
+def map_buffer(tool: Tool, buf: Any, params: Params, timings: dict[str, float] | None = None) -> Partial:
+    """A tool's map over one host's bytes: the host index for table tools, else the tool's own map of the
+    decoded XSpace. The one map path of the local pool, the gRPC worker and ``run_tool``.
 
-    return get_tool(tool).map(load(url), params or {})
+    ``timings``, when given, receives ``decode_s`` (the walk of the host's
+    bytes, or the decode into columns) and ``map_s`` (what the tool did next).
+    """
+    t0 = time.perf_counter()
+    if tool.needs == "index":
+        from xprof_core.index.passes import walk_host
+        from xprof_core.tools.host_index import build_host_index
+
+        source: Any = walk_host(buf)
+        t1 = time.perf_counter()
+        partial = build_host_index(source)
+    else:
+        from xprof_core.model.xspace import decode_xspace
+
+        source = decode_xspace(buf)
+        t1 = time.perf_counter()
+        partial = tool.map(source, params)
+    if timings is not None:
+        timings["decode_s"] = t1 - t0
+        timings["map_s"] = time.perf_counter() - t1
+    return partial
+
+
+def map_host(tool: str, url: str, params: dict[str, Any] | None = None) -> Partial:
+    """Read one host file and run the tool's map on it (table tools: the host index, cached in memory by
+    file identity, so every table tool after the first reads it)."""
+    from xprof_core.storage.logdir import open_host_bytes
+
+    t = get_tool(tool)
+    key = None
+    if t.needs == "index":
+        key = _identity(url)
+        hit = INDEX_CACHE.get(key) if key is not None else None
+        if hit is not None:
+            return dict(hit)
+    partial = map_buffer(t, open_host_bytes(url), params or {})
+    if key is not None:
+        INDEX_CACHE.put(key, partial)
+        return dict(partial)
+    return partial
+
+
+class _Lru:
+    """A small, thread-safe LRU of host indexes (dicts of small arrays) by file identity."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Partial] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> Partial | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: str, value: Partial) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+INDEX_CACHE = _Lru(int(os.environ.get("XPROF_INDEX_CACHE_HOSTS", "32")))
+
+
+def _identity(url: str) -> str | None:
+    """A local file's identity (path, size, mtime, inode), or None for what cannot be checked cheaply."""
+    if "://" in url and not url.startswith("file://"):
+        return None
+    path = url.removeprefix("file://")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{os.path.realpath(path)}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}"
 
 
 def reduce_partials(tool: str, partials: Sequence[Partial], params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -87,4 +171,4 @@ def run_tool(tool: str, source: Any, hosts: Iterable[str] | None = None, **param
     return reduce_partials(tool, _map_all(tool, source, hosts, params), params)
 
 
-__all__ = ["map_host", "reduce_partials", "resolve_hosts", "run_tool", "run_tool_json"]
+__all__ = ["INDEX_CACHE", "map_buffer", "map_host", "reduce_partials", "resolve_hosts", "run_tool", "run_tool_json"]

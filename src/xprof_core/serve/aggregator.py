@@ -224,13 +224,19 @@ class ProfileService:
             raise HttpError(404, f"run {run.name!r} has no hosts")
         return [(h, known[h]) for h in wanted]
 
-    def _cache_key(self, task: MapTask, tool_version: int) -> str:
+    def _cache_key(self, task: MapTask, tool: Any) -> str:
         try:
             st = os.stat(task.url)
             identity = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             identity = "remote"
-        raw = orjson.dumps([task.tool, tool_version, task.url, identity, sorted(task.params.items()), task.shard])
+        if tool.needs == "index":
+            # Every table tool's map is the host index: one cached partial per host serves them all.
+            from xprof_core.tools.index_sections import INDEX_KIND, INDEX_VERSION
+
+            raw = orjson.dumps([INDEX_KIND, INDEX_VERSION, task.url, identity, task.shard])
+        else:
+            raw = orjson.dumps([task.tool, tool.version, task.url, identity, sorted(task.params.items()), task.shard])
         return hashlib.sha256(raw).hexdigest()[:40]
 
     def tool_result(
@@ -256,7 +262,7 @@ class ProfileService:
         tasks: list[tuple[MapTask, str]] = []
         for name, url in selected:
             task = MapTask(tool_name, name, url, params)
-            key = self._cache_key(task, tool.version)
+            key = self._cache_key(task, tool)
             data = self.cache.get(key)
             if data is not None:
                 self.metrics.cache.labels("hit").inc()

@@ -183,7 +183,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     def _run(
         self, request: worker_pb2.MapRequest, context: grpc.ServicerContext, tool: Any, t0: float
     ) -> Iterator[worker_pb2.MapChunk]:
-        from xprof_core.model.xspace import decode_xspace
+        from xprof_core.execute import map_buffer
         from xprof_core.storage.logdir import open_host_bytes
 
         name = request.tool
@@ -202,24 +202,19 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
         self.metrics.bytes_read.inc(len(buf))
         if not context.is_active():
             return
-        t = time.perf_counter()
-        try:
-            xs = decode_xspace(buf)
-        except DecodeError as exc:
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, f"{exc} [offset={exc.offset} path={exc.path}]")
-        timings.decode_s = time.perf_counter() - t
-        if not context.is_active():
-            return
         params = dict(request.params)
         if request.HasField("shard") and request.shard.count > 1:
             params["shard_index"] = str(request.shard.index)
             params["shard_count"] = str(request.shard.count)
-        t = time.perf_counter()
+        phases: dict[str, float] = {}
         try:
-            partial = tool.map(xs, params)
+            partial = map_buffer(tool, buf, params, phases)
+        except DecodeError as exc:
+            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, f"{exc} [offset={exc.offset} path={exc.path}]")
         except ValueError as exc:  # bad parameters
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, str(exc))
-        timings.map_s = time.perf_counter() - t
+        timings.decode_s = phases.get("decode_s", 0.0)
+        timings.map_s = phases.get("map_s", 0.0)
         if not context.is_active():
             return
         t = time.perf_counter()

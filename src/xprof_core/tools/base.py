@@ -1,12 +1,24 @@
-"""The tool contract: map one host's XSpace to a small partial, reduce partials to a result.
+"""The tool contract: map one host to a small partial, reduce partials to a result.
 
-A tool is a module-level object satisfying :class:`Tool`. ``map`` runs on one
-host (anywhere: in process or on a worker) and returns a *partial*: a dict
-whose values are JSON types or numpy arrays, small compared with the host's
-events, carrying ``"version"``. ``reduce`` merges the partials of the
-selected hosts (in host order) into the result the user sees. Both are pure
-functions of their inputs, so results cache by (file identity, tool, params,
-tool version).
+A tool is a module-level object satisfying :class:`Tool`, registered with
+:func:`xprof_core.tools.register`. ``map`` runs on one host (anywhere: in
+process or on a worker) and returns a *partial*: a dict whose values are
+JSON types or numpy arrays, small compared with the host's events, carrying
+``"version"``. ``reduce`` merges the partials of the selected hosts (in host
+order) into the result the user sees. Both are pure functions of their
+inputs, so results cache by (file identity, partial key, params, version).
+
+What ``map`` reads is declared by ``needs``:
+
+* ``"index"``: the host index (:mod:`xprof_core.tools.host_index`), built by
+  one pass over the host and shared by every table tool: such a tool's map
+  output *is* its section of the index, and the partial that travels and is
+  cached is the whole index, whichever table tool asked first;
+* ``"xspace"``: the decoded columns (:class:`~xprof_core.model.xspace.XSpace`),
+  for tools that read events themselves (the trace viewer).
+
+``params`` declares a tool's parameters (name, type, default, range) for the
+documentation, the OpenAPI document and cache keys.
 
 A tool that does not apply to a profile (kernel_stats on a TPU trace) returns
 an empty result with a ``"reason"``, not an exception.
@@ -15,13 +27,23 @@ an empty result with a ``"reason"``, not an exception.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
-
-from xprof_core.model.xspace import XSpace
 
 Partial = dict[str, Any]
 Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolParam:
+    """One declared parameter of a tool: ``kind`` is "int", "float", "bool" or "str"."""
+
+    name: str
+    kind: str
+    default: Any
+    doc: str
+    lo: float | None = None
+    hi: float | None = None
 
 
 class Tool(Protocol):
@@ -30,18 +52,12 @@ class Tool(Protocol):
     name: str
     version: int
     description: str
+    needs: str  # "index" or "xspace"
+    params: tuple[ToolParam, ...]
 
-    def map(self, xs: XSpace, params: Params) -> Partial: ...
+    def map(self, source: Any, params: Params) -> Partial: ...
 
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class HostInput:
-    """One host handed to a map task: its display name and decoded XSpace."""
-
-    name: str
-    xspace: XSpace = field(repr=False)
 
 
 def param_int(params: Params, key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from xprof_core.model.xspace import XSpace
-from xprof_core.tools.base import Params, Partial
+from xprof_core.index.passes import C_INPUT, HostPass, host_pass_of
+from xprof_core.index.steps import StepTable, align_steps, host_step_table
+from xprof_core.tools.base import Params, Partial, ToolParam
 from xprof_core.tools.datatable import datatable
-from xprof_core.tools.event_rows import host_rows
-from xprof_core.tools.steps import INPUT_EVENT, StepTable, align_steps, build_step_table
+from xprof_core.tools.index_sections import section
+from xprof_core.tools.registry import register
 
 PS_PER_MS = 1e9
 # Input share of step time above which a run is called input-bound (XProf's thresholds).
@@ -26,37 +27,22 @@ MODERATELY_INPUT_BOUND_PCT = 5.0
 TOP_INPUT_OPS = 20
 
 
-def input_ops(xs: XSpace) -> list[tuple[str, int, int, int]]:
+def input_ops(hp: HostPass) -> list[tuple[str, int, int, int]]:
     """(name, occurrences, total ps, self ps) of host input-pipeline events, most time first.
 
-    Self time subtracts the time of input events nested inside (same thread).
+    Self time subtracts the time of the input events nested inside (same
+    thread): the host pass nests input events among themselves, with the same
+    ancestor rule as every other nesting (XProf's).
     """
-    rows = host_rows(xs)
-    if len(rows) == 0:
+    s = hp.slots
+    slots = hp.slots_of(C_INPUT)
+    if len(slots) == 0:
         return []
-    names = xs.event_names(rows).astype(str)
+    names = hp.md_names(s["k0"][slots]).astype(str)
     uniq, inv = np.unique(names, return_inverse=True)
-    is_input = np.fromiter((bool(INPUT_EVENT.search(u)) for u in uniq), dtype=bool, count=len(uniq))
-    sel = is_input[inv]
-    if not sel.any():
-        return []
-    rows, inv = rows[sel], inv[sel]
-    start = xs.start_ps[rows]
-    dur = xs.duration_ps[rows]
-    line = xs.line_of_event[rows].astype(np.int64)
-    # Direct parent among input events of the same line: the nearest earlier event still open.
-    order = np.lexsort((-dur, start, line))
-    child_time = np.zeros(len(rows), dtype=np.int64)
-    stack: list[int] = []
-    for k in order.tolist():  # one pass over the (few) input events only
-        while stack and (line[stack[-1]] != line[k] or start[k] >= start[stack[-1]] + dur[stack[-1]]):
-            stack.pop()
-        if stack:
-            child_time[stack[-1]] += dur[k]
-        stack.append(k)
-    total = np.bincount(inv, weights=dur.astype(np.float64), minlength=len(uniq))
-    self_ = np.bincount(inv, weights=(dur - child_time).astype(np.float64), minlength=len(uniq))
-    count = np.bincount(inv, minlength=len(uniq))
+    total = np.bincount(inv, weights=s["total_ps"][slots].astype(np.float64), minlength=len(uniq))
+    self_ = np.bincount(inv, weights=s["self_ps"][slots].astype(np.float64), minlength=len(uniq))
+    count = np.bincount(inv, weights=s["count"][slots].astype(np.float64), minlength=len(uniq))
     used = np.flatnonzero(count)
     used = used[np.argsort(-self_[used], kind="stable")][: TOP_INPUT_OPS * 2]
     return [(str(uniq[i]), int(count[i]), int(total[i]), int(self_[i])) for i in used]
@@ -68,10 +54,15 @@ class InputPipelineAnalyzer:
     version: int = 1
     description: str = "per-step input wait versus compute, input-bound verdict, top host input ops"
 
-    def map(self, xs: XSpace, params: Params) -> Partial:
-        return {"version": self.version, "steps": build_step_table(xs).to_partial(), "input_ops": input_ops(xs)}
+    needs: str = "index"
+    params: tuple[ToolParam, ...] = ()
+
+    def map(self, source: Any, params: Params) -> Partial:
+        hp = host_pass_of(source)
+        return {"version": self.version, "steps": host_step_table(hp).to_partial(), "input_ops": input_ops(hp)}
 
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        partials = [section(p, self.name) for p in partials]
         tables = [StepTable.from_partial(p["steps"]) for p in partials]
         steps, index = align_steps(tables)
         n = len(steps)
@@ -151,5 +142,4 @@ class InputPipelineAnalyzer:
         }
 
 
-INPUT_PIPELINE_ANALYZER = InputPipelineAnalyzer()
-TOOLS = {"input_pipeline_analyzer": INPUT_PIPELINE_ANALYZER}
+INPUT_PIPELINE_ANALYZER = register(InputPipelineAnalyzer())

@@ -39,13 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from xprof_core.model.planes import ON_DEVICE, PlaneKind
-from xprof_core.model.xspace import Plane, XSpace
-from xprof_core.tools.base import Params, Partial, param_int
+from xprof_core.index.classify import is_gpu_plane_of
+from xprof_core.index.framework_ops import tf_op_name
+from xprof_core.index.hlo_proto import HloModules
+from xprof_core.index.passes import C_KERNEL, HostPass, host_pass_of
+from xprof_core.model.planes import ON_DEVICE
+from xprof_core.model.xspace import Plane
+from xprof_core.tools.base import Params, Partial, ToolParam, param_int
 from xprof_core.tools.datatable import datatable
-from xprof_core.tools.event_rows import factorize_first_seen, is_derived_line, string_stat
-from xprof_core.tools.framework_ops import tf_op_name
-from xprof_core.tools.hlo_proto import HloModules
+from xprof_core.tools.index_sections import section
+from xprof_core.tools.registry import register
 
 VERSION = 1
 MAX_KERNELS = 1000  # XProf's kMaxNumOfKernels
@@ -223,7 +226,7 @@ def is_einsum_tensor_core_eligible(equation: str) -> bool:
 class _RowGroups:
     """Equal rows of an (n, k) int64 key matrix, grouped by a stable lexicographic sort.
 
-    ``order`` lists the rows group by group (file order within a group),
+    ``order`` lists the rows group by group (input order within a group),
     ``starts`` is where each group begins in ``order``, ``codes[i]`` is the
     group of row i. (np.unique(axis=0) does the same but sorts rows as opaque
     bytes, an order of magnitude slower on a million rows.)
@@ -245,24 +248,6 @@ class _RowGroups:
         codes[order] = np.cumsum(new) - 1
         return cls(order, np.flatnonzero(new), codes)
 
-    @property
-    def first(self) -> np.ndarray:
-        """The earliest row of each group."""
-        return self.order[self.starts]
-
-
-def _kernel_rows(xs: XSpace) -> np.ndarray:
-    """Event rows of kernel candidates: GPU planes, non-derived lines, non-zero duration (file order)."""
-    ranges = []
-    for plane in xs.planes:
-        if not is_gpu_plane(plane):
-            continue
-        for line in plane.lines:
-            if not is_derived_line(line) and line.end > line.begin:
-                ranges.append(np.arange(line.begin, line.end, dtype=np.int64))
-    rows = np.concatenate(ranges) if ranges else np.empty(0, dtype=np.int64)
-    return rows[xs.duration_ps[rows] > 0]
-
 
 def _empty_partial(reason: str | None) -> Partial:
     return {
@@ -283,104 +268,126 @@ def _empty_partial(reason: str | None) -> Partial:
 
 def is_gpu_plane(plane: Plane) -> bool:
     """A ``/device:GPU:<n>`` plane."""
-    return plane.kind is PlaneKind.DEVICE and plane.device_type == "GPU" and plane.device_index is not None
+    return is_gpu_plane_of(plane.kind, plane.device_type, plane.device_index)
 
 
-def _no_kernels_reason(xs: XSpace) -> str:
+def _no_kernels_reason(hp: HostPass) -> str:
+    xs = hp.meta
     if not any(is_gpu_plane(p) for p in xs.planes):
-        devices = sorted(
-            {p.name.rsplit(":", 1)[0] if p.device_index is not None else p.name for p in xs.planes_of_kind(*ON_DEVICE)}
-        )
+        on_device = xs.planes_of_kind(*ON_DEVICE)
+        devices = sorted({p.name.rsplit(":", 1)[0] if p.device_index is not None else p.name for p in on_device})
         what = f"device planes: {', '.join(devices)}" if devices else "CPU-only profile"
         return f"kernel_stats applies to GPU profiles; this profile has no /device:GPU planes ({what})"
     return "the GPU planes hold no kernel events (no event with a kernel_details stat)"
 
 
-def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
-    """One host's kernel groups: names, op names, launch configs and duration aggregates (ps)."""
-    rows = _kernel_rows(xs)
-    details = string_stat(xs, rows, "kernel_details")
-    is_kernel = details != ""
-    rows, details = rows[is_kernel], details[is_kernel]
-    if len(rows) == 0:
-        return _empty_partial(_no_kernels_reason(xs))
+def map_kernel_stats(source: Any, params: Params | None = None) -> Partial:
+    """One host's kernel groups: names, op names, launch configs and duration aggregates (ps).
 
-    # Kernel names and Tensor Core use, per distinct event metadata (a metadata row belongs to one plane).
-    md_rows = xs.event_metadata_row[rows]
-    _, md_first, md_code = np.unique(md_rows, return_index=True, return_inverse=True)
-    md_code = md_code.reshape(-1)
-    md_names = xs.event_names(rows[md_first])
-    md_planes = xs.plane_of_event[rows[md_first]].tolist()
-    vendors = [str(p.stats.get("device_vendor", "")) for p in xs.planes]
+    ``source`` is the host pass (or an XSpace, walked here). The pass summed
+    the kernels (events with a non-empty ``kernel_details`` stat on the
+    non-derived lines of GPU planes, with a non-zero duration) per launch
+    context: metadata, kernel_details, tf_op, equation, hlo_op and program_id.
+    Here each context gets its kernel name, launch config, op name and Tensor
+    Core flags, and contexts merge into XProf's groups.
+    """
+    hp = host_pass_of(source)
+    s = hp.slots
+    slots = hp.slots_of(C_KERNEL)
+    if len(slots) == 0:
+        return _empty_partial(_no_kernels_reason(hp))
+    strings = hp.string_array
+    k0, k1, k2, program = s["k0"][slots], s["k1"][slots], s["k2"][slots], s["k3"][slots]
+    md = k0 >> 32
+    details = k0 & 0xFFFFFFFF
+    tf = k1 >> 32
+    eq = k1 & 0xFFFFFFFF
+    hlo = k2 >> 1
+    has_program = (k2 & 1).astype(bool)
+
+    # Kernel names and Tensor Core use, per metadata row (a metadata row belongs to one plane).
+    em_plane = hp.meta.tables.event_metadata.plane
+    vendors = [str(p.stats.get("device_vendor", "")) for p in hp.meta.planes]
+    md_uniques, md_code = np.unique(md, return_inverse=True)
+    md_names = hp.md_names(md_uniques)
     md_tc = np.array(
-        [is_kernel_using_tensor_core(str(n), vendors[p]) for n, p in zip(md_names, md_planes, strict=True)], dtype=bool
+        [
+            is_kernel_using_tensor_core(str(n), vendors[int(em_plane[m])] if m >= 0 else "")
+            for n, m in zip(md_names, md_uniques.tolist(), strict=True)
+        ],
+        dtype=bool,
     )
-    name_uniques, md_name_code = factorize_first_seen(md_names)
-    name_code = md_name_code[md_code]
-    using_tc = md_tc[md_code]
+    name_of_md: dict[str, int] = {}
+    md_name_code = np.array([name_of_md.setdefault(str(n), len(name_of_md)) for n in md_names], dtype=np.int64)
+    name_code = md_name_code[md_code.reshape(-1)]
+    using_tc = md_tc[md_code.reshape(-1)]
 
     # Launch configs, parsed once per distinct kernel_details string.
-    detail_uniques, detail_code = factorize_first_seen(details)
-    parsed = [parse_kernel_details(str(d)) for d in detail_uniques]
+    detail_uniques, detail_code = np.unique(details, return_inverse=True)
+    parsed = [parse_kernel_details(str(strings[d])) for d in detail_uniques.tolist()]
     detail_config = np.array([p[0] for p in parsed], dtype=np.int64).reshape(-1, len(CONFIG_FIELDS))
     detail_occ = np.array([p[1] for p in parsed], dtype=np.float64)
     configs = _RowGroups.of(detail_config)
-    config_uniques = detail_config[configs.first]
-    config_code = configs.codes[detail_code]
+    config_uniques = detail_config[configs.order[configs.starts]]
+    config_code = configs.codes[detail_code.reshape(-1)]
 
     # Op name and eligibility per distinct (tf_op, equation, hlo_op, program_id, Tensor Core use).
-    tf_uniques, tf_code = factorize_first_seen(string_stat(xs, rows, "tf_op"))
-    eq_uniques, eq_code = factorize_first_seen(string_stat(xs, rows, "equation"))
-    hlo_uniques, hlo_code = factorize_first_seen(string_stat(xs, rows, "hlo_op"))
-    pid = xs.stat(rows, "program_id")
-    if pid.values.dtype == object:  # not an integer stat: no module to look up
-        pid_present, pid_values = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=np.int64)
-    else:
-        pid_present, pid_values = pid.present, pid.values.astype(np.int64)
-    context = np.stack([tf_code, eq_code, hlo_code, pid_present, pid_values, using_tc], axis=1)
+    context = np.stack([tf, eq, hlo, has_program, np.where(has_program, program, 0), using_tc], axis=1)
     contexts = _RowGroups.of(context)
-    ctx_uniques, ctx_code = context[contexts.first], contexts.codes
+    ctx_uniques, ctx_code = context[contexts.order[contexts.starts]], contexts.codes
     # HLO protos are decoded only when some kernel names an HLO op of a known program.
-    modules = HloModules(xs) if bool(pid_present.any()) and bool((hlo_uniques != "").any()) else None
+    modules = HloModules(hp.meta) if bool((has_program & (hlo != 0)).any()) else None
     op_names: dict[str, int] = {}
     ctx_op = np.empty(len(ctx_uniques), dtype=np.int64)
     ctx_eligible = np.empty(len(ctx_uniques), dtype=bool)
-    for i, (tf, eq, h, p_ok, p, tc) in enumerate(ctx_uniques.tolist()):
+    for i, (t, e, h, p_ok, p, tc) in enumerate(ctx_uniques.tolist()):
         op, eligible = "", False
-        tf_full = str(tf_uniques[tf])
+        tf_full = str(strings[t])
         if tf_full:
             op = tf_op_name(tf_full)
-            eligible = is_einsum_tensor_core_eligible(str(eq_uniques[eq])) or is_op_tensor_core_eligible(op) or bool(tc)
-        hlo_full = str(hlo_uniques[h])
+            eligible = is_einsum_tensor_core_eligible(str(strings[e])) or is_op_tensor_core_eligible(op) or bool(tc)
+        hlo_full = str(strings[h])
         if hlo_full and p_ok and modules is not None:
             # XProf looks up the last "::"-separated name of hlo_op.
-            ins = modules.instruction(p, hlo_full.split("::")[-1])
+            ins = modules.instruction(int(np.int64(p).view(np.uint64)), hlo_full.split("::")[-1])
             if ins is not None:
                 op = ins.op_name
                 eligible = is_op_tensor_core_eligible(op) or eligible
         ctx_op[i] = op_names.setdefault(op, len(op_names))
         ctx_eligible[i] = eligible
 
-    # Group by XProf's key; rows are in file order, so the first of a group is its XProf key.
+    # Group by XProf's key; a group's occupancy is that of its first kernel in the file.
     key = np.stack([name_code, config_code, ctx_op[ctx_code], ctx_eligible[ctx_code], using_tc], axis=1)
     groups = _RowGroups.of(key)
-    first, order, starts = groups.first, groups.order, groups.starts
+    n = len(groups.starts)
+    first_row = s["first_row"][slots]
+    first = np.full(n, -1, dtype=np.int64)
+    order = np.lexsort((first_row, groups.codes))
+    first[groups.codes[order][::-1]] = order[::-1]  # per group, the context slot with the earliest kernel
+    count = np.zeros(n, dtype=np.int64)
+    total = np.zeros(n, dtype=np.int64)
+    lo = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    np.add.at(count, groups.codes, s["count"][slots])
+    np.add.at(total, groups.codes, s["total_ps"][slots])
+    np.minimum.at(lo, groups.codes, s["min_ps"][slots])
+    np.maximum.at(hi, groups.codes, s["max_ps"][slots])
     group_keys = key[first]
-    durations = xs.duration_ps[rows][order]
+    name_table = np.array(list(name_of_md), dtype=object)
     op_table = np.array(list(op_names), dtype=object)
     return {
         "version": VERSION,
         "reason": None,
-        "kernel_name": [str(n) for n in name_uniques[group_keys[:, 0]]],
-        "op_name": [str(n) for n in op_table[group_keys[:, 2]]],
+        "kernel_name": [str(x) for x in name_table[group_keys[:, 0]]],
+        "op_name": [str(x) for x in op_table[group_keys[:, 2]]],
         "config": config_uniques[group_keys[:, 1]].astype(np.int64),
-        "occupancy_pct": detail_occ[detail_code[first]],
+        "occupancy_pct": detail_occ[detail_code.reshape(-1)[first]],
         "is_kernel_using_tensor_core": group_keys[:, 4].astype(bool),
         "is_op_tensor_core_eligible": group_keys[:, 3].astype(bool),
-        "occurrences": np.diff(np.r_[starts, len(order)]).astype(np.int64),
-        "total_ps": np.add.reduceat(durations, starts).astype(np.int64),
-        "min_ps": np.minimum.reduceat(durations, starts).astype(np.int64),
-        "max_ps": np.maximum.reduceat(durations, starts).astype(np.int64),
+        "occurrences": count,
+        "total_ps": total,
+        "min_ps": lo,
+        "max_ps": hi,
     }
 
 
@@ -499,16 +506,21 @@ class KernelStatsTool:
     name: str = "kernel_stats"
     version: int = VERSION
     description: str = "GPU kernels by name and launch configuration: occurrences, durations, occupancy, Tensor Cores"
+    needs: str = "index"
+    params: tuple[ToolParam, ...] = (
+        ToolParam("max_kernels", "int", MAX_KERNELS, "rows kept, longest total first (0 keeps all)", lo=0),
+        ToolParam("merge_hosts", "int", 1, "1 sums a kernel over hosts; 0 keeps a row per host and kernel", 0, 1),
+    )
 
-    def map(self, xs: XSpace, params: Params) -> Partial:
-        return map_kernel_stats(xs, params)
+    def map(self, source: Any, params: Params) -> Partial:
+        return map_kernel_stats(source, params)
 
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
-        return reduce_kernel_stats(partials, params)
+        return reduce_kernel_stats([section(p, self.name) for p in partials], params)
 
 
-KERNEL_STATS = KernelStatsTool()
-TOOLS = {"kernel_stats": KERNEL_STATS}
+KERNEL_STATS = register(KernelStatsTool())
+TOOLS = {"kernel_stats": KERNEL_STATS}  # the module's tools by name
 
 __all__ = [
     "COLUMNS",

@@ -15,60 +15,70 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.index.classify import CATEGORIES, UNKNOWN
+from xprof_core.index.passes import HostPass, host_pass_of
+from xprof_core.index.steps import StepTable, align_steps, device_records, host_step_table, union_length_by_group
 from xprof_core.model.planes import PlaneKind
-from xprof_core.model.xspace import XSpace
-from xprof_core.tools.base import Params, Partial
+from xprof_core.tools.base import Params, Partial, ToolParam
 from xprof_core.tools.datatable import datatable
-from xprof_core.tools.steps import (
-    CATEGORIES,
-    UNKNOWN,
-    StepTable,
-    align_steps,
-    build_step_table,
-    device_rows,
-    union_length_by_group,
-)
+from xprof_core.tools.index_sections import section
+from xprof_core.tools.registry import register
 
 PS_PER_MS = 1e9
 TOP_OPS = 10
 
 
-def device_description(xs: XSpace) -> tuple[str, int, str]:
+def device_description(hp: HostPass) -> tuple[str, int, str]:
     """(device type, number of device planes with events, hardware class) of one host."""
-    kinds: list[str] = []
-    for p in xs.planes_of_kind(PlaneKind.DEVICE):
-        if p.num_events:
-            kinds.append(p.device_kind or p.device_type)
+    with_events = set(hp.lines["plane"][hp.lines["events"] > 0].tolist())
+    devices = hp.meta.planes_of_kind(PlaneKind.DEVICE)
+    kinds = [p.device_kind or p.device_type for p in devices if p.index in with_events]
     if not kinds:
         return "CPU", 0, "CPU_ONLY"
-    hardware = "TPU" if any(p.device_type == "TPU" for p in xs.planes_of_kind(PlaneKind.DEVICE)) else "GPU"
+    hardware = "TPU" if any(p.device_type == "TPU" for p in devices) else "GPU"
     return max(set(kinds), key=kinds.count), len(kinds), hardware
 
 
-def device_idle_fraction(xs: XSpace, start_ps: int, end_ps: int) -> float | None:
+def device_idle_fraction(hp: HostPass, start_ps: int, end_ps: int) -> float | None:
     """Share of [start, end) during which the average device plane runs nothing."""
-    rows = device_rows(xs)
-    if len(rows) == 0 or end_ps <= start_ps:
+    recs = device_records(hp)
+    if len(recs) == 0 or end_ps <= start_ps:
         return None
-    planes = xs.plane_of_event[rows]
+    rec = hp.records
+    planes = hp.record_plane[recs]
     uniq, group = np.unique(planes, return_inverse=True)
-    s = np.clip(xs.start_ps[rows], start_ps, end_ps)
-    e = np.clip(xs.start_ps[rows] + xs.duration_ps[rows], start_ps, end_ps)
+    s = np.clip(rec["start_ps"][recs], start_ps, end_ps)
+    e = np.clip(rec["start_ps"][recs] + rec["duration_ps"][recs], start_ps, end_ps)
     busy = union_length_by_group(s, e, group.astype(np.int64), len(uniq))
     return float(1.0 - busy.mean() / (end_ps - start_ps))
 
 
-def top_device_ops(xs: XSpace) -> list[tuple[str, int, int]]:
+def top_device_ops(hp: HostPass) -> list[tuple[str, int, int]]:
     """(op name, occurrences, total time ps) of the device ops with the most time."""
-    rows = device_rows(xs)
-    if len(rows) == 0:
+    recs = device_records(hp)
+    if len(recs) == 0:
         return []
-    names = xs.event_names(rows).astype(str)
+    names = hp.md_names(hp.records["md_row"][recs]).astype(str)
     uniq, inv = np.unique(names, return_inverse=True)
-    total = np.bincount(inv, weights=xs.duration_ps[rows].astype(np.float64), minlength=len(uniq))
+    total = np.bincount(inv, weights=hp.records["duration_ps"][recs].astype(np.float64), minlength=len(uniq))
     count = np.bincount(inv, minlength=len(uniq))
     order = np.argsort(-total, kind="stable")[: TOP_OPS * 4]
     return [(str(uniq[i]), int(count[i]), int(total[i])) for i in order]
+
+
+def overview_section(hp: HostPass) -> dict[str, Any]:
+    """One host's overview figures beside its steps: devices, idle share, top device ops, hostnames."""
+    table = host_step_table(hp)
+    device_type, device_count, hardware = device_description(hp)
+    idle = device_idle_fraction(hp, int(table.start_ps.min()), int(table.end_ps.max())) if len(table) else None
+    return {
+        "device_type": device_type,
+        "device_count": device_count,
+        "hardware_type": hardware,
+        "device_idle_fraction": idle,
+        "top_ops": top_device_ops(hp),
+        "hostnames": hp.meta.hostnames,
+    }
 
 
 @dataclass(frozen=True)
@@ -77,22 +87,15 @@ class OverviewPage:
     version: int = 1
     description: str = "steps, step-time breakdown, device idle share, top ops, run environment"
 
-    def map(self, xs: XSpace, params: Params) -> Partial:
-        table = build_step_table(xs)
-        device_type, device_count, hardware = device_description(xs)
-        idle = device_idle_fraction(xs, int(table.start_ps.min()), int(table.end_ps.max())) if len(table) else None
-        return {
-            "version": self.version,
-            "steps": table.to_partial(),
-            "device_type": device_type,
-            "device_count": device_count,
-            "hardware_type": hardware,
-            "device_idle_fraction": idle,
-            "top_ops": top_device_ops(xs),
-            "hostnames": xs.hostnames,
-        }
+    needs: str = "index"
+    params: tuple[ToolParam, ...] = ()
+
+    def map(self, source: Any, params: Params) -> Partial:
+        hp = host_pass_of(source)
+        return {"version": self.version, "steps": host_step_table(hp).to_partial(), **overview_section(hp)}
 
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        partials = [section(p, self.name) for p in partials]
         hosts = [p.get("host", f"host{i}") for i, p in enumerate(partials)]
         tables = [StepTable.from_partial(p["steps"]) for p in partials]
         steps, index = align_steps(tables)
@@ -169,5 +172,4 @@ class OverviewPage:
         }
 
 
-OVERVIEW_PAGE = OverviewPage()
-TOOLS = {"overview_page": OVERVIEW_PAGE}
+OVERVIEW_PAGE = register(OverviewPage())

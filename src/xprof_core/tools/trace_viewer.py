@@ -64,7 +64,8 @@ from xprof_core.model.planes import HOST_PLANE, PlaneKind, plane_identity
 from xprof_core.model.xspace import (
     XSpace,
 )
-from xprof_core.tools.base import Params, Partial, param_float, param_int
+from xprof_core.tools.base import Params, Partial, ToolParam, param_float, param_int
+from xprof_core.tools.registry import register
 
 VERSION = 1
 DEFAULT_RESOLUTION = 8000
@@ -760,6 +761,21 @@ class TraceViewerTool:
         "Timeline of every host, device, thread and stream as Chrome Trace Event JSON; "
         "params start_time_ms, end_time_ms, resolution (0 = every event), max_events"
     )
+    needs = "xspace"
+    params: tuple[ToolParam, ...] = (
+        ToolParam("start_time_ms", "float", None, "window start, ms from the profile start"),
+        ToolParam("end_time_ms", "float", None, "window end, ms from the profile start"),
+        ToolParam(
+            "resolution",
+            "int",
+            DEFAULT_RESOLUTION,
+            "about this many events per row across the window; 0 keeps every event",
+            lo=0,
+        ),
+        ToolParam("max_events", "int", None, "keep at most this many events (the longest)", lo=0),
+        ToolParam("origin_ps", "int", None, "time zero in ps (default: the profile's first event)"),
+        ToolParam("include_args", "bool", True, "render each event's stats as args"),
+    )
 
     def map(self, xs: XSpace, params: Params) -> Partial:
         """One host's window: kept events as numpy columns plus metadata and counts.
@@ -978,8 +994,7 @@ class TraceViewerTool:
         return b"".join([head[:-1], b',"traceEvents":', meta[:-1], events, b"]}"])
 
 
-TRACE_VIEWER = TraceViewerTool()
-TOOLS = {"trace_viewer": TRACE_VIEWER}
+TRACE_VIEWER = register(TraceViewerTool())
 
 
 # --- full-fidelity export ---
@@ -1094,7 +1109,6 @@ __all__ = [
     "DEFAULT_RESOLUTION",
     "FILTER_MIN_EVENTS",
     "HOST_PID_STRIDE",
-    "TOOLS",
     "TRACE_VIEWER",
     "TraceIndex",
     "TraceViewerTool",

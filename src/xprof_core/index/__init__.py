@@ -1,0 +1,1 @@
+"""The host index: one pass over a host's events that every analysis tool reads."""
