@@ -11,10 +11,11 @@ CPU in the manifests). The two set-ups take turns, round by round, so both meet
 the same background load. Every round first renews the host files' modification
 time (a new file identity, so a new cache key), so every host is really mapped.
 Printed: the wall time of each, the speed-up (target >= 1.7x on two cores), the
-CPU the workers got (in cores), the aggregator's own share of the wall time (HTTP, cache, reduce, JSON: everything outside
-``executor.map``; target < 5%), and how two plain CPU-bound processes scale on
-this machine at that moment, since other work on a shared machine caps the
-speed-up whatever the serving path does.
+CPU the workers got (in cores), the aggregator's own share of the wall time
+(HTTP, cache, reduce, JSON: everything outside ``executor.map``; target < 5%),
+and how two plain CPU-bound processes scale on this machine at that moment,
+since other work on a shared machine caps the speed-up whatever the serving
+path does.
 
 The input is generated once into ``benchmarks/.data/`` (git-ignored) by
 ``scripts/make_jax_profiles.py`` with the interpreter in ``$XPROF_BENCH_JAX_PYTHON``
