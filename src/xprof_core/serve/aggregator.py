@@ -246,6 +246,10 @@ class ProfileService:
 
         if not tool_name:
             raise HttpError(400, "missing parameter 'tag' (the tool name)")
+        if tool_name == "diff":  # two runs, not a map/reduce over one: see serve/diff.py
+            from xprof_core.serve.diff import diff_answer
+
+            return diff_answer(self, run_name, host, hosts, params)
         try:
             tool = get_tool(tool_name)
         except UnknownToolError as exc:
