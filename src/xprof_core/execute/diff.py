@@ -30,7 +30,9 @@ def run_diff(
     for source, hosts in ((source_a, hosts_a), (source_b, hosts_b)):
         wanted = list(hosts) if hosts is not None else None
         sides.append({tool: run_tool(tool, source, hosts=wanted) for tool in INPUT_TOOLS})
-    return diff_results(sides[0], sides[1], labels=labels or ("A", "B"), metric=metric, top=top)
+    from xprof_core.execute.result import ToolResult
+
+    return ToolResult(diff_results(sides[0], sides[1], labels=labels or ("A", "B"), metric=metric, top=top))
 
 
 __all__ = ["run_diff"]
