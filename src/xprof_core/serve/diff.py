@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from xprof_core.serve.aggregator import ProfileService, ToolAnswer
 
 TOOL_NAME = "diff"
-#: The query parameters the diff reads itself; none of them reaches the tools it runs.
-PARAMS = ("run2", "host2", "hosts2", "metric", "top")
+#: The query parameters the diff reads itself (``table`` is data_csv's); none reaches the tools it runs.
+PARAMS = ("run2", "host2", "hosts2", "metric", "top", "table")
 
 
 def diff_answer(

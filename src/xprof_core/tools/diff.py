@@ -54,7 +54,7 @@ MAX_NAMED = 5
 SAME_PCT = 1.0
 
 _SUFFIX = re.compile(r"^(.*?)[._](\d+)$")
-_NUMBERED_IDENT = re.compile(r"([A-Za-z_][\w\-]*?)[._]\d+\b")
+_NUMBERED_IDENT = re.compile(r"([A-Za-z_][\w\-]*)\.\d+\b")
 
 
 def split_suffix(name: str) -> tuple[str, int]:
@@ -419,7 +419,7 @@ def _top_table(figures: Sequence[PairFigures], change_us: float | None) -> dict[
 
 
 def _fmt_ms(v: float) -> str:
-    return f"{v:,.3f} ms" if abs(v) < 10 else f"{v:,.2f} ms"
+    return f"{v:,.3f} ms"
 
 
 def diff_results(
