@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import sys
@@ -167,12 +168,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
     names = tables_named_in(args.query)
     tables = source_tables(_source(args.source, args.run), names, hosts=args.host or None)
     result = query_tables(tables, args.query, output="arrow")
-    if args.format == "csv":
-        import pyarrow.csv as pacsv
-
-        pacsv.write_csv(result, sys.stdout.buffer)
-        return 0
     rows = result.to_pylist()
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(result.column_names)
+        for row in rows:
+            writer.writerow(["" if v is None else v.hex() if isinstance(v, bytes) else v for v in row.values()])
+        return 0
     if args.format == "json":
         for row in rows:
             sys.stdout.write(json.dumps(row, default=lambda v: v.hex() if isinstance(v, bytes) else str(v)) + "\n")
