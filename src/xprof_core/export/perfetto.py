@@ -166,7 +166,7 @@ class _HostWriter:
             for cid, row in zip(corr.values[corr.present & is_device].tolist(), dev_ev.tolist(), strict=True):
                 src = host_ids.get(cid)
                 if src is not None:
-                    fid = _uuid(self.host, "correlation", cid)
+                    fid = _uuid(self.host, "correlation", cid, row)  # one flow per destination
                     out.setdefault(src, []).append(fid)
                     into.setdefault(row, []).append(fid)
         producer = xs.stat(timed, "_p", include_metadata=False)
