@@ -780,9 +780,9 @@ class XSpace:
         Tables: events, lines, planes, metadata, stats (long form), steps and
         ops; ``xprof_core.export.tables.SCHEMA`` documents their columns.
         """
-        from xprof_core.export.sql import xspace_arrow  # a lazy upward import: export builds on the model
+        from xprof_core.model.features import feature
 
-        return xspace_arrow(self)
+        return feature("arrow")(self)
 
     def sql(self, query: str, output: str = "pandas") -> Any:
         """Run a DuckDB SQL query over this profile's tables (see :meth:`to_arrow`).
@@ -792,9 +792,9 @@ class XSpace:
 
             xs.sql("SELECT name, sum(duration_ps) / 1e6 AS us FROM events GROUP BY name ORDER BY us DESC LIMIT 10")
         """
-        from xprof_core.export.sql import xspace_sql
+        from xprof_core.model.features import feature
 
-        return xspace_sql(self, query, output)
+        return feature("sql")(self, query, output)
 
     def _repr_html_(self) -> str:
         from xprof_core.model.xspace_html import xspace_html

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from xprof_core.model.xspace import XSpace
+from typing import Any
+
 from xprof_core.richrepr import datatable_html, summary_html
 
 PS_PER_MS = 1e9
 
 
-def xspace_html(xs: XSpace) -> str:
-    """Hosts, sizes and time span, then one sortable row per plane (lines, events, span, device)."""
+def xspace_html(xs: Any) -> str:
+    """Hosts, sizes and time span, then one sortable row per plane (lines, events, span, device).
+
+    ``xs`` is an :class:`~xprof_core.model.xspace.XSpace` (not imported: xspace.py calls this).
+    """
     timed = xs.is_timed
     starts = xs.start_ps[timed]
     span_ms = float((starts + xs.duration_ps[timed]).max() - starts.min()) / PS_PER_MS if len(starts) else 0.0
