@@ -54,6 +54,9 @@ def test_events_lines_planes_metadata_are_the_columns(profile: tuple[Path, Any, 
     assert np.array_equal(ev["num_occurrences"].to_numpy(), xs.num_occurrences)
     assert ev["name"].to_pylist() == xs.event_names().tolist()
     assert ev["offset_ps"].to_numpy()[xs.is_timed].min() == 0
+    # The numeric columns wrap the XSpace's arrays: no copy.
+    for column, array in (("start_ps", xs.start_ps), ("duration_ps", xs.duration_ps), ("line", xs.line_of_event)):
+        assert ev[column].chunk(0).buffers()[1].address == array.ctypes.data, column
     assert set(ev["host"].to_pylist()) == {"h"}
     lines = t["lines"].to_pylist()
     assert [(r["name"], r["plane"], r["first_event"], r["num_events"]) for r in lines] == [
