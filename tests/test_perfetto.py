@@ -193,6 +193,22 @@ def test_trace_parses_with_our_schema_too(tmp_path: Path) -> None:
     assert any(a.name == "correlation_id" and a.uint_value + a.int_value > 0 for a in kernel.debug_annotations)
 
 
+def test_cli_export_writes_the_trace(tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from xprof_core.cli import main
+
+    out = tmp_path / "cli.pftrace"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["export", str(GPU), "--format", "perfetto", "-o", str(out), "--no-args"]) == 0
+    trace = parse(out)
+    begins = sum(1 for p in trace.packet if p.HasField("track_event") and p.track_event.type == 1)
+    assert f"{begins:,} slices" in err.getvalue()
+    assert not any(p.track_event.debug_annotations for p in trace.packet if p.HasField("track_event"))
+
+
 def test_with_perfetto_trace_processor_when_available(tmp_path: Path) -> None:
     binary = os.environ.get("XPROF_TRACE_PROCESSOR") or shutil.which("trace_processor_shell")
     if not binary:
