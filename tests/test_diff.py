@@ -331,3 +331,20 @@ def test_diff_handles_runs_without_steps_math() -> None:
     assert "NaN" not in text and d["summary"]["change_pct"] == 0.0
     assert all(math.isclose(r["delta_per_step_us"], 0.0) for r in rows_of(d["hlo_ops"]))
     assert Path(BASE).is_dir()
+
+
+def test_two_host_sets_of_one_run(tmp_path: Path) -> None:
+    import shutil
+
+    session = tmp_path / "plugins" / "profile" / "2026_01_01_00_00_00"
+    session.mkdir(parents=True)
+    shutil.copyfile(next(BASE.rglob("*.xplane.pb.gz")), session / "alpha.xplane.pb.gz")
+    shutil.copyfile(next(CHANGED.rglob("*.xplane.pb.gz")), session / "beta.xplane.pb.gz")
+    code, out, _ = cli(
+        "diff", str(tmp_path), str(tmp_path), "--host-a", "alpha", "--host-b", "beta", "--format", "json"
+    )
+    assert code == 0
+    result = json.loads(out)
+    expected = run_diff(BASE, CHANGED)
+    assert result["summary"]["change_pct"] == pytest.approx(expected["summary"]["change_pct"])
+    assert result["top_regressions"] == json.loads(json.dumps(expected["top_regressions"]))
