@@ -21,7 +21,14 @@ PACKAGE = Path(xprof_core.__file__).resolve().parent
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "base",
-        ("xprof_core._version", "xprof_core.errors", "xprof_core.progress", "xprof_core.protos", "xprof_core.demo"),
+        (
+            "xprof_core._version",
+            "xprof_core.errors",
+            "xprof_core.progress",
+            "xprof_core.protos",
+            "xprof_core.demo",
+            "xprof_core.richrepr",
+        ),
     ),
     ("storage", ("xprof_core.storage",)),
     ("decode", ("xprof_core._fast",)),
@@ -29,9 +36,19 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("index", ("xprof_core.index",)),
     ("analyze", ("xprof_core.tools",)),
     ("execute", ("xprof_core.execute",)),
+    ("export", ("xprof_core.export",)),
     ("serve", ("xprof_core.serve",)),
     ("deploy", ("xprof_core.deploy",)),
-    ("entry", ("xprof_core.cli", "xprof_core.aggregator", "xprof_core.worker")),
+    (
+        "entry",
+        (
+            "xprof_core.cli",
+            "xprof_core.cli_analysis",
+            "xprof_core.notebook",
+            "xprof_core.aggregator",
+            "xprof_core.worker",
+        ),
+    ),
 ]
 ROOT_MODULE = "xprof_core"  # the package namespace: re-exports, above everything
 

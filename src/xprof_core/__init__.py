@@ -4,6 +4,8 @@ The public API::
 
     xs = xprof_core.load("host.xplane.pb")          # or decode_xspace(bytes)
     xs.planes, xs.select(...), xs.stat(rows, "step_num"), xs.to_pandas()
+    xs.sql("SELECT ..."), xs.to_arrow()             # with the 'sql' / 'arrow' extras
+    xprof_core.show("path/to/run")                   # the web UI inline in a notebook
 
 Names are imported on first use, so that importing a light part of the
 package (``xprof_core.deploy.options``, the version) does not load numpy or
@@ -21,6 +23,7 @@ from xprof_core.errors import DecodeError, ProfileNotFoundError, UnknownToolErro
 if TYPE_CHECKING:
     from xprof_core.model.load import load
     from xprof_core.model.xspace import EventMetadata, Line, Plane, StatColumn, XSpace, decode_xspace
+    from xprof_core.notebook import show
 
 _LAZY = {
     "load": "xprof_core.model.load",
@@ -30,6 +33,7 @@ _LAZY = {
     "StatColumn": "xprof_core.model.xspace",
     "XSpace": "xprof_core.model.xspace",
     "decode_xspace": "xprof_core.model.xspace",
+    "show": "xprof_core.notebook",
 }
 
 
@@ -59,4 +63,5 @@ __all__ = [
     "__version__",
     "decode_xspace",
     "load",
+    "show",
 ]

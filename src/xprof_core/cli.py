@@ -6,6 +6,7 @@ Subcommands:
 * ``events FILE``: the events that match plane/line/name regexes and a time
   window, with their stats, as JSON lines or CSV.
 * ``convert FILE_OR_RUN --tool NAME``: an analysis tool's output, headless.
+* ``diff A B``, ``sql FILE_OR_RUN QUERY``, ``export FILE_OR_RUN``: see :mod:`xprof_core.cli_analysis`.
 """
 
 from __future__ import annotations
@@ -289,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write here instead of stdout (.gz compresses)")
     p.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")
     p.set_defaults(func=cmd_convert)
+
+    from xprof_core.cli_analysis import add_subcommands
+
+    add_subcommands(sub)  # diff, sql, export
     return parser
 
 

@@ -168,7 +168,9 @@ def run_tool(tool: str, source: Any, hosts: Iterable[str] | None = None, **param
     ``hosts`` restricts to those host names. Extra keyword arguments are the
     tool's parameters (as in XProf's ``/data`` query string).
     """
-    return reduce_partials(tool, _map_all(tool, source, hosts, params), params)
+    from xprof_core.execute.result import ToolResult
+
+    return ToolResult(reduce_partials(tool, _map_all(tool, source, hosts, params), params))
 
 
 __all__ = ["INDEX_CACHE", "map_buffer", "map_host", "reduce_partials", "resolve_hosts", "run_tool", "run_tool_json"]

@@ -772,6 +772,35 @@ class XSpace:
                 data[s] = pd.Series(data[s]).where(col.present, None)
         return pd.DataFrame(data)
 
+    # ---- SQL, Arrow and notebooks (optional features, implemented above the model) ----
+
+    def to_arrow(self) -> dict[str, Any]:
+        """Every table of this profile as a pyarrow Table, by name (``pip install 'xprof-core[arrow]'``).
+
+        Tables: events, lines, planes, metadata, stats (long form), steps and
+        ops; ``xprof_core.export.tables.SCHEMA`` documents their columns.
+        """
+        from xprof_core.model.features import feature
+
+        return feature("arrow")(self)
+
+    def sql(self, query: str, output: str = "pandas") -> Any:
+        """Run a DuckDB SQL query over this profile's tables (see :meth:`to_arrow`).
+
+        Returns a pandas DataFrame, or a pyarrow Table with ``output="arrow"``
+        (``pip install 'xprof-core[sql]'``). Example::
+
+            xs.sql("SELECT name, sum(duration_ps) / 1e6 AS us FROM events GROUP BY name ORDER BY us DESC LIMIT 10")
+        """
+        from xprof_core.model.features import feature
+
+        return feature("sql")(self, query, output)
+
+    def _repr_html_(self) -> str:
+        from xprof_core.model.xspace_html import xspace_html
+
+        return xspace_html(self)
+
 
 def decode_xspace(buf: Any, progress: Callable[[int, int], None] | None = None) -> XSpace:
     """Decode XSpace wire bytes into a columnar :class:`XSpace`.

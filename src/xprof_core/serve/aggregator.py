@@ -252,6 +252,8 @@ class ProfileService:
 
         if not tool_name:
             raise HttpError(400, "missing parameter 'tag' (the tool name)")
+        if tool_name == "diff":  # two runs, not a map/reduce over one: see serve/diff.py
+            return self._diff(run_name, host, hosts, params)
         try:
             tool = get_tool(tool_name)
         except UnknownToolError as exc:
@@ -294,6 +296,19 @@ class ProfileService:
         except ValueError as exc:
             raise HttpError(400, str(exc)) from None
         return ToolAnswer(result, [h for h, _ in selected], workers)
+
+    def _diff(self, run_name: str | None, host: str | None, hosts: str | None, params: dict[str, str]) -> ToolAnswer:
+        from xprof_core.serve.diff import diff_answer
+
+        def run_tool(run: str | None, tool: str, h: str | None, hs: str | None) -> tuple[dict[str, Any], list[str]]:
+            answer = self.tool_result(run, tool, h, hs, {}, as_dict=True)
+            return answer.result or {}, answer.hosts
+
+        try:
+            result, used = diff_answer(run_tool, run_name, host, hosts, params)
+        except ValueError as exc:
+            raise HttpError(400, str(exc)) from None
+        return ToolAnswer(result, used)
 
 
 def _http_error_for(host: str, error: Exception | None) -> HttpError:

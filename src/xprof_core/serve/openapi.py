@@ -34,6 +34,89 @@ _HOSTS = {
     "schema": {"type": "string"},
     "description": "comma-separated hosts of the run",
 }
+_DIFF_PARAMS = [
+    {
+        "name": "run2",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "diff: run B, compared with run A ('run'); required with tag=diff",
+    },
+    {
+        "name": "host2",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "diff: one host of run B (default: every host; 'host'/'hosts' select run A's)",
+    },
+    {"name": "hosts2", "in": "query", "schema": {"type": "string"}, "description": "diff: comma-separated hosts of B"},
+    {
+        "name": "metric",
+        "in": "query",
+        "schema": {"type": "string", "enum": ["mean", "p50", "p90", "p99"], "default": "mean"},
+        "description": "diff: the step-time statistic the verdict compares",
+    },
+    {
+        "name": "top",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+        "description": "diff: rows of the top regressions and improvements tables",
+    },
+]
+_DATATABLE_SCHEMA = {
+    "type": "object",
+    "description": "Google DataTable JSON",
+    "required": ["cols", "rows"],
+    "properties": {
+        "cols": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"id": {"type": "string"}, "label": {"type": "string"}, "type": {"type": "string"}},
+            },
+        },
+        "rows": {"type": "array", "items": {"type": "object", "properties": {"c": {"type": "array"}}}},
+    },
+}
+_TABLE_REF = {"$ref": "#/components/schemas/DataTable"}
+_DIFF_SCHEMA = {
+    "type": "object",
+    "description": "Run B compared with run A: ops aligned by name and by fingerprint, per-op deltas, "
+    "new and vanished ops, step-time distributions and breakdowns side by side, top regressions and "
+    "improvements (ranked by the absolute change of self time per step) and a verdict line",
+    "required": ["verdict", "summary", "steps", "step_distribution", "breakdown", "top_regressions"],
+    "properties": {
+        "version": {"type": "integer"},
+        "runs": {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}},
+        "verdict": {
+            "type": "string",
+            "description": "e.g. 'B is 7.3% slower than A per step (...); 80% of it is in 3 ops: ...'",
+        },
+        "summary": {
+            "type": "object",
+            "properties": {
+                "basis": {"type": "string"},
+                "metric": {"type": "string"},
+                "value_a_ms": {"type": "number"},
+                "value_b_ms": {"type": "number"},
+                "change_ms": {"type": "number"},
+                "change_pct": {"type": ["number", "null"]},
+                "slower": {"type": "boolean"},
+                "primary_level": {"type": "string", "enum": ["hlo_ops", "framework_ops", "kernels"]},
+                "explained_by": {"type": "array", "items": {"type": "object"}},
+                "new_ops": {"type": "integer"},
+                "vanished_ops": {"type": "integer"},
+                "matched_ops": {"type": "integer"},
+            },
+        },
+        "steps": {"type": "object", "description": "count, mean, std, min, p50, p90, p99, max (ms) of A and B"},
+        "step_distribution": _TABLE_REF,
+        "breakdown": _TABLE_REF,
+        "top_regressions": _TABLE_REF,
+        "top_improvements": _TABLE_REF,
+        "hlo_ops": _TABLE_REF,
+        "framework_ops": _TABLE_REF,
+        "kernels": _TABLE_REF,
+    },
+}
 _ERROR = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
@@ -49,7 +132,7 @@ def _get(
 def openapi_document(tools: list[str]) -> dict[str, Any]:
     """OpenAPI 3.1 description of every route the aggregator serves."""
     json_ok = {"description": "JSON", "content": {"application/json": {}}}
-    tag = dict(_TAG, schema={"type": "string", "enum": tools})
+    tag = dict(_TAG, schema={"type": "string", "enum": [*tools, "diff"]})
     window = [
         {
             "name": "start_time_ms",
@@ -107,8 +190,15 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
             f"{api}/data": _get(
                 "Run a tool on the selected hosts (tables are Google DataTable JSON; "
                 "trace_viewer is Chrome Trace Event JSON)",
-                [_RUN, tag, _HOST, _HOSTS, *window],
-                json_ok,
+                [_RUN, tag, _HOST, _HOSTS, *window, *_DIFF_PARAMS],
+                {
+                    "description": "JSON: the tool's result; with tag=diff, a Diff",
+                    "content": {
+                        "application/json": {
+                            "schema": {"oneOf": [{"type": "object"}, {"$ref": "#/components/schemas/Diff"}]}
+                        }
+                    },
+                },
                 (400, 403, 404, 422, 503, 504),
             ),
             f"{api}/data_csv": _get(
@@ -165,6 +255,8 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
         },
         "components": {
             "schemas": {
+                "Diff": _DIFF_SCHEMA,
+                "DataTable": _DATATABLE_SCHEMA,
                 "Error": {
                     "type": "object",
                     "required": ["error"],
@@ -174,7 +266,7 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
                         "offset": {"type": "integer", "description": "byte offset of a decode error"},
                         "path": {"type": "string", "description": "message path of a decode error"},
                     },
-                }
+                },
             }
         },
     }

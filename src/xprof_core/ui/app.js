@@ -1,7 +1,7 @@
 // The web UI's entry point: URL state, the top bar (run, hosts, capture), tool tabs, and views.
 //
 // Everything a view shows is named by the URL hash, so a view can be shared and reloaded:
-//   #run=<run>&tool=<tool>&hosts=<h1,h2>&start_ms=<ms>&end_ms=<ms>&q=<search>
+//   #run=<run>&tool=<tool>&hosts=<h1,h2>&start_ms=<ms>&end_ms=<ms>&q=<search>&run2=<run compared with>
 // (a query string with the same keys is accepted on first load and moved into the hash).
 
 import { apiUrl, dataUrl, fetchJson } from "./api.js";
@@ -10,7 +10,7 @@ import { h, replaceChildren } from "./dom.js";
 import { humanize } from "./format.js";
 import { errorPanel, loadingPanel } from "./status_panels.js";
 
-const STATE_KEYS = ["run", "tool", "hosts", "start_ms", "end_ms", "q"];
+const STATE_KEYS = ["run", "tool", "hosts", "start_ms", "end_ms", "q", "run2"];
 const TOOL_LABELS = {
   overview_page: "Overview",
   input_pipeline_analyzer: "Input pipeline",
@@ -21,6 +21,7 @@ const TOOL_LABELS = {
   trace_viewer: "Trace viewer",
   memory_profile: "Memory profile",
   roofline_model: "Roofline",
+  diff: "Compare",
 };
 // Which module renders which tool; any other tool gets the generic view (its tables and fields).
 const VIEW_MODULES = {
@@ -31,6 +32,7 @@ const VIEW_MODULES = {
   kernel_stats: "./views/tables.js",
   op_profile: "./views/op_profile.js",
   trace_viewer: "./views/trace_viewer.js",
+  diff: "./views/diff.js",
 };
 const DETAIL_CONCURRENCY = 6;
 const DETAIL_RUNS = 100;
@@ -164,7 +166,7 @@ async function render() {
     await render();
     return;
   }
-  if (!tools.includes(state.tool)) {
+  if (!tools.includes(state.tool) && state.tool !== "diff") {
     unmount();
     replaceChildren(main, errorPanel(`Unknown tool ${state.tool || "(none)"}`,
       { message: `run ${state.run} offers: ${tools.join(", ") || "no tools"}`, body: { tools } }), backLink());
@@ -172,7 +174,7 @@ async function render() {
     return;
   }
   document.title = `${toolLabel(state.tool)} · ${state.run} · xprof-core`;
-  const key = `${state.run}\u0000${state.tool}\u0000${state.hosts.join(",")}`;
+  const key = `${state.run}\u0000${state.tool}\u0000${state.hosts.join(",")}\u0000${state.run2 || ""}`;
   if (mounted && mounted.key === key) {
     if (mounted.view && mounted.view.update) mounted.view.update(state);
     return;
@@ -250,6 +252,28 @@ function renderRunPicker(state) {
     runSelect.dataset.runs = runs.join("\n");
   }
   runSelect.value = state.run;
+  renderComparePicker(state, runs);
+}
+
+/** "Compare with…": a second run picker that opens the diff of the chosen run against this one. */
+function renderComparePicker(state, runs) {
+  let select = document.getElementById("compare-select");
+  if (!select) {
+    select = h("select", { id: "compare-select", "aria-label": "Compare with another run" });
+    select.addEventListener("change", () => {
+      if (select.value === "") navigate({ tool: "overview_page", run2: null });
+      else navigate({ tool: "diff", run2: select.value, start_ms: null, end_ms: null });
+    });
+    runPicker.append(select);
+  }
+  const others = runs.filter((r) => r !== state.run);
+  const comparing = state.tool === "diff" && state.run2;
+  replaceChildren(select, [
+    h("option", { value: "", text: comparing ? "Stop comparing" : "Compare with…" }),
+    ...others.map((r) => h("option", { value: r, text: `Compare with ${r}` })),
+  ]);
+  select.value = comparing ? state.run2 : "";
+  select.hidden = !others.length;
 }
 
 function renderHostPicker(state, hosts) {
@@ -345,7 +369,8 @@ async function start() {
     e.preventDefault();
     main.focus();
   });
-  runSelect.addEventListener("change", () => navigate({ run: runSelect.value, hosts: [], start_ms: null, end_ms: null }));
+  runSelect.addEventListener("change", () => navigate({ run: runSelect.value, hosts: [], start_ms: null, end_ms: null,
+    ...(readState().tool === "diff" ? { tool: "overview_page", run2: null } : {}) }));
   window.addEventListener("hashchange", () => {
     delete main.dataset.ready;
     render().catch(reportError);
