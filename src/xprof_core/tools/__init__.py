@@ -22,6 +22,10 @@ _TOOL_MODULES = {
     "op_profile": "xprof_core.tools.op_stats",
     "kernel_stats": "xprof_core.tools.kernel_stats",
     "trace_viewer": "xprof_core.tools.trace_viewer",
+    "memory_profile": "xprof_core.tools.memory_profile",
+    "memory_viewer": "xprof_core.tools.memory_viewer",
+    "roofline_model": "xprof_core.tools.roofline_model",
+    "graph_viewer": "xprof_core.tools.graph_viewer",
 }
 
 
