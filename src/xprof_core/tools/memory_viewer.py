@@ -534,7 +534,7 @@ def select_module(modules: HloModuleSet, params: Params) -> Any:
     return entry
 
 
-def _no_modules_reason(xs: XSpace) -> str:
+def no_modules_reason(xs: XSpace) -> str:
     if not xs.find_planes(r"^/host:metadata$"):
         return "the profile has no /host:metadata plane, where XLA records its HLO modules and buffer assignments"
     return "the /host:metadata plane holds no HLO proto (no XLA module was compiled while profiling)"
@@ -549,7 +549,7 @@ def map_memory_viewer(xs: XSpace, params: Params) -> Partial:
     except HloModuleNotFoundError as exc:
         return {**base, "reason": str(exc), "not_found": True, "result": None}
     if entry is None:
-        return {**base, "reason": _no_modules_reason(xs), "result": None}
+        return {**base, "reason": no_modules_reason(xs), "result": None}
     module = modules.module(entry)
     if module is None:
         return {**base, "reason": f"the HLO proto of {entry.name} does not parse", "result": None}
@@ -596,6 +596,7 @@ __all__ = [
     "TOOLS",
     "HloModuleNotFoundError",
     "map_memory_viewer",
+    "no_modules_reason",
     "memory_viewer_result",
     "reduce_memory_viewer",
     "select_module",
