@@ -754,27 +754,50 @@ def extract_memory_viewer(obj) -> dict:
     }
 
 
-_DOT_EDGE = re.compile(r'tooltip="([^"\n]+) -> ([^"\n]+)"')
-_DOT_BOLD = re.compile(r"<b>([^<]+)</b>")
-_DOT_CLUSTER = re.compile(r"label = <Fused expression for <b>([^<]+)</b>")
+_DOT_NODE = re.compile(r'^(\w+) \[label=<(.*?)>, shape=(\w+), tooltip="(.*?)", style="([^"]*)"', re.S | re.M)
+_DOT_EDGE = re.compile(r"^(\w+) -> (\w+) \[(.*?)\];", re.M)
+_DOT_TIP = re.compile(r'tooltip="([^"\n]*) -> ([^"\n]*)"')
+_DOT_CLUSTER = re.compile(r"label = <(Fused expression|Subcomputation) for <b>([^<]+)</b>")
 _DOT_TITLE = re.compile(r"label = <<b>([^<]*)")
 
 
 def extract_graph(raw: bytes) -> dict:
-    """Nodes and edges of XProf's DOT neighbourhood graph (by instruction name)."""
+    """Nodes (instruction name -> normal, dashed or highlight), edges, clusters and root of XProf's DOT graph.
+
+    Node names come from the edges' tooltips ("a -> b"), else from the label's
+    bold name (parameters are labelled "Parameter N"); the "ROOT" tag is not a
+    node but names the computation's root. A called computation's edge reads
+    "computation => caller".
+    """
     text = raw.decode("utf-8", "replace")
-    edges = sorted({f"{a} -> {b}" for a, b in _DOT_EDGE.findall(text)})
-    names = {n for n in _DOT_BOLD.findall(text) if not n.startswith("Parameter ") and not n.startswith("operand ")}
-    names -= {"Subcomputation: "}
-    for e in edges:
-        a, b = e.split(" -> ")
-        names.update((a, b))
+    names: dict[str, str] = {}
+    styles: dict[str, str] = {}
+    for m in _DOT_NODE.finditer(text):
+        node_id, label, shape, _tooltip, style = m.groups()
+        if node_id.startswith("cluster_"):
+            continue
+        bold = re.match(r"<b>([^<]*)</b>", label)
+        names[node_id] = bold.group(1) if bold else label
+        styles[node_id] = "highlight" if shape == "diamond" else ("dashed" if "dashed" in style else "normal")
+    edges = set()
+    root = None
+    for m in _DOT_EDGE.finditer(text):
+        a, b, attrs = m.groups()
+        tip = _DOT_TIP.search(attrs)
+        if b.startswith("cluster_") and "ltail" not in attrs:
+            root = a
+        elif tip and "ltail" in attrs:
+            edges.add(f"{tip.group(1)} => {tip.group(2)}")
+        elif tip:
+            names[a], names[b] = tip.group(1), tip.group(2)
+            edges.add(f"{tip.group(1)} -> {tip.group(2)}")
     title = _DOT_TITLE.search(text)
     return {
-        "title": title.group(1) if title else None,
-        "nodes": sorted(names),
-        "fused_clusters": sorted(set(_DOT_CLUSTER.findall(text))),
-        "edges": edges,
+        "title": title.group(1).split("<br/>")[0] if title else None,
+        "root": names.get(root) if root else None,
+        "nodes": {names[i]: styles[i] for i in sorted(styles, key=lambda i: names[i])},
+        "clusters": sorted(f"{kind}: {name}" for kind, name in set(_DOT_CLUSTER.findall(text))),
+        "edges": sorted(edges),
     }
 
 

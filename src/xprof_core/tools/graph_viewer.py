@@ -387,7 +387,7 @@ def neighborhood(
 ) -> dict[str, Any]:
     """The graph around ``node_name`` (an instruction, or a computation drawn whole)."""
     ins = m.by_name.get(node_name)
-    comp = None if ins is not None else m.computation_by_name.get(node_name)
+    comp: Any = None if ins is not None else m.computation_by_name.get(node_name)
     if ins is None and comp is None:
         raise HloModuleNotFoundError(f"no instruction or computation named {node_name!r} in {m.name}")
     if ins is not None:
