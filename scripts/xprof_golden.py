@@ -884,7 +884,7 @@ def process_more(key: str, inputs: list[Path], timeout: float, keep_raw: Path | 
             view = {"node": node, "width": width}
             view.update(extract_graph(raw) if info.get("success") else failure(info))
             graphs["views"].append(view)
-        options = {"module_name": module, "node_name": node, "type": "adjacent_nodes"}
+        options = {"module_name": module, "node_name": node, "type": "adj_nodes"}
         info, raw = run("graph_viewer", {"graph_viewer_options": options}, f"adjacent({node})")
         if info.get("success") and raw:
             graphs["views"].append({"node": node, "adjacent": json.loads(raw)})
@@ -1092,7 +1092,7 @@ def main_more(args: argparse.Namespace, jobs: list[tuple[str, list[Path]]], xpro
             "xprof.convert.raw_to_tool_data.xspace_to_tool_data([paths], tool, params) in one child process per "
             "(input, tool, params), each on a fresh temp copy of the input; memory_viewer with module_name and "
             "memory_space=0 for the largest modules; graph_viewer with type=graph, format=dot for a few nodes of "
-            "the largest module, and type=adjacent_nodes"
+            "the largest module, and type=adj_nodes (its operands and users)"
         ),
         "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()},
         "files": files,

@@ -1,6 +1,7 @@
 // A layered (Sugiyama-style) layout for the small HLO neighbourhoods the graph viewer shows:
 // layers by longest path from the sources, order within a layer by barycentre sweeps that keep the
-// members of a cluster (a fused computation) together, then cluster boxes around their members.
+// members of a cluster (a fused computation) together, columns of their own for clusters, then
+// cluster boxes around their members.
 
 const H_GAP = 24;
 const V_GAP = 46;
@@ -125,37 +126,67 @@ export function layoutGraph(nodes, edges, clusters) {
     }
   }
 
-  // Coordinates: each layer left to right, centred; extra room where the cluster changes.
-  const placed = new Map();
-  let width = 0;
-  let y = CLUSTER_PAD * 2 + CLUSTER_LABEL;
-  const rows = [];
+  // Coordinates. Each outermost cluster gets a band of columns of its own (so that cluster boxes never
+  // overlap); nodes outside clusters share bands when they sit in different layers. Bands go left to
+  // right in the order of their members' mean position after the sweeps.
+  const groupOf = (v) => (chain[v].length ? `c\u0000${chain[v][0]}` : `n\u0000${v}`);
+  const groups = new Map();
   for (const ls of layers) {
-    let x = 0;
-    const row = [];
-    let prev = null;
     for (const v of ls) {
-      const n = nodes[v];
-      if (prev !== null) {
-        const shared = commonDepth(chain[prev], chain[v]);
-        x += H_GAP + (Math.max(chain[prev].length, chain[v].length) - shared) * CLUSTER_PAD * 2;
-      }
-      row.push({ v, x });
-      x += n.w;
-      prev = v;
+      const g = groupOf(v);
+      if (!groups.has(g)) groups.set(g, { members: [], sum: 0, cluster: chain[v].length > 0 });
+      const grp = groups.get(g);
+      grp.members.push(v);
+      grp.sum += pos[v] / Math.max(1, layers[layer[v]].length - 1 || 1);
     }
-    const height = Math.max(0, ...ls.map((v) => nodes[v].h));
-    rows.push({ row, width: x, y, height });
-    width = Math.max(width, x);
-    y += height + V_GAP + CLUSTER_LABEL;
   }
-  const margin = CLUSTER_PAD * 3;
-  for (const r of rows) {
-    const shift = margin + (width - r.width) / 2;
-    for (const { v, x } of r.row) {
-      const n = nodes[v];
-      placed.set(n.id, { x: x + shift, y: r.y + (r.height - n.h) / 2, w: n.w, h: n.h, layer: layer[v] });
+  const ordered = [...groups.values()].sort((a, b) => a.sum / a.members.length - b.sum / b.members.length);
+  const bands = [];
+  for (const grp of ordered) {
+    const used = new Set(grp.members.map((v) => layer[v]));
+    const last = bands[bands.length - 1];
+    if (!grp.cluster && last && !last.cluster && ![...used].some((l) => last.layers.has(l))) {
+      last.members.push(...grp.members);
+      used.forEach((l) => last.layers.add(l));
+    } else {
+      bands.push({ members: [...grp.members], layers: used, cluster: grp.cluster });
     }
+  }
+  const bandOf = new Map();
+  bands.forEach((band, i) => band.members.forEach((v) => bandOf.set(v, i)));
+  const margin = CLUSTER_PAD * 3;
+  const bandWidth = bands.map((band) => {
+    let widest = 0;
+    for (const l of band.layers) {
+      const inLayer = layers[l].filter((v) => bandOf.get(v) === bandOf.get(band.members[0]));
+      const w = inLayer.reduce((s, v, k) => s + nodes[v].w + (k ? H_GAP : 0), 0);
+      widest = Math.max(widest, w);
+    }
+    return widest + (band.cluster ? 2 * CLUSTER_PAD * Math.max(...band.members.map((v) => chain[v].length)) : 0);
+  });
+  const bandStart = [];
+  let cursor = margin;
+  for (let i = 0; i < bands.length; i++) {
+    bandStart.push(cursor);
+    cursor += bandWidth[i] + H_GAP * 2;
+  }
+  const width = cursor - H_GAP * 2;
+  const placed = new Map();
+  let y = CLUSTER_PAD * 2 + CLUSTER_LABEL;
+  for (const ls of layers) {
+    const height = Math.max(0, ...ls.map((v) => nodes[v].h));
+    for (let b = 0; b < bands.length; b++) {
+      const inBand = ls.filter((v) => bandOf.get(v) === b);
+      if (!inBand.length) continue;
+      const used = inBand.reduce((s, v, k) => s + nodes[v].w + (k ? H_GAP : 0), 0);
+      let x = bandStart[b] + (bandWidth[b] - used) / 2;
+      for (const v of inBand) {
+        const n = nodes[v];
+        placed.set(n.id, { x, y: y + (height - n.h) / 2, w: n.w, h: n.h, layer: layer[v] });
+        x += n.w + H_GAP;
+      }
+    }
+    y += height + V_GAP + CLUSTER_LABEL;
   }
 
   // Cluster boxes: innermost first, each around its members and nested boxes.
@@ -171,7 +202,7 @@ export function layoutGraph(nodes, edges, clusters) {
     const y1 = Math.max(...members.map((b) => b.y + b.h)) + CLUSTER_PAD;
     boxes.set(c.id, { x: x0, y: y0, w: x1 - x0, h: y1 - y0 });
   }
-  let maxX = width + 2 * margin;
+  let maxX = width + margin;
   let maxY = y;
   for (const b of [...placed.values(), ...boxes.values()]) {
     maxX = Math.max(maxX, b.x + b.w + margin);
@@ -180,8 +211,3 @@ export function layoutGraph(nodes, edges, clusters) {
   return { nodes: placed, clusters: boxes, width: maxX, height: maxY };
 }
 
-function commonDepth(a, b) {
-  let d = 0;
-  while (d < a.length && d < b.length && a[d] === b[d]) d++;
-  return d;
-}

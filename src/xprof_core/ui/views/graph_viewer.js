@@ -29,8 +29,15 @@ export async function mount(ctx) {
     parts.push(controls(ctx, data, params));
     parts.push(h("p.muted", { text: `${data.title} · computation ${data.computation}`
       + `${data.fusion_instruction ? ` (fused into ${data.fusion_instruction})` : ""} · ${data.nodes.length} nodes, ${data.edges.length} edges` }));
-    parts.push(h("div.graph-body", {}, h("div.graph-canvas", {}, drawGraph(ctx, data)), sidePanel(ctx, data)));
+    const { root, focus } = drawGraph(ctx, data);
+    const canvas = h("div.graph-canvas", {}, root);
+    parts.push(h("div.graph-body", {}, canvas, sidePanel(ctx, data)));
     replaceChildren(ctx.container, h("section.view", { dataset: { view: "graph_viewer", center: data.center } }, parts));
+    // Bring the centre into view.
+    if (focus) {
+      canvas.scrollLeft = Math.max(0, focus.x + focus.w / 2 - canvas.clientWidth / 2);
+      canvas.scrollTop = Math.max(0, focus.y + focus.h / 2 - canvas.clientHeight / 2);
+    }
   }
 
   await draw();
@@ -122,7 +129,9 @@ function drawGraph(ctx, data) {
     g.addEventListener("keydown", (ev) => { if (ev.key === "Enter") go(); });
     root.append(g);
   }
-  return root;
+  const cluster = data.clusters.find((c) => c.instruction === data.center);
+  const focus = layout.nodes.get(data.center) || (cluster ? layout.clusters.get(cluster.id) : null);
+  return { root, focus };
 }
 
 function sidePanel(ctx, data) {

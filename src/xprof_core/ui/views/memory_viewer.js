@@ -32,8 +32,9 @@ export async function mount(ctx) {
     parts.push(h("div.view-controls", {}, h("label", {}, "Module", modules), h("label", {}, "Memory space", spaces)));
     parts.push(h("div.kpis", {},
       kpi("peak-heap", "Peak heap", MIB(data.peak_heap_mib), `unpadded ${MIB(data.peak_unpadded_heap_mib)}`, data.peak_heap_mib),
-      kpi("peak-position", "Peak at", `step ${formatNumber(data.peak_heap_size_position)}`,
-        `of ${formatNumber(Math.max(0, data.heap_sizes_mib.length - 1))} in program order`, data.peak_heap_size_position),
+      kpi("peak-position", "Peak at", `step ${formatNumber(peakPoint(data))}`,
+        `of ${formatNumber(Math.max(0, data.heap_sizes_mib.length - 1))} in program order, after `
+        + `${data.hlo_instruction_names[data.peak_heap_size_position] || "the entry"}`, data.peak_heap_size_position),
       kpi("parameters", "Entry parameters", MIB(data.entry_computation_parameters_mib), `maybe live out ${MIB(data.maybe_live_out_mib)}`,
         data.entry_computation_parameters_mib),
       kpi("allocations", "All allocations", MIB(data.total_buffer_allocation_mib),
@@ -56,6 +57,11 @@ export async function mount(ctx) {
       draw().catch((err) => { if (err.name !== "AbortError") throw err; });
     },
   };
+}
+
+/** The point of the heap curve at the peak: the simulator event at ``peak_heap_size_position`` made it. */
+function peakPoint(data) {
+  return Math.min(data.peak_heap_size_position + 1, Math.max(0, data.heap_sizes_mib.length - 1));
 }
 
 function heapChart(data) {
@@ -83,7 +89,7 @@ function heapChart(data) {
   const path = (values) => values.map((v, i) => `${x(i)},${y(v)}`).join(" ");
   root.append(svg("polyline", { class: "line", points: path(unpadded), stroke: "#9aa0a6", "data-series": "unpadded" }),
     svg("polyline", { class: "line", points: path(heap), stroke: "#1a73e8", "data-series": "heap" }));
-  const p = data.peak_heap_size_position;
+  const p = peakPoint(data);
   root.append(svg("line", { class: "peak-line", x1: x(p), x2: x(p), y1: m.t, y2: m.t + ph }),
     svg("text", { class: "peak-label", x: Math.min(x(p) + 4, W - 160), y: m.t + 10 }, `peak ${Number(data.peak_heap_mib.toPrecision(6))} MiB`),
     svg("rect", { class: "frame", x: m.l, y: m.t, width: pw, height: ph }));
