@@ -19,6 +19,10 @@ nothing of XProf leaks into it, e.g.::
 Options: ``--out`` (default ``tests/data/xprof_golden.json``), ``--real-dir``
 (default ``../shared/data/real`` relative to the project root),
 ``--keep-raw DIR`` (also save XProf's raw tool outputs there), ``--timeout``.
+``--more-tools`` records memory_profile, roofline_model, memory_viewer and
+graph_viewer instead, on the single-host inputs and the H200 profiles
+(``--h200-dir``, default ``../shared/data/h200``), into
+``tests/data/xprof_golden_tools.json`` (see ``tests/data/XPROF_GOLDEN_TOOLS.md``).
 
 How XProf is driven
 -------------------
