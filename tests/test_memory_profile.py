@@ -108,9 +108,9 @@ def test_xprof_orders_events_by_line_offset_not_time() -> None:
     assert (np.diff(ours["time_ps"]) >= 0).all()
     assert sorted(ours["time_ps"].tolist()) == sorted(xprof_order["time_ps"].tolist())
     xs = xprof_core.load(path)
-    lines = xs._cols["lines"]
+    lines = xs.tables.lines
     host = xs.plane("/host:CPU")
-    stamps = {lines["timestamp_ns"][i] for i in range(host.line_begin, host.line_end)}
+    stamps = {int(lines.timestamp_ns[i]) for i in range(host.line_begin, host.line_end)}
     assert len(stamps) > 1  # the cause: the host's lines do not share one timestamp
 
 

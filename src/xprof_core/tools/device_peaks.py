@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import Plane, XSpace
 
 GIB = float(1 << 30)
@@ -148,7 +149,7 @@ def _int(stats: dict[str, Any], name: str) -> int:
 def plane_peaks(plane: Plane) -> DevicePeaks | None:
     """Peaks from one device plane's stats, or from the table by its device name; None when it has neither."""
     st = plane.stats
-    kind = "TPU" if plane.name.startswith("/device:TPU") else "GPU"
+    kind = plane.device_type
     name = str(st.get("device_type_string") or st.get("gpu_device_name") or "")
     tflops = st.get("peak_teraflops_per_second")
     hbm = st.get("peak_hbm_bw_gigabytes_per_second")
@@ -179,13 +180,13 @@ def plane_peaks(plane: Plane) -> DevicePeaks | None:
 
 def device_peaks(xs: XSpace) -> DevicePeaks:
     """The peaks of the first device plane that has events and a known device, else of any device plane."""
-    devices = [p for p in xs.planes if p.name.startswith(("/device:GPU", "/device:TPU"))]
+    devices = [p for p in xs.planes_of_kind(PlaneKind.DEVICE) if p.device_type in ("GPU", "TPU")]
     for plane in sorted(devices, key=lambda p: (p.num_events == 0, p.index)):
         peaks = plane_peaks(plane)
         if peaks is not None:
             return peaks
     if devices:
-        kind = "TPU" if devices[0].name.startswith("/device:TPU") else "GPU"
+        kind = devices[0].device_type
         return DevicePeaks(kind, kind, 0.0, 0.0, "unknown")
     return DevicePeaks("CPU", "CPU", 0.0, 0.0, "unknown")
 

@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.model.planes import HOST_PLANE, PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial, param_float, param_int
 from xprof_core.tools.datatable import datatable
@@ -66,7 +67,6 @@ DEFAULT_RESOLUTION = 1000  # XProf's max_num_snapshots
 MAX_RESOLUTION = 100_000
 PS_PER_MS = 1e9
 
-HOST_PLANE = "/host:CPU"
 ALLOCATION, DEALLOCATION = "MemoryAllocation", "MemoryDeallocation"
 UNMAPPED_OP = "unused preallocated device memory"  # XProf's label
 BEFORE_PROFILE = "allocated before the profile"
@@ -222,7 +222,7 @@ def memory_events(xs: XSpace) -> MemoryEvents | None:
     fragmentation = (
         np.zeros(len(rows)) if frag.values.dtype == object else np.where(frag.present, frag.values, 0.0)
     ).astype(np.float64)
-    line_ts_ps = xs._cols["lines"]["timestamp_ns"][xs.line_of_event[rows]].astype(np.int64) * 1000
+    line_ts_ps = xs.tables.lines.timestamp_ns[xs.line_of_event[rows]].astype(np.int64) * 1000
     return MemoryEvents(
         rows=rows,
         is_alloc=is_alloc,
@@ -537,8 +537,8 @@ def _event_order(params: Params) -> str:
 def _hlo_modules(xs: XSpace) -> list[dict[str, Any]]:
     """XLA module runs on TPU planes (XProf's ``hloModules``): name, plane, start and end (ps from the origin)."""
     out: list[dict[str, Any]] = []
-    for plane in xs.planes:
-        if not plane.name.startswith("/device:TPU"):
+    for plane in xs.planes_of_kind(PlaneKind.DEVICE):
+        if plane.device_type != "TPU":
             continue
         for line in plane.lines:
             if line.name != "XLA Modules" or not len(line):

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xprof_core.errors import HloModuleNotFoundError
+from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import datatable
@@ -535,7 +536,7 @@ def select_module(modules: HloModuleSet, params: Params) -> Any:
 
 
 def no_modules_reason(xs: XSpace) -> str:
-    if not xs.find_planes(r"^/host:metadata$"):
+    if not xs.planes_of_kind(PlaneKind.METADATA):
         return "the profile has no /host:metadata plane, where XLA records its HLO modules and buffer assignments"
     return "the /host:metadata plane holds no HLO proto (no XLA module was compiled while profiling)"
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError as ProtoDecodeError
 
+from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import XSpace
 
 _U64 = (1 << 64) - 1
@@ -387,7 +388,7 @@ class HloModuleSet:
 
     def __init__(self, xs: XSpace) -> None:
         self.entries: dict[str, ModuleEntry] = {}
-        for plane in xs.find_planes(r"^/host:metadata$"):
+        for plane in xs.planes_of_kind(PlaneKind.METADATA):
             for md_id, md in sorted(plane.event_metadata.items()):
                 proto = md.stats.get("Hlo Proto")
                 if not isinstance(proto, bytes):
