@@ -22,8 +22,12 @@ export function currentRun() {
   return new URLSearchParams(location.hash.replace(/^#/, "")).get("run") || "";
 }
 
-/** An <a> "show in graph" for an op of a program; null when the op or program is unknown. */
+/**
+ * An <a> "show in graph" for an op of a program; null when the op or program is unknown, or when the
+ * "op" is a CUDA graph's command buffer (its kernels name the buffer, not an HLO instruction).
+ */
 export function graphLink(run, programId, node, text = "show in graph") {
   if (!node || programId === undefined || programId === null || programId === "") return null;
+  if (/^command_buffer(_\d+)?$/.test(node)) return null;
   return h("a.graph-link", { href: graphHash(run, { programId, node }), text, title: `The HLO graph around ${node}` });
 }
