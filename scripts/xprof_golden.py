@@ -19,6 +19,10 @@ nothing of XProf leaks into it, e.g.::
 Options: ``--out`` (default ``tests/data/xprof_golden.json``), ``--real-dir``
 (default ``../shared/data/real`` relative to the project root),
 ``--keep-raw DIR`` (also save XProf's raw tool outputs there), ``--timeout``.
+``--more-tools`` records memory_profile, roofline_model, memory_viewer and
+graph_viewer instead, on the single-host inputs and the H200 profiles
+(``--h200-dir``, default ``../shared/data/h200``), into
+``tests/data/xprof_golden_tools.json`` (see ``tests/data/XPROF_GOLDEN_TOOLS.md``).
 
 How XProf is driven
 -------------------
@@ -47,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import hashlib
 import json
 import math
@@ -74,6 +79,11 @@ TOOLS = (
 )
 # Pseudo-tool: the list of tools XProf offers for the input.
 TOOL_NAMES = "tool_names"
+# The tools that ``--more-tools`` records into their own file.
+MORE_TOOLS = ("memory_profile", "roofline_model", "memory_viewer", "graph_viewer")
+# Pseudo-tool: the HLO modules XProf finds in the input (name -> HLO proto bytes).
+HLO_MODULES = "hlo_modules"
+HLO_TOOLS = ("memory_viewer", "graph_viewer", HLO_MODULES)
 
 KERNEL_TOP = 50
 OP_TOP = 10
@@ -107,13 +117,21 @@ def _rss_mb_self() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker_main(tool: str, out_file: str, paths: list[str]) -> int:
+def worker_main(tool: str, out_file: str, paths: list[str], params: dict | None = None) -> int:
     """Call XProf's converter for ``tool`` on ``paths``; write raw output.
 
     Writes ``out_file`` (XProf's output, bytes) and ``out_file + '.meta.json'``
-    (success flag, error text, timings).
+    (success flag, error text, timings). ``params`` are the tool's options, as
+    XProf's web server passes them to ``xspace_to_tool_data``. The HLO tools
+    (``memory_viewer``, ``graph_viewer`` and the pseudo-tool ``hlo_modules``,
+    which lists the modules with their HLO proto sizes) first let XProf write
+    the modules' ``.hlo_proto.pb`` files, as its ``tool_names`` call does.
     """
     from xprof.convert import _pywrap_profiler_plugin, raw_to_tool_data
+
+    params = params or {}
+    if tool in HLO_TOOLS:
+        raw_to_tool_data.xspace_to_tool_names(paths)
 
     meta: dict = {"import_rss_mb": round(_rss_mb_self(), 1)}
     captured: dict = {}
@@ -133,8 +151,15 @@ def worker_main(tool: str, out_file: str, paths: list[str]) -> int:
             names = raw_to_tool_data.xspace_to_tool_names(paths)
             data = ",".join(names).encode()
             captured["success"] = bool(names)
+        elif tool == HLO_MODULES:
+            session = Path(paths[0]).parent
+            modules = {
+                p.name[: -len(".hlo_proto.pb")]: p.stat().st_size for p in sorted(session.glob("*.hlo_proto.pb"))
+            }
+            data = json.dumps(modules).encode()
+            captured["success"] = True
         else:
-            data, content_type = raw_to_tool_data.xspace_to_tool_data(paths, tool, {}, wrapper)
+            data, content_type = raw_to_tool_data.xspace_to_tool_data(paths, tool, params, wrapper)
             meta["content_type"] = content_type
     except Exception as e:  # noqa: BLE001 - we record whatever XProf raises
         meta["exception"] = f"{type(e).__name__}: {e}"[:2000]
@@ -183,8 +208,10 @@ def _stderr_digest(text: str, tmp: str, limit: int = 6) -> list[str]:
     return [_clean(ln, tmp) for ln in lines[-limit:]]
 
 
-def run_tool(inputs: list[Path], tool: str, timeout: float, keep_raw: Path | None, tag: str) -> tuple[dict, bytes]:
-    """Run one XProf tool on a fresh temp copy of ``inputs``.
+def run_tool(
+    inputs: list[Path], tool: str, timeout: float, keep_raw: Path | None, tag: str, params: dict | None = None
+) -> tuple[dict, bytes]:
+    """Run one XProf tool on a fresh temp copy of ``inputs`` (``.gz`` inputs are decompressed).
 
     Returns (info, raw_output).  ``info`` has the cost and success fields.
     """
@@ -195,8 +222,13 @@ def run_tool(inputs: list[Path], tool: str, timeout: float, keep_raw: Path | Non
         for src in inputs:
             session = tmp_path / "plugins" / "profile" / src.parent.name
             session.mkdir(parents=True, exist_ok=True)
-            dst = session / src.name
-            shutil.copyfile(src, dst)
+            if src.name.endswith(".gz"):
+                dst = session / src.name[: -len(".gz")]
+                with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            else:
+                dst = session / src.name
+                shutil.copyfile(src, dst)
             copies.append(str(dst))
         out_file = str(tmp_path / "out.bin")
         log_file = tmp_path / "log.txt"
@@ -208,6 +240,8 @@ def run_tool(inputs: list[Path], tool: str, timeout: float, keep_raw: Path | Non
             tool,
             "--worker-out",
             out_file,
+            "--params",
+            json.dumps(params or {}),
             *copies,
         ]
         env = dict(os.environ)
@@ -578,6 +612,291 @@ def summarise(tool: str, info: dict, raw: bytes) -> dict:
 
 
 # ----------------------------------------------------------------------------
+# The memory, roofline and HLO tools (``--more-tools``)
+# ----------------------------------------------------------------------------
+
+MAX_MODULES = 12  # memory_viewer: the largest modules of a file (by HLO proto size)
+BREAKDOWN_TOP = 50
+MAX_HEAP_TOP = 25
+ROOFLINE_TOP = 60
+GRAPH_WIDTHS = (1, 2)
+
+
+def _sha1_lines(items) -> str:
+    return hashlib.sha1("\n".join(str(x) for x in items).encode()).hexdigest()
+
+
+def extract_memory_profile(obj) -> dict:
+    """Per memory: XProf's summary, the breakdown at the peak and a digest of the sampled timeline."""
+    out: dict = {"memory_ids": obj.get("memoryIds", []), "hlo_modules": len(obj.get("hloModules", [])), "memories": {}}
+    for mid, a in sorted(obj.get("memoryProfilePerAllocator", {}).items()):
+        ps = a.get("profileSummary", {})
+        peak = ps.get("peakStats", {})
+        snaps = a.get("memoryProfileSnapshots", [])
+        special = a.get("specialAllocations", [])
+        rows = []
+        for act in a.get("activeAllocations", []):
+            i = int(act.get("snapshotIndex", -1))
+            m = snaps[i]["activityMetadata"] if i >= 0 else special[int(act.get("specialIndex", 0))]
+            rows.append(
+                [
+                    int(m.get("allocationBytes", 0)),
+                    int(m.get("requestedBytes", 0)),
+                    m.get("tfOpName", ""),
+                    m.get("regionType", ""),
+                    m.get("dataType", ""),
+                    m.get("tensorShape", ""),
+                    int(act.get("numOccurrences", 0)),
+                    int(m.get("stepId", 0)),
+                ]
+            )
+        timeline = a.get("sampledTimelineSnapshots", [])
+        activity = Counter(t.get("activityMetadata", {}).get("memoryActivity") for t in timeline)
+        out["memories"][mid] = {
+            "peak_bytes": int(peak.get("peakBytesInUse", 0)),
+            "peak_heap_bytes": int(peak.get("heapAllocatedBytes", 0)),
+            "peak_stack_bytes": int(peak.get("stackReservedBytes", 0)),
+            "peak_free_bytes": int(peak.get("freeMemoryBytes", 0)),
+            "peak_fragmentation": peak.get("fragmentation", 0),
+            "peak_time_ps": int(ps.get("peakStatsTimePs", 0)),
+            "peak_bytes_usage_lifetime": int(ps.get("peakBytesUsageLifetime", 0)),
+            "memory_capacity": int(ps.get("memoryCapacity", 0)),
+            "peak_step": rows[0][7] if rows else None,
+            "breakdown_rows": len(rows),
+            "breakdown": rows[:BREAKDOWN_TOP],
+            "timeline_points": len(timeline),
+            # Below 1000 events XProf's timeline is every event: the counts are the allocator's.
+            "timeline_complete": len(timeline) < 1000,
+            "timeline_allocations": activity.get("ALLOCATION", 0),
+            "timeline_deallocations": activity.get("DEALLOCATION", 0),
+            "timeline_sha1": _sha1_lines(
+                f"{t.get('timeOffsetPs')},{t['aggregationStats'].get('heapAllocatedBytes')},"
+                f"{t['aggregationStats'].get('stackReservedBytes')}"
+                for t in timeline
+            ),
+        }
+    return out
+
+
+_ROOFLINE_FIELDS = (
+    "category",
+    "operation",
+    "hlo_module_id",
+    "occurrences",
+    "total_time",
+    "total_self_time",
+    "measured_flop_rate",
+    "model_flop_rate",
+    "measured_memory_bw",
+    "hbm_bw",
+    "operational_intensity",
+    "hbm_operational_intensity",
+    "bound_by",
+    "roofline_efficiency",
+)
+
+
+def extract_roofline(obj) -> dict:
+    """The device peaks and XProf's per-op rows of the whole profile ("Total", infeed/outfeed included)."""
+    tables = _as_tables(obj)
+    out: dict = {}
+    for t in tables:
+        if "bound_by" not in _col_ids(t):
+            continue
+        out["properties"] = t.get("p", {})
+        rows = [r for r in _rows(t) if r.get("step") == "Total" and r.get("include_infeed_outfeed") in (True, None)]
+        out["rows"] = len(rows)
+        out["records"] = [{f: r.get(f) for f in _ROOFLINE_FIELDS} for r in rows[:ROOFLINE_TOP]]
+        out["steps"] = sorted({str(r.get("step")) for r in _rows(t)})
+    out["diagnostics"] = _diagnostics(tables)
+    return out
+
+
+_HEAP_FIELDS = (
+    "instructionName",
+    "logicalBufferId",
+    "logicalBufferSizeMib",
+    "unpaddedShapeMib",
+    "shapeString",
+    "groupName",
+    "opCode",
+    "tfOpName",
+)
+
+
+def extract_memory_viewer(obj) -> dict:
+    """Peak heap, its composition (largest buffers first) and digests of the heap over program order."""
+    if not isinstance(obj, dict):
+        return {}
+    keys = (
+        "moduleName",
+        "entryComputationName",
+        "peakHeapMib",
+        "peakUnpaddedHeapMib",
+        "peakHeapSizePosition",
+        "entryComputationParametersMib",
+        "nonReusableMib",
+        "maybeLiveOutMib",
+        "totalBufferAllocationMib",
+        "indefiniteBufferAllocationMib",
+    )
+    heap = obj.get("heapSizes", [])
+    return {
+        **{k: obj.get(k) for k in keys},
+        "heap_points": len(heap),
+        "heap_sizes_sha1": _sha1_lines(repr(float(x)) for x in heap),
+        "heap_sizes_head": heap[:8],
+        "max_heap_objects": len(obj.get("maxHeap", [])),
+        "max_heap_by_size": [
+            {k: o.get(k) for k in _HEAP_FIELDS if k in o} for o in obj.get("maxHeapBySize", [])[:MAX_HEAP_TOP]
+        ],
+        "logical_buffer_spans": {
+            k: [v.get("start", 0), v.get("limit", 0)] for k, v in obj.get("logicalBufferSpans", {}).items()
+        },
+        "indefinite_lifetimes": len(obj.get("indefiniteLifetimes", [])),
+        "buffer_blocks": len(obj.get("bufferBlocks", [])),
+    }
+
+
+_DOT_NODE = re.compile(r'^(\w+) \[label=<(.*?)>, shape=(\w+), tooltip="(.*?)", style="([^"]*)"', re.S | re.M)
+_DOT_EDGE = re.compile(r"^(\w+) -> (\w+) \[(.*?)\];", re.M)
+_DOT_TIP = re.compile(r'tooltip="([^"\n]*) -> ([^"\n]*)"')
+_DOT_CLUSTER = re.compile(r"label = <(Fused expression|Subcomputation) for <b>([^<]+)</b>")
+_DOT_TITLE = re.compile(r"label = <<b>([^<]*)")
+
+
+def extract_graph(raw: bytes) -> dict:
+    """Nodes (instruction name -> normal, dashed or highlight), edges, clusters and root of XProf's DOT graph.
+
+    Node names come from the edges' tooltips ("a -> b"), else from the label's
+    bold name (parameters are labelled "Parameter N"); the "ROOT" tag is not a
+    node but names the computation's root. A called computation's edge reads
+    "computation => caller".
+    """
+    text = raw.decode("utf-8", "replace")
+    names: dict[str, str] = {}
+    styles: dict[str, str] = {}
+    for m in _DOT_NODE.finditer(text):
+        node_id, label, shape, _tooltip, style = m.groups()
+        if node_id.startswith("cluster_"):
+            continue
+        bold = re.match(r"<b>([^<]*)</b>", label)
+        names[node_id] = bold.group(1) if bold else label
+        styles[node_id] = "highlight" if shape == "diamond" else ("dashed" if "dashed" in style else "normal")
+    edges = set()
+    root = None
+    for m in _DOT_EDGE.finditer(text):
+        a, b, attrs = m.groups()
+        tip = _DOT_TIP.search(attrs)
+        if b.startswith("cluster_") and "ltail" not in attrs:
+            root = a
+        elif tip and "ltail" in attrs:
+            edges.add(f"{tip.group(1)} => {tip.group(2)}")
+        elif tip:
+            names[a], names[b] = tip.group(1), tip.group(2)
+            edges.add(f"{tip.group(1)} -> {tip.group(2)}")
+    title = _DOT_TITLE.search(text)
+    return {
+        "title": title.group(1).split("<br/>")[0] if title else None,
+        "root": names.get(root) if root else None,
+        "nodes": {names[i]: styles[i] for i in sorted(styles, key=lambda i: names[i])},
+        "clusters": sorted(f"{kind}: {name}" for kind, name in set(_DOT_CLUSTER.findall(text))),
+        "edges": sorted(edges),
+    }
+
+
+def _entry_instructions(hlo_text: str) -> tuple[list[str], list[str]]:
+    """(ENTRY instruction names, instruction names of the first fused computation) from XProf's HLO text."""
+    entry: list[str] = []
+    fused: list[str] = []
+    block: list[str] | None = None
+    for line in hlo_text.splitlines():
+        if line.startswith("ENTRY "):
+            block = entry
+        elif line and not line.startswith(" ") and line.endswith("{"):
+            block = fused if not fused and line.startswith("fused_computation") else None
+        elif line.startswith("}"):
+            block = None
+        elif block is not None:
+            m = re.match(r"\s+(?:ROOT )?([\w.\-]+) = ", line)
+            if m:
+                block.append(m.group(1))
+    return entry, fused
+
+
+def _graph_nodes(entry: list[str], fused: list[str]) -> list[str]:
+    """A few nodes to render: the first computed entry op, the middle one, the root, one fused op."""
+    computed = [n for n in entry if not n.startswith(("param", "p_", "Arg_", "constant"))] or entry
+    picks = []
+    if computed:
+        picks += [computed[0], computed[len(computed) // 2], computed[-1]]
+    inner = [n for n in fused if not n.startswith("param")]
+    if inner:
+        picks.append(inner[-1])
+    return list(dict.fromkeys(picks))
+
+
+def process_more(key: str, inputs: list[Path], timeout: float, keep_raw: Path | None) -> dict:
+    """XProf's memory_profile, roofline_model, memory_viewer and graph_viewer on one input."""
+    entry: dict = {
+        "inputs": [{"name": p.name, "size_bytes": p.stat().st_size, "sha256": _sha256(p)} for p in inputs],
+        "tools": {},
+        "cost": {},
+    }
+
+    def run(tool: str, params: dict, tag: str) -> tuple[dict, bytes]:
+        info, raw = run_tool(inputs, tool, timeout, keep_raw, f"{key}__{tag}", params)
+        entry["cost"][tag] = {k: info.get(k) for k in ("wall_s", "tool_s", "peak_rss_mb") if info.get(k) is not None}
+        return info, raw
+
+    def failure(info: dict) -> dict:
+        return {"success": False, **{k: info[k] for k in ("error", "exception", "log_errors") if info.get(k)}}
+
+    for tool, extract in (("memory_profile", extract_memory_profile), ("roofline_model", extract_roofline)):
+        print(f"  {tool} ...", flush=True)
+        info, raw = run(tool, {}, tool)
+        if info.get("success") and raw:
+            entry["tools"][tool] = {"success": True, **extract(json.loads(raw))}
+        else:
+            entry["tools"][tool] = {**failure(info), "empty_output": not raw}
+
+    info, raw = run(HLO_MODULES, {}, HLO_MODULES)
+    modules: dict = json.loads(raw) if info.get("success") and raw else {}
+    entry["tools"][HLO_MODULES] = modules
+    if not modules:
+        return entry
+    largest = sorted(modules, key=lambda m: (-modules[m], m))
+    viewer: dict = {}
+    for module in sorted(largest[:MAX_MODULES]):
+        print(f"  memory_viewer {module} ...", flush=True)
+        info, raw = run("memory_viewer", {"module_name": module, "memory_space": "0"}, f"memory_viewer({module})")
+        ok = info.get("success") and raw
+        viewer[module] = {"success": True, **extract_memory_viewer(json.loads(raw))} if ok else failure(info)
+    entry["tools"]["memory_viewer"] = viewer
+
+    # The graphs come from the largest module of the program itself, not of JAX's helpers (jit__normal ...).
+    own = [m for m in largest if not m.startswith("jit__") and m != "NO_MODULE"]
+    module = (own or largest)[0]
+    info, raw = run("graph_viewer", {"graph_viewer_options": {"module_name": module, "type": "short_txt"}}, "hlo_text")
+    nodes = _graph_nodes(*_entry_instructions(raw.decode("utf-8", "replace"))) if info.get("success") else []
+    graphs: dict = {"module": module, "views": []}
+    for node in nodes:
+        for width in GRAPH_WIDTHS:
+            print(f"  graph_viewer {module} {node} width {width} ...", flush=True)
+            options = {"module_name": module, "node_name": node, "type": "graph", "format": "dot", "graph_width": width}
+            info, raw = run("graph_viewer", {"graph_viewer_options": options}, f"graph({node},{width})")
+            view = {"node": node, "width": width}
+            view.update(extract_graph(raw) if info.get("success") else failure(info))
+            graphs["views"].append(view)
+        options = {"module_name": module, "node_name": node, "type": "adj_nodes"}
+        info, raw = run("graph_viewer", {"graph_viewer_options": options}, f"adjacent({node})")
+        if info.get("success") and raw:
+            graphs["views"].append({"node": node, "adjacent": json.loads(raw)})
+    entry["tools"]["graph_viewer"] = graphs
+    return entry
+
+
+# ----------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------
 
@@ -676,15 +995,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tool", help=argparse.SUPPRESS)
     ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    ap.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
-    ap.add_argument("--out", default=str(PROJECT_ROOT / "tests/data/xprof_golden.json"))
+    ap.add_argument("--out", default=None, help="default tests/data/xprof_golden.json (--more-tools: _tools.json)")
     ap.add_argument("--real-dir", default=str(PROJECT_ROOT / "../shared/data/real"))
+    ap.add_argument("--h200-dir", default=str(PROJECT_ROOT / "../shared/data/h200"))
+    ap.add_argument(
+        "--more-tools",
+        action="store_true",
+        help="record memory_profile, roofline_model, memory_viewer, graph_viewer (tests/data/xprof_golden_tools.json)",
+    )
     ap.add_argument("--keep-raw", default=None, help="also save raw XProf outputs here")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per tool run")
     args = ap.parse_args(argv)
 
     if args.worker:
-        return worker_main(args.tool, args.worker_out, args.paths)
+        return worker_main(args.tool, args.worker_out, args.paths, json.loads(args.params))
 
     try:
         from xprof import version as xprof_version_mod
@@ -711,6 +1037,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(hosts) > 1:
             rel = multi.relative_to(real_dir).as_posix()
             jobs.append((f"../shared/data/real/{rel}", hosts))
+
+    if args.more_tools:
+        return main_more(args, jobs, xprof_version, keep_raw)
 
     files: dict = {}
     for key, inputs in jobs:
@@ -741,11 +1070,38 @@ def main(argv: list[str] | None = None) -> int:
         },
         "files": files,
     }
-    out = Path(args.out)
+    return _write(Path(args.out or PROJECT_ROOT / "tests/data/xprof_golden.json"), doc)
+
+
+def _write(out: Path, doc: dict) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(_dump(doc) + "\n")
     print(f"wrote {out} ({out.stat().st_size} bytes)")
     return 0
+
+
+def main_more(args: argparse.Namespace, jobs: list[tuple[str, list[Path]]], xprof_version: str, keep_raw) -> int:
+    """``--more-tools``: the four memory, roofline and HLO tools on every single-host input and the H200 files."""
+    h200 = Path(os.path.normpath(args.h200_dir))
+    jobs = [(k, i) for k, i in jobs if len(i) == 1 and "/corrupted/" not in k]
+    jobs += [(f"../shared/data/h200/{p.name}", [p]) for p in sorted(h200.glob("*.xplane.pb.gz"))]
+    files: dict = {}
+    for key, inputs in jobs:
+        print(f"{key}")
+        files[key] = process_more(key, inputs, args.timeout, keep_raw)
+    doc = {
+        "xprof_version": xprof_version,
+        "generated_by": "scripts/xprof_golden.py --more-tools",
+        "how": (
+            "xprof.convert.raw_to_tool_data.xspace_to_tool_data([paths], tool, params) in one child process per "
+            "(input, tool, params), each on a fresh temp copy of the input; memory_viewer with module_name and "
+            "memory_space=0 for the largest modules; graph_viewer with type=graph, format=dot for a few nodes of "
+            "the largest module, and type=adj_nodes (its operands and users)"
+        ),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "files": files,
+    }
+    return _write(Path(args.out or PROJECT_ROOT / "tests/data/xprof_golden_tools.json"), doc)
 
 
 if __name__ == "__main__":

@@ -34,3 +34,7 @@ class UnknownToolError(XprofError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class HloModuleNotFoundError(XprofError, ValueError):
+    """A ``module_name`` or ``program_id`` that names no HLO module of the profile."""

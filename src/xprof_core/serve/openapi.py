@@ -129,6 +129,30 @@ def _get(
     return {"get": {"summary": summary, "parameters": params, "responses": responses}}
 
 
+# Parameters of memory_profile, memory_viewer, roofline_model and graph_viewer: (name, type, description).
+_TOOL_PARAMS = (
+    ("memory_id", "string", "memory_profile: the memory (allocator) to detail; default: the largest peak"),
+    ("start_ms", "number", "memory_profile: timeline window start, ms from the profile start"),
+    ("end_ms", "number", "memory_profile: timeline window end, ms from the profile start"),
+    ("event_order", "string", "memory_profile: 'time' (default) or 'xprof' (XProf's order: offset on each line)"),
+    ("module_name", "string", "memory_viewer, graph_viewer: the HLO module, e.g. 'jit_step(1234)'"),
+    ("program_id", "string", "memory_viewer, graph_viewer: the HLO module by program id"),
+    ("memory_space", "integer", "memory_viewer: the memory space (buffer color), default 0"),
+    ("node_name", "string", "graph_viewer: the op (or computation) at the centre; default: the entry's root"),
+    ("graph_width", "integer", "graph_viewer: how many steps from the centre to draw (default 3)"),
+    ("merge_fusion", "integer", "graph_viewer: 1 draws fusions as single nodes"),
+    ("format", "string", "graph_viewer: 'dot' adds the graph as Graphviz DOT text"),
+    ("max_rows", "integer", "roofline_model: op rows kept, largest self time first (default 1000, 0: all)"),
+)
+
+
+def _tool_params() -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "query", "schema": {"type": kind}, "description": text}
+        for name, kind, text in _TOOL_PARAMS
+    ]
+
+
 def openapi_document(tools: list[str]) -> dict[str, Any]:
     """OpenAPI 3.1 description of every route the aggregator serves."""
     json_ok = {"description": "JSON", "content": {"application/json": {}}}
@@ -150,8 +174,10 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
             "name": "resolution",
             "in": "query",
             "schema": {"type": "integer", "minimum": 0},
-            "description": "trace_viewer: keep events visible at this many pixels across the window (0: all)",
+            "description": "trace_viewer: keep events visible at this many pixels across the window (0: all); "
+            "memory_profile: timeline points (default 1000)",
         },
+        *_tool_params(),
     ]
     api = "/data/plugin/profile"
     return {

@@ -10,7 +10,8 @@ import { h, replaceChildren } from "./dom.js";
 import { humanize } from "./format.js";
 import { errorPanel, loadingPanel } from "./status_panels.js";
 
-const STATE_KEYS = ["run", "tool", "hosts", "start_ms", "end_ms", "q", "run2"];
+const STATE_KEYS = ["run", "tool", "hosts", "start_ms", "end_ms", "q", "run2",
+  "memory_id", "module_name", "program_id", "memory_space", "node_name", "graph_width", "merge_fusion"];
 const TOOL_LABELS = {
   overview_page: "Overview",
   input_pipeline_analyzer: "Input pipeline",
@@ -20,7 +21,9 @@ const TOOL_LABELS = {
   kernel_stats: "Kernel stats",
   trace_viewer: "Trace viewer",
   memory_profile: "Memory profile",
+  memory_viewer: "Memory viewer",
   roofline_model: "Roofline",
+  graph_viewer: "Graph viewer",
   diff: "Compare",
 };
 // Which module renders which tool; any other tool gets the generic view (its tables and fields).
@@ -32,6 +35,10 @@ const VIEW_MODULES = {
   kernel_stats: "./views/tables.js",
   op_profile: "./views/op_profile.js",
   trace_viewer: "./views/trace_viewer.js",
+  memory_profile: "./views/memory_profile.js",
+  memory_viewer: "./views/memory_viewer.js",
+  roofline_model: "./views/roofline_model.js",
+  graph_viewer: "./views/graph_viewer.js",
   diff: "./views/diff.js",
 };
 const DETAIL_CONCURRENCY = 6;

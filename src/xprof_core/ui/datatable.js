@@ -24,9 +24,10 @@ export function cellText(value, type) {
  * @param {string|null} [options.csvUrl] data_csv URL for the download link
  * @param {number} [options.pageSize]
  * @param {string} [options.emptyText] shown when the table has no rows
+ * @param {(row: Array, colId: string) => string|null} [options.cellLink] a link (href) for a cell, or null
  * @returns {HTMLElement}
  */
-export function dataTable({ name, table, title, csvUrl = null, pageSize = 50, emptyText = "No rows." }) {
+export function dataTable({ name, table, title, csvUrl = null, pageSize = 50, emptyText = "No rows.", cellLink = null }) {
   const cols = table.cols || [];
   const rows = (table.rows || []).map((r) => r.c.map((cell) => (cell ? cell.v : null)));
   const state = { sortCol: -1, desc: false, filter: "", page: 0, pageSize };
@@ -128,8 +129,9 @@ export function dataTable({ name, table, title, csvUrl = null, pageSize = 50, em
         const type = cols[j].type;
         const text = cellText(v, type);
         const cls = type === "number" ? "td.num" : text.length > 60 ? "td.wrap" : "td";
-        return h(cls, { text, title: type === "number" && v !== null ? String(v) : null,
-          dataset: { v: v === null || v === undefined ? "" : String(v) } });
+        const href = cellLink && text ? cellLink(r, cols[j].id) : null;
+        return h(cls, { text: href ? null : text, title: type === "number" && v !== null ? String(v) : null,
+          dataset: { v: v === null || v === undefined ? "" : String(v) } }, href ? h("a", { href, text }) : null);
       })));
     }
     if (!trs.length) {

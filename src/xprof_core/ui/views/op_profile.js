@@ -2,6 +2,7 @@
 
 import { h, replaceChildren } from "../dom.js";
 import { formatNumber } from "../format.js";
+import { graphLink } from "../graph_link.js";
 
 const MAX_CHILDREN = 200;
 
@@ -26,7 +27,8 @@ export async function mount(ctx) {
       : h("span.toggle", { style: "display:inline-block;width:16px" });
     const pct = 100 * (m.time || 0);
     out.push(h("tr", { dataset: { path } },
-      h("td", { style: `padding-left:${8 + depth * 16}px` }, toggle, " ", node.name),
+      h("td", { style: `padding-left:${8 + depth * 16}px` }, toggle, " ", node.name,
+        node.xla ? graphLink(ctx.run, node.xla.programId, node.xla.op) : null),
       h("td.num", {}, h("span.bar", { style: `width:${Math.max(1, pct * 0.8)}px` }), `${pct.toFixed(2)}%`),
       h("td.num", { text: formatNumber((m.rawTime || 0) / 1e6) }),
       h("td.num", { text: formatNumber((m.selfTime || 0) / 1e6) }),

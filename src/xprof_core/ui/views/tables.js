@@ -3,6 +3,7 @@
 
 import { dataTable } from "../datatable.js";
 import { h, replaceChildren } from "../dom.js";
+import { graphHash } from "../graph_link.js";
 import { formatMs, formatNumber, formatPct } from "../format.js";
 import { stepChart } from "../step_chart.js";
 import { kpi } from "./overview.js";
@@ -25,11 +26,19 @@ export async function mount(ctx) {
     const table = data[ctx.tool];
     if (table) {
       parts.push(dataTable({ name: ctx.tool, table, csvUrl: ctx.csvUrl(ctx.tool), pageSize: 50,
-        emptyText: data.reason || "No rows." }));
+        emptyText: data.reason || "No rows.", cellLink: ctx.tool === "hlo_stats" ? hloGraphLink(ctx, table) : null }));
     }
   }
   replaceChildren(ctx.container, h("section.view", { dataset: { view: ctx.tool } }, parts));
   return null;
+}
+
+/** hlo_stats: each HLO op name links to the graph around it. */
+function hloGraphLink(ctx, table) {
+  const ids = table.cols.map((c) => c.id);
+  const program = ids.indexOf("program_id");
+  return (row, colId) => (colId === "hlo_op_name" && program >= 0 && row[program]
+    ? graphHash(ctx.run, { programId: row[program], node: row[ids.indexOf("hlo_op_name")], hosts: ctx.hosts }) : null);
 }
 
 function facts(tool, data) {

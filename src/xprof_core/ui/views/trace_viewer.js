@@ -7,6 +7,7 @@
 
 import { dataUrl, errorFromResponse } from "../api.js";
 import { h, replaceChildren } from "../dom.js";
+import { graphLink } from "../graph_link.js";
 import { formatBytes, formatDurationUs, formatNumber } from "../format.js";
 import { errorPanel } from "../status_panels.js";
 import { Timeline } from "../timeline.js";
@@ -277,6 +278,10 @@ export async function mount(ctx) {
       replaceChildren(argsList, entries.length ? entries.flatMap(([k, v]) => [h("dt", { text: k }),
         h("dd", { text: typeof v === "object" ? JSON.stringify(v) : String(v) })])
         : [h("dt", { text: "none" }), h("dd")]);
+      const args = (event && event.args) || {};
+      const op = args.hlo_op ? String(args.hlo_op).split("::").pop() : args.program_id !== undefined ? name : null;
+      const link = graphLink(ctx.run, args.program_id, op);
+      if (link) argsList.after(h("p", {}, link));
     } catch (err) {
       if (seq === detailsSeq) replaceChildren(argsList, h("dt", { text: "error" }), h("dd", { text: err.message }));
     }
