@@ -14,9 +14,14 @@ keeps the first key it inserted; occupancy is not part of the key).
 
 The op name follows XProf: the name part of the ``tf_op`` stat
 (``"XlaModule:"`` gives ``XlaModule``), replaced by the ``op_name`` metadata
-of the HLO instruction named by ``hlo_op`` when the module of that
-``program_id`` is among the HLO protos of ``/host:metadata`` (keyed, as in
-XProf, by the event-metadata id unless it carries a ``program_id`` stat).
+of the kernel's HLO instruction when the module of that ``program_id`` is
+among the HLO protos of ``/host:metadata`` (keyed, as in XProf, by the
+event-metadata id unless it carries a ``program_id`` stat). The instruction
+is the one :func:`~xprof_core.tools.attribution.kernel_ops` gives the kernel:
+its ``hlo_op``, or for kernels inside a CUDA graph (``hlo_op =
+command_buffer_N``, where XProf shows ``XlaModule``) the op the attribution
+rules found; a graph kernel none of them could place shows
+``unattributed in command_buffer_N``.
 
 (XProf's source writes that name as ``op_name:op_type``; XProf 2.24.2 shows
 JAX's HLO op names, whose op_type is empty, without the colon, and so do we:
@@ -41,6 +46,7 @@ import numpy as np
 
 from xprof_core.model.planes import ON_DEVICE, PlaneKind
 from xprof_core.model.xspace import Plane, XSpace
+from xprof_core.tools.attribution import is_unattributed, kernel_ops
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.event_rows import factorize_first_seen, is_derived_line, string_stat
@@ -331,7 +337,9 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
     # Op name and eligibility per distinct (tf_op, equation, hlo_op, program_id, Tensor Core use).
     tf_uniques, tf_code = factorize_first_seen(string_stat(xs, rows, "tf_op"))
     eq_uniques, eq_code = factorize_first_seen(string_stat(xs, rows, "equation"))
-    hlo_uniques, hlo_code = factorize_first_seen(string_stat(xs, rows, "hlo_op"))
+    # The HLO op of each XLA kernel (command-buffer kernels included), "" for the others.
+    modules = HloModules(xs)
+    hlo_uniques, hlo_code = factorize_first_seen(kernel_ops(xs, modules).op_of(rows))
     pid = xs.stat(rows, "program_id")
     if pid.values.dtype == object:  # not an integer stat: no module to look up
         pid_present, pid_values = np.zeros(len(rows), dtype=bool), np.zeros(len(rows), dtype=np.int64)
@@ -340,8 +348,6 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
     context = np.stack([tf_code, eq_code, hlo_code, pid_present, pid_values, using_tc], axis=1)
     contexts = _RowGroups.of(context)
     ctx_uniques, ctx_code = context[contexts.first], contexts.codes
-    # HLO protos are decoded only when some kernel names an HLO op of a known program.
-    modules = HloModules(xs) if bool(pid_present.any()) and bool((hlo_uniques != "").any()) else None
     op_names: dict[str, int] = {}
     ctx_op = np.empty(len(ctx_uniques), dtype=np.int64)
     ctx_eligible = np.empty(len(ctx_uniques), dtype=bool)
@@ -352,9 +358,10 @@ def map_kernel_stats(xs: XSpace, params: Params) -> Partial:
             op = tf_op_name(tf_full)
             eligible = is_einsum_tensor_core_eligible(str(eq_uniques[eq])) or is_op_tensor_core_eligible(op) or bool(tc)
         hlo_full = str(hlo_uniques[h])
-        if hlo_full and p_ok and modules is not None:
-            # XProf looks up the last "::"-separated name of hlo_op.
-            ins = modules.instruction(p, hlo_full.split("::")[-1])
+        if is_unattributed(hlo_full):  # a command-buffer kernel no rule could place: say so
+            op = hlo_full
+        elif hlo_full and p_ok and len(modules):
+            ins = modules.instruction(p, hlo_full)
             if ins is not None:
                 op = ins.op_name
                 eligible = is_op_tensor_core_eligible(op) or eligible

@@ -15,16 +15,17 @@ Where the ops come from (XProf's rules, ``xplane_to_op_metrics_db.cc``):
   an event carries ``device_offset_ps``/``device_duration_ps`` those are its
   span, as in XProf. Events whose ``symbol_id`` is 0 (a whole program) nest
   but are not reported.
-* **GPU**: kernels on ``Stream #N(...)`` lines that carry ``hlo_op`` (last
-  ``::`` part) and ``program_id``. Consecutive kernels of the same op on a
+* **GPU**: kernels on ``Stream #N(...)`` lines that carry ``hlo_op``, each
+  under the HLO op :func:`~xprof_core.tools.attribution.kernel_ops` gives it
+  (its ``hlo_op``'s last ``::`` part; for kernels inside a CUDA graph, whose
+  ``hlo_op`` names the command buffer, the op found by the scope tree, the
+  module's schedule or the kernel name, else an explicit ``unattributed in
+  command_buffer_N`` row; XProf drops such kernels, finding no instruction
+  named ``command_buffer_1``). Consecutive kernels of the same op on a
   stream with the same ``group_id`` (the step XProf's grouping assigned) are
   one occurrence. A file without ``group_id`` takes the step from the host's
   step markers (:mod:`~xprof_core.tools.steps`); without either every kernel
-  is an occurrence, as in XProf (an absent group id never matches). Kernels inside a
-  CUDA graph name the command buffer (``hlo_op = command_buffer_1``); XProf
-  drops them (it finds no such instruction), we report them under the
-  instruction their kernel name denotes (``gemm_fusion_dot_3`` is
-  ``gemm_fusion_dot.3``) or, failing that, under the kernel name. Kernels with
+  is an occurrence, as in XProf (an absent group id never matches). Kernels with
   a ``tf_op`` stat but no ``hlo_op`` are non-XLA framework ops (not HLO ops).
   A device plane without either uses its derived ``TensorFlow Ops`` /
   ``Framework Ops`` line (older TensorFlow profiles, where XProf 2.24 finds no
@@ -66,6 +67,7 @@ import numpy as np
 
 from xprof_core.model.planes import ON_DEVICE, PlaneKind
 from xprof_core.model.xspace import XSpace
+from xprof_core.tools.attribution import is_unattributed, kernel_ops
 from xprof_core.tools.base import Params, Partial, param_int
 from xprof_core.tools.datatable import Column, datatable
 from xprof_core.tools.event_rows import (
@@ -348,21 +350,13 @@ def _hlo_key(
     hlo_category: str,
     tf_op: str,
     long_name: str,
-    kernel_name: str = "",
 ) -> tuple[str, ...]:
-    """The identity of one HLO op (an ``HLO_IDS`` tuple) from its stats and its module's HLO proto.
-
-    ``kernel_name`` is set for kernels of a command buffer: the instruction is
-    then looked up by the kernel's name, and the kernel name is the op name
-    when no instruction matches.
-    """
+    """The identity of one HLO op (an ``HLO_IDS`` tuple) from its stats and its module's HLO proto."""
     ins = modules.instruction(program_id, name) if len(modules) else None
-    if kernel_name:
-        name = kernel_name.removesuffix(".kd")
-        ins = modules.instruction_of_kernel(program_id, kernel_name) if len(modules) else None
-        if ins is not None:
-            name = ins.name
-    category = hlo_category or (ins.category if ins is not None else category_from_name(name))
+    if is_unattributed(name):  # command-buffer kernels no rule could place: their own category
+        category = "unattributed"
+    else:
+        category = hlo_category or (ins.category if ins is not None else category_from_name(name))
     provenance = tf_op if tf_op and tf_op not in _MODULE_LEVEL_TF_OPS else (ins.provenance if ins else "")
     return (where, str(program_id), module, name, category, provenance, long_name)
 
@@ -446,7 +440,8 @@ def _gpu_kernel_rows(xs: XSpace) -> np.ndarray:
 
 
 def _gpu_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.ndarray) -> OpTable | None:
-    """HLO ops of the XLA kernels (rows with ``hlo_op``), merged into occurrences per stream, op and step."""
+    """HLO ops of the XLA kernels (``hlo_ops``: each row's attributed op, "" for non-XLA kernels),
+    merged into occurrences per stream, op and step."""
     sel = hlo_ops != ""
     rows, hlo_ops = rows[sel], hlo_ops[sel]
     if len(rows) == 0:
@@ -454,17 +449,12 @@ def _gpu_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.
     program, _ = u64_stat(xs, rows, "program_id")
     op_uniques, op_code = factorize_sorted(hlo_ops)
     pg_uniques, pg_code = factorize_sorted(program)
-    _, md_code = factorize_sorted(xs.event_metadata_row[rows])  # kernel names, per metadata row
-    # The kernel only matters for command buffers, whose hlo_op names no instruction.
-    is_cmd_buffer = np.array([str(h).split("::")[-1].startswith("command_buffer") for h in op_uniques], dtype=bool)
-    ident = np.stack([op_code, pg_code, np.where(is_cmd_buffer[op_code], md_code, -1)], axis=1)
-    id_uniques, first, id_code = factorize_sorted_with_first(ident)
+    id_uniques, first, id_code = factorize_sorted_with_first(np.stack([op_code, pg_code], axis=1))
     r0 = rows[first]
-    kernel_names = xs.event_names(r0)
     cats, tf_ops, mods = (string_stat(xs, r0, s) for s in ("hlo_category", "tf_op", "hlo_module"))
     keys: dict[tuple[str, ...], int] = {}
     ident_key = np.empty(len(id_uniques), dtype=np.int64)
-    for i, (oc, pc, mc) in enumerate(id_uniques.tolist()):
+    for i, (oc, pc) in enumerate(id_uniques.tolist()):
         key = _hlo_key(
             modules,
             "Device",
@@ -474,7 +464,6 @@ def _gpu_hlo_ops(xs: XSpace, modules: HloModules, rows: np.ndarray, hlo_ops: np.
             str(cats[i]),
             str(tf_ops[i]),
             "",
-            kernel_name=str(kernel_names[i]) if mc >= 0 else "",
         )
         ident_key[i] = keys.setdefault(key, len(keys))
     key_of_row = ident_key[id_code]
@@ -723,7 +712,7 @@ def map_op_stats(xs: XSpace, params: Params | None = None) -> Partial:
     if tpu is not None:
         hlo_tables.append(tpu)
     kernel_rows = _gpu_kernel_rows(xs)
-    kernel_hlo = string_stat(xs, kernel_rows, "hlo_op")
+    kernel_hlo = kernel_ops(xs, modules).op_of(kernel_rows)  # the HLO op of every XLA kernel, "" elsewhere
     kernel_tf = string_stat(xs, kernel_rows, "tf_op")
     gpu = _gpu_hlo_ops(xs, modules, kernel_rows, kernel_hlo)
     if gpu is not None:

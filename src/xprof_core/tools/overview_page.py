@@ -17,6 +17,7 @@ import numpy as np
 
 from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import XSpace
+from xprof_core.tools.attribution import kernel_ops
 from xprof_core.tools.base import Params, Partial
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.steps import (
@@ -59,11 +60,16 @@ def device_idle_fraction(xs: XSpace, start_ps: int, end_ps: int) -> float | None
 
 
 def top_device_ops(xs: XSpace) -> list[tuple[str, int, int]]:
-    """(op name, occurrences, total time ps) of the device ops with the most time."""
+    """(op name, occurrences, total time ps) of the device ops with the most time.
+
+    A GPU kernel of XLA counts under its HLO op (:func:`~xprof_core.tools.attribution.kernel_ops`,
+    which also places the kernels of CUDA graphs); other device events under their own name.
+    """
     rows = device_rows(xs)
     if len(rows) == 0:
         return []
-    names = xs.event_names(rows).astype(str)
+    ops = kernel_ops(xs).op_of(rows)
+    names = np.where(ops != "", ops, xs.event_names(rows)).astype(str)
     uniq, inv = np.unique(names, return_inverse=True)
     total = np.bincount(inv, weights=xs.duration_ps[rows].astype(np.float64), minlength=len(uniq))
     count = np.bincount(inv, minlength=len(uniq))
