@@ -34,9 +34,10 @@ the rule that attributed it (:data:`RULES`):
     ``loop_add_fusion.2``), the name of an identical fusion XLA reused the
     kernel of (same name stem: ``fusion_303`` for ``fusion.304``), a library
     kernel for a custom call (cuBLAS ``nvjet_*``, cuDNN, CUTLASS), or a
-    memset/memcpy (any op; a memset opens the op after it). Every kernel must
-    fit the instruction it is given, or the launch is not attributed by this
-    rule. The stretch is the whole list of thunk instructions not seen
+    memset/memcpy (any op; a memset opens the op after it). A kernel that fits
+    no instruction in its place is left out (and goes on to the next rule);
+    an alignment that leaves out more than a tenth of the kernels or of the
+    instructions is not trusted. The stretch is the whole list of thunk instructions not seen
     outside a command buffer when the program has one command buffer, else
     the runs between such instructions, one per command buffer in number
     order. Schedules with control flow (while, conditional, call, async ops)
@@ -62,7 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xprof_core.model.xspace import XSpace
-from xprof_core.tools.event_rows import factorize_first_seen, is_derived_line, string_stat, u64_stat
+from xprof_core.tools.event_rows import factorize_first_seen, host_rows, is_derived_line, string_stat, u64_stat
 from xprof_core.tools.hlo_proto import HloInstruction, HloModules, kernel_name_key
 
 RULES = ("hlo_op", "scope", "hlo_structure", "kernel_name", "unattributed")
@@ -78,12 +79,15 @@ _NAME_SUFFIX = re.compile(r"(_\d+)+$")
 _NO_THUNK = frozenset(
     {"parameter", "constant", "get-tuple-element", "tuple", "bitcast", "after-all", "add-dependency", "opt-barrier"}
 )
-# Alignment costs: a kernel that bears its op's name costs nothing, a plausible one 1, an
-# op's extra kernels half a point more (one kernel per op is the common case), a memset or
-# memcpy 0.5 as an op's first kernel and 1.5 as a later one (so it opens the op after it),
-# an op with no kernel 3, a kernel left out 4; an impossible pairing costs _BIG and voids
-# the alignment.
-_EXACT, _FITS, _EXTRA, _COPY_FIRST, _NO_KERNEL, _LEFT_OUT, _BIG = 0.0, 1.0, 0.5, 0.5, 3.0, 4.0, 1e6
+# Alignment costs. As an op's first kernel: one that bears the op's name costs 0, a plausible
+# one (a reused fusion kernel, a library kernel of a custom call) 1, a memset or memcpy 1. A
+# further kernel of the same op costs 1.5 more, except right after a memset or memcpy (a
+# memset opens the op whose kernel follows it), and a further memset 2. An op with no kernel
+# costs 3, a kernel left out 4; an impossible pairing costs _BIG and is never chosen.
+_EXACT, _FITS, _EXTRA, _COPY_FIRST, _COPY_EXTRA = 0.0, 1.0, 1.5, 1.0, 2.0
+_NO_KERNEL, _LEFT_OUT, _BIG = 3.0, 4.0, 1e6
+# An alignment that leaves out more than this share of the kernels, or of the ops, is not trusted.
+MAX_LEFT_OUT_SHARE = 0.1
 # The alignment stores two int32 back-pointer tables of (ops x kernels): above this it is skipped.
 MAX_ALIGNMENT_CELLS = 10_000_000
 
@@ -201,97 +205,222 @@ def _attribute(xs: XSpace, modules: HloModules) -> KernelOps:
     buffer[in_buffer] = op[in_buffer]
     rule[in_buffer] = RULE_UNATTRIBUTED
     todo = in_buffer.copy()
-    _by_scope(xs, rows, program, op, rule, todo)
-    _by_structure(xs, modules, rows, program, op, rule, buffer, todo)
+    launches = _Launches(xs, modules, rows, program, op, rule, buffer)
+    _by_scope(xs, launches, op, rule, todo)
+    _by_structure(launches, op, rule, todo)
     _by_kernel_name(xs, modules, rows, program, op, rule, todo)
     op[todo] = np.array([UNATTRIBUTED_PREFIX + str(b) for b in buffer[todo]], dtype=object)
     return KernelOps(rows, program, op, rule, buffer)
 
 
-def _by_scope(
-    xs: XSpace, rows: np.ndarray, program: np.ndarray, op: np.ndarray, rule: np.ndarray, todo: np.ndarray
-) -> None:
-    """Rule ``scope``: the nearest scope (own or enclosing) of a kernel that names its op directly."""
-    scope, has_scope = u64_stat(xs, rows, "scope_range_id")
-    direct = has_scope & ~todo & (rule == RULE_HLO_OP)
-    if not (has_scope & todo).any() or not direct.any():
+class _Launches:
+    """The command-buffer kernels of a host grouped by graph launch, with what the rules share.
+
+    A launch is the kernels of one command buffer that share a ``correlation_id``
+    (the ``cuGraphLaunch``; else a ``scope_range_id``), in the order they ran
+    (start time, then graph node id). Built before any rule runs: ``direct_ops``
+    are the ops named by kernels outside command buffers.
+    """
+
+    def __init__(
+        self,
+        xs: XSpace,
+        modules: HloModules,
+        rows: np.ndarray,
+        program: np.ndarray,
+        op: np.ndarray,
+        rule: np.ndarray,
+        buffer: np.ndarray,
+    ) -> None:
+        self.modules = modules
+        self.names = xs.event_names(rows)
+        self.scope, self.has_scope = u64_stat(xs, rows, "scope_range_id")
+        corr, has_corr = u64_stat(xs, rows, "correlation_id")
+        node, _ = u64_stat(xs, rows, "cuda_graph_node_id")
+        self.program, self.buffer = program, buffer
+        launch_key = np.where(has_corr, corr, np.where(self.has_scope, self.scope, np.uint64(0)))
+        start = xs.start_ps[rows]
+        direct = rule == RULE_HLO_OP
+        self.direct_ops: dict[int, set[str]] = {}
+        for p, o in zip(program[direct].tolist(), op[direct].tolist(), strict=True):
+            self.direct_ops.setdefault(int(p), set()).add(str(o))
+        idx = np.flatnonzero(buffer != "")
+        groups: dict[tuple[int, str, int], list[int]] = {}
+        for i, p, b, k in zip(
+            idx.tolist(), program[idx].tolist(), buffer[idx].tolist(), launch_key[idx].tolist(), strict=True
+        ):
+            groups.setdefault((int(p), str(b), int(k)), []).append(i)
+        # (program, command buffer, kernel indices in the order they ran)
+        self.groups: list[tuple[int, str, np.ndarray]] = []
+        for (p, b, _), members in groups.items():
+            m = np.array(members, dtype=np.int64)
+            self.groups.append((p, b, m[np.lexsort((node[m], start[m]))]))
+        self._stretches: dict[int, dict[str, list[HloInstruction]] | None] = {}
+
+    def stretch(self, program_id: int, buffer: str) -> list[HloInstruction] | None:
+        """The thunk instructions command buffer ``buffer`` of the program runs (None: not known)."""
+        if program_id not in self._stretches:
+            sel = (self.program == program_id) & (self.buffer != "")
+            buffers = sorted({str(x) for x in self.buffer[sel]}, key=_buffer_number)
+            self._stretches[program_id] = _command_stretches(
+                self.modules, program_id, buffers, self.direct_ops.get(program_id, set())
+            )
+        return (self._stretches[program_id] or {}).get(buffer)
+
+
+def _by_scope(xs: XSpace, launches: _Launches, op: np.ndarray, rule: np.ndarray, todo: np.ndarray) -> None:
+    """Rule ``scope``, from two kinds of scope evidence.
+
+    1. A kernel whose scope, or the nearest enclosing scope, is the scope of a
+       kernel that names its op directly belongs to that op.
+    2. Recording a command buffer opens one scope per command, in command
+       order, right after the launch's own scope (ids are handed out one by
+       one). When a launch's scope ``L`` is followed by exactly as many ids as
+       the buffer has commands before the next scope outside ``L``'s subtree
+       (every command was recorded), a CUDA call made while recording, in
+       child scope ``c`` of ``L`` (a library kernel captured into a child
+       graph: cuBLAS, a memset), belongs to command ``c - L - 1``. Such host
+       calls pair, in time order and by name, with the launch's kernels.
+    """
+    scope, has_scope = launches.scope, launches.has_scope
+    if not (has_scope & todo).any():
         return
     tree = scope_tree(xs)
-    # Scope -> op of the kernels that name it directly; a scope claimed by two ops names neither.
-    named: dict[tuple[int, int], str | None] = {}
-    for s, p, o in zip(scope[direct].tolist(), program[direct].tolist(), op[direct].tolist(), strict=True):
-        key = (p, s)
-        if named.setdefault(key, o) != o:
-            named[key] = None
-    # A scope that holds command-buffer kernels stands for the whole buffer: the walk stops there.
-    buffers = set(zip(program[todo & has_scope].tolist(), scope[todo & has_scope].tolist(), strict=True))
-    for i in np.flatnonzero(todo & has_scope).tolist():
-        p, s = int(program[i]), int(scope[i])
-        seen = 0
-        while True:
-            found = named.get((p, s))
-            if found is not None:
-                op[i], rule[i], todo[i] = found, RULE_SCOPE, False
-                break
-            parent = tree.get(s)
-            seen += 1
-            if parent is None or seen > 64 or (p, parent) in buffers:
-                break
-            s = parent
+    program = launches.program
+    direct = has_scope & ~todo & (rule == RULE_HLO_OP)
+    if direct.any():
+        # Scope -> op of the kernels that name it directly; a scope claimed by two ops names neither.
+        named: dict[tuple[int, int], str | None] = {}
+        for s, p, o in zip(scope[direct].tolist(), program[direct].tolist(), op[direct].tolist(), strict=True):
+            if named.setdefault((p, s), o) != o:
+                named[(p, s)] = None
+        # A scope that holds command-buffer kernels stands for the whole buffer: the walk stops there.
+        buffers = set(zip(program[todo & has_scope].tolist(), scope[todo & has_scope].tolist(), strict=True))
+        for i in np.flatnonzero(todo & has_scope).tolist():
+            p, s = int(program[i]), int(scope[i])
+            for _ in range(64):
+                found = named.get((p, s))
+                if found is not None:
+                    op[i], rule[i], todo[i] = found, RULE_SCOPE, False
+                    break
+                parent = tree.get(s)
+                if parent is None or (p, parent) in buffers:
+                    break
+                s = parent
+    if tree and (has_scope & todo).any():
+        _by_recording_scopes(xs, launches, tree, op, rule, todo)
 
 
-def _by_structure(
-    xs: XSpace,
-    modules: HloModules,
-    rows: np.ndarray,
-    program: np.ndarray,
-    op: np.ndarray,
-    rule: np.ndarray,
-    buffer: np.ndarray,
-    todo: np.ndarray,
+def _by_recording_scopes(
+    xs: XSpace, launches: _Launches, tree: dict[int, int], op: np.ndarray, rule: np.ndarray, todo: np.ndarray
 ) -> None:
-    """Rule ``hlo_structure``: each graph launch's kernels aligned with its command buffer's thunks."""
-    if not todo.any() or not len(modules):
+    """The second kind of scope evidence of :func:`_by_scope` (command index = child scope - launch scope - 1)."""
+    host = host_rows(xs)
+    col = xs.stat(host, "scope_range_id", include_metadata=False)
+    if not col.present.any() or col.values.dtype.kind not in "iu":
         return
-    corr, has_corr = u64_stat(xs, rows, "correlation_id")
-    scope, has_scope = u64_stat(xs, rows, "scope_range_id")
-    node, _ = u64_stat(xs, rows, "cuda_graph_node_id")
-    # One launch: the kernels of one command buffer sharing a correlation id (else a scope id).
-    launch_key = np.where(has_corr, corr, np.where(has_scope, scope, np.uint64(0)))
-    names = xs.event_names(rows)
-    start = xs.start_ps[rows]
-    direct = rule == RULE_HLO_OP
-    direct_ops: dict[int, set[str]] = {}
-    for p, o in zip(program[direct].tolist(), op[direct].tolist(), strict=True):
-        direct_ops.setdefault(int(p), set()).add(str(o))
+    host = host[col.present]
+    host_scope = col.values[col.present].astype(np.int64).view(np.uint64).astype(object)
+    children: dict[int, list[tuple[int, str, int]]] = {}  # launch scope -> (start, name, child scope)
+    host_names = xs.event_names(host)
+    for r, c, name in zip(host.tolist(), host_scope.tolist(), host_names.tolist(), strict=True):
+        parent = tree.get(int(c))
+        if parent is not None:
+            children.setdefault(parent, []).append((int(xs.start_ps[r]), str(name), int(c)))
+    if not children:
+        return
+    known = sorted(set(tree) | set(tree.values()))
+    for p, b, members in launches.groups:
+        if not todo[members].any() or not launches.has_scope[members[0]]:
+            continue
+        launch = int(launches.scope[members[0]])
+        calls = sorted(children.get(launch, ()))
+        stretch = launches.stretch(p, b) if calls else None
+        if not calls or stretch is None:
+            continue
+        # Every command recorded: the next scope id outside the launch's subtree is launch + commands + 1.
+        pos = int(np.searchsorted(known, launch, side="right"))
+        following = next((x for x in known[pos:] if not _descends(tree, x, launch)), None)
+        if following != launch + len(stretch) + 1:
+            continue
+        found = _pair_calls(calls, [str(launches.names[i]) for i in members.tolist()], launch, stretch)
+        if found is None:
+            continue
+        for k, ins in found.items():
+            i = int(members[k])
+            if todo[i]:
+                op[i], rule[i], todo[i] = ins.name, RULE_SCOPE, False
+
+
+def _descends(tree: dict[int, int], scope: int, ancestor: int) -> bool:
+    for _ in range(64):
+        parent = tree.get(scope)
+        if parent is None:
+            return False
+        if parent == ancestor:
+            return True
+        scope = parent
+    return False
+
+
+def _pair_calls(
+    calls: Sequence[tuple[int, str, int]], kernels: Sequence[str], launch: int, stretch: Sequence[HloInstruction]
+) -> dict[int, HloInstruction] | None:
+    """Kernel index -> instruction for the launch's kernels that a recorded host call names.
+
+    Host calls whose name is a kernel's (``nvjet_...``; ``Memset`` for the
+    device's ``Memset 0``) are matched in order with the launch's kernels; a
+    call that matches no later kernel, or a command index outside the buffer or
+    of an instruction that cannot run that kernel, voids the whole launch.
+    """
+    out: dict[int, HloInstruction] = {}
+    fusion_stems = {_stem(kernel_name_key(i.name)) for i in stretch if i.opcode == "fusion"}
+    k = 0
+    for _, name, child in calls:
+        if not _is_kernel_call(name, kernels):
+            continue  # cuGraphCreate and other driver calls
+        while k < len(kernels) and not _same_kernel(name, kernels[k]):
+            k += 1
+        command = child - launch - 1
+        if k == len(kernels) or not 0 <= command < len(stretch):
+            return None
+        ins = stretch[command]
+        if _fit_cost(ins, kernels[k], fusion_stems) >= _BIG:
+            return None
+        out[k] = ins
+        k += 1
+    return out
+
+
+def _same_kernel(call: str, kernel: str) -> bool:
+    return call == kernel or (_COPY_KERNEL.match(call) is not None and kernel.split(" ")[0] == call)
+
+
+def _is_kernel_call(call: str, kernels: Sequence[str]) -> bool:
+    return any(_same_kernel(call, k) for k in kernels)
+
+
+def _by_structure(launches: _Launches, op: np.ndarray, rule: np.ndarray, todo: np.ndarray) -> None:
+    """Rule ``hlo_structure``: each graph launch's kernels aligned with its command buffer's thunks.
+
+    Whole launches are aligned (kernels another rule placed included); only
+    the kernels still open take the result.
+    """
     cache: dict[tuple[int, str, tuple[str, ...]], list[str] | None] = {}
-    stretches: dict[int, dict[str, list[HloInstruction]] | None] = {}
-    # Whole launches are aligned (kernels another rule placed included); only open kernels take the result.
-    idx = np.flatnonzero(buffer != "")
-    groups: dict[tuple[int, str, int], list[int]] = {}
-    for i, p, b, k in zip(
-        idx.tolist(), program[idx].tolist(), buffer[idx].tolist(), launch_key[idx].tolist(), strict=True
-    ):
-        groups.setdefault((int(p), str(b), int(k)), []).append(i)
-    for (p, b, _), members in groups.items():
+    for p, b, members in launches.groups:
         if not todo[members].any():
             continue
-        if p not in stretches:
-            all_buffers = sorted({str(x) for x in buffer[(program == p) & (buffer != "")]}, key=_buffer_number)
-            stretches[p] = _command_stretches(modules, p, all_buffers, direct_ops.get(p, set()))
-        stretch = (stretches[p] or {}).get(b)
+        stretch = launches.stretch(p, b)
         if stretch is None:
             continue
-        m = np.array(members, dtype=np.int64)
-        m = m[np.lexsort((node[m], start[m]))]  # the order the kernels ran in
-        kernel_names = tuple(str(x) for x in names[m])
+        kernel_names = tuple(str(x) for x in launches.names[members])
         key = (p, b, kernel_names)
         if key not in cache:
             cache[key] = _align(stretch, kernel_names)
         assigned = cache[key]
         if assigned is None:
             continue
-        for i, name in zip(m.tolist(), assigned, strict=True):
+        for i, name in zip(members.tolist(), assigned, strict=True):
             if name and todo[i]:
                 op[i], rule[i], todo[i] = name, RULE_HLO_STRUCTURE, False
 
@@ -332,14 +461,60 @@ def _command_stretches(
     return dict(zip(buffers, runs, strict=True))
 
 
+def _fit_cost(ins: HloInstruction, kernel: str, fusion_stems: set[str]) -> float:
+    """Cost of ``kernel`` as the first kernel of ``ins`` (``_BIG``: it cannot be one of its kernels).
+
+    ``fusion_stems``: the name stems of the fusions among the candidate
+    instructions; a kernel whose stem is none of them is a library kernel.
+    """
+    if _COPY_KERNEL.match(kernel):
+        return _COPY_FIRST
+    key, own = kernel_name_key(kernel), kernel_name_key(ins.name)
+    if key == own:
+        return _EXACT
+    stem = _stem(key)
+    if ins.opcode == "fusion" and stem == _stem(own):
+        return _FITS  # the kernel of an identical fusion, reused
+    if stem not in fusion_stems and (ins.opcode != "fusion" or ins.category == "custom fusion"):
+        return _FITS  # a library kernel (cuBLAS, cuDNN, CUTLASS) of a custom call or custom fusion
+    return _BIG
+
+
 def _stem(key: str) -> str:
     """A sanitized name without its numeric suffixes (``loop_add_fusion_2`` -> ``loop_add_fusion``)."""
     return _NAME_SUFFIX.sub("", key)
 
 
+class _CostTable:
+    """:func:`_fit_cost` of every distinct kernel name for each instruction, vectorised and cached."""
+
+    def __init__(self, instructions: Sequence[HloInstruction], kernel_names: Sequence[str]) -> None:
+        fusion_stems = {_stem(kernel_name_key(ins.name)) for ins in instructions if ins.opcode == "fusion"}
+        self.keys = np.array([kernel_name_key(k) for k in kernel_names], dtype=object)
+        self.stems = np.array([_stem(k) for k in self.keys.tolist()], dtype=object)
+        self.is_copy = np.array([_COPY_KERNEL.match(k) is not None for k in kernel_names], dtype=bool)
+        self.is_library = np.array([s not in fusion_stems for s in self.stems.tolist()], dtype=bool) & ~self.is_copy
+        self._cache: dict[tuple[str, str, str], np.ndarray] = {}
+
+    def first(self, ins: HloInstruction) -> np.ndarray:
+        """Cost of each distinct kernel name as the first kernel of ``ins`` (float64)."""
+        own = kernel_name_key(ins.name)
+        cache_key = (own, ins.opcode, ins.category)
+        if cache_key not in self._cache:
+            c = np.full(len(self.keys), _BIG)
+            if ins.opcode != "fusion" or ins.category == "custom fusion":
+                c[self.is_library] = _FITS
+            if ins.opcode == "fusion":
+                c[self.stems == _stem(own)] = _FITS
+            c[self.keys == own] = _EXACT
+            c[self.is_copy] = _COPY_FIRST
+            self._cache[cache_key] = c
+        return self._cache[cache_key]
+
+
 def _align(instructions: Sequence[HloInstruction], kernels: Sequence[str]) -> list[str] | None:
-    """The instruction of each kernel (in order; "" for a kernel left out), or None when no
-    alignment fits every kernel to its instruction (see the module docstring for the costs).
+    """The instruction of each kernel (in order; "" for a kernel left out), or None when the
+    best alignment is not trusted (see the module docstring and the costs above).
 
     Dynamic programming over (instructions, kernels), one numpy pass per
     instruction: ``F[j]`` is the best cost with the instructions so far closed
@@ -352,44 +527,23 @@ def _align(instructions: Sequence[HloInstruction], kernels: Sequence[str]) -> li
     if n == 0 or n * (m + 1) > MAX_ALIGNMENT_CELLS:
         return None
     kernel_uniques, kernel_code = factorize_first_seen(np.array(kernels, dtype=object))
-    keys = [kernel_name_key(str(k)) for k in kernel_uniques]
-    fusion_stems = {_stem(kernel_name_key(ins.name)) for ins in instructions if ins.opcode == "fusion"}
-    is_copy = np.array([_COPY_KERNEL.match(str(k)) is not None for k in kernel_uniques], dtype=bool)
-    stems = np.array([_stem(k) for k in keys], dtype=object)
-    is_library = np.array([s not in fusion_stems for s in stems.tolist()], dtype=bool) & ~is_copy
-    key_array = np.array(keys, dtype=object)
-    costs: dict[tuple[str, str, bool], np.ndarray] = {}
-
-    def first_cost(ins: HloInstruction) -> np.ndarray:
-        """Cost of each distinct kernel name as the first kernel of ``ins``."""
-        own = kernel_name_key(ins.name)
-        library_ok = ins.opcode != "fusion" or ins.category == "custom fusion"
-        cache_key = (own, ins.opcode, library_ok)
-        if cache_key not in costs:
-            c = np.full(len(keys), _BIG)
-            if ins.opcode == "fusion":
-                c[stems == _stem(own)] = _FITS
-            if library_ok:
-                c[is_library] = _FITS
-            c[is_copy] = _COPY_FIRST
-            c[key_array == own] = _EXACT
-            costs[cache_key] = c
-        return costs[cache_key]
-
-    inf = np.inf
+    table = _CostTable(instructions, [str(k) for k in kernel_uniques])
+    is_copy = table.is_copy[kernel_code]
+    after_copy = np.zeros(m, dtype=bool)
+    after_copy[1:] = is_copy[:-1]
     j_all = np.arange(m + 1, dtype=np.int64)
     f = j_all * _LEFT_OUT  # F before the first instruction: leading kernels left out
     block_start = np.zeros((n, m + 1), dtype=np.int32)  # start of the block ending at j (-1: empty)
     left_from = np.zeros((n, m + 1), dtype=np.int32)  # F_{i+1}[j] came from H[left_from] + left-out kernels
     for i, ins in enumerate(instructions):
-        cf = first_cost(ins)[kernel_code]
-        ce = cf + _EXTRA
-        ce[is_copy[kernel_code]] = _FITS + _EXTRA  # an extra memset costs more than a first one
+        cf = table.first(ins)[kernel_code]
+        ce = np.where(after_copy, cf, cf + _EXTRA)
+        ce[is_copy] = _COPY_EXTRA
         e_cum = np.concatenate(([0.0], np.cumsum(ce)))
         a = f[:m] + cf - e_cum[1:]  # a[s]: block starting at kernel s
         run = np.minimum.accumulate(a)
         arg = np.maximum.accumulate(np.where(a <= run, np.arange(m), 0))  # latest start reaching the minimum
-        g = np.full(m + 1, inf)
+        g = np.full(m + 1, np.inf)
         g[1:] = e_cum[1:] + run
         h = f + _NO_KERNEL
         took = g < h
@@ -400,9 +554,8 @@ def _align(instructions: Sequence[HloInstruction], kernels: Sequence[str]) -> li
         run_b = np.minimum.accumulate(b)
         left_from[i] = np.maximum.accumulate(np.where(b <= run_b, j_all, 0))
         f = j_all * _LEFT_OUT + run_b
-    if not f[m] < _BIG:
-        return None
     out = [""] * m
+    empty_ops = 0
     j = m
     for i in range(n - 1, -1, -1):
         j = int(left_from[i][j])
@@ -411,6 +564,10 @@ def _align(instructions: Sequence[HloInstruction], kernels: Sequence[str]) -> li
             for k in range(s, j):
                 out[k] = instructions[i].name
             j = s
+        else:
+            empty_ops += 1
+    if out.count("") > MAX_LEFT_OUT_SHARE * m or empty_ops > MAX_LEFT_OUT_SHARE * n:
+        return None
     return out
 
 
@@ -441,6 +598,7 @@ def _by_kernel_name(
 
 __all__ = [
     "MAX_ALIGNMENT_CELLS",
+    "MAX_LEFT_OUT_SHARE",
     "RULES",
     "RULE_HLO_OP",
     "RULE_HLO_STRUCTURE",
