@@ -28,8 +28,11 @@ JAX's HLO op names, whose op_type is empty, without the colon, and so do we:
 the metadata op_name alone.)
 
 ``map`` returns per-group aggregates (durations in ps); ``reduce`` merges the
-hosts' groups (sum of occurrences and totals, min of mins, max of maxes) and
-builds XProf's DataTable, rows by total duration descending, at most
+hosts' groups and builds XProf's DataTable. Across hosts (docs/multi-host.md)
+a kernel group's occurrences and total time add up, its min is the smallest
+of the hosts' minima, its max the largest of their maxima and its average
+the merged total over the merged occurrences; the occupancy is the first
+host's; ``merge_hosts=0`` keeps one row per host instead. The table is rows by total duration descending, at most
 ``max_kernels`` of them (XProf keeps 1000). Durations are exact sums of ps;
 XProf first truncates each kernel to whole ns and its average to whole ns,
 which changes nothing for the ns-resolution traces CUPTI and ROCm write.
@@ -438,8 +441,8 @@ def _merge(partials: Sequence[Partial], merge_hosts: bool) -> dict[tuple[int, Gr
             else:  # the first host's occupancy stays, as XProf keeps the first key inserted
                 g.occurrences += int(count)
                 g.total_ps += int(total)
-                g.min_ps = min(g.min_ps, int(lo))
-                g.max_ps = max(g.max_ps, int(hi))
+                g.min_ps = min(g.min_ps, int(lo))  # the fastest run on any host
+                g.max_ps = max(g.max_ps, int(hi))  # the slowest run on any host
     return groups
 
 

@@ -2,9 +2,14 @@
 
 Steps (count, average/min/max/std-dev step time), the per-step breakdown
 into event types, hosts, device kind and count, device idle share, the top
-device ops by time, and a per-step table. Multi-host: steps are aligned
-across hosts (only steps every host has are kept) and each step's time is the
-slowest host's.
+device ops by time, and a per-step table.
+
+Multi-host (docs/multi-host.md): only the steps every host marked are kept
+(:func:`~xprof_core.tools.steps.align_steps`, by step number); a step's time
+is the slowest host's (the maximum over hosts, as XProf's step-time summary
+takes the maximum over cores); its breakdown is the mean over hosts of each
+category; top ops add up over hosts; the device idle share is the mean of
+the hosts'.
 """
 
 from __future__ import annotations
@@ -106,7 +111,7 @@ class OverviewPage:
         cats = [*CATEGORIES, UNKNOWN]
         if n:
             per_host_time = np.stack([t.step_time_ps[ix] for t, ix in zip(tables, index, strict=True)])
-            step_time = per_host_time.max(axis=0)
+            step_time = per_host_time.max(axis=0)  # a step lasts as long as its slowest host
             breakdown = {
                 c: np.stack([t.breakdown_ps[c][ix] for t, ix in zip(tables, index, strict=True)]).mean(axis=0)
                 for c in cats

@@ -480,11 +480,19 @@ def _breakdown_general(
 def align_steps(tables: Sequence[StepTable]) -> tuple[np.ndarray, list[np.ndarray]]:
     """Steps present on every host: (step numbers, per-host row index of each).
 
-    Hosts are aligned against the host with the shortest total step time (as
-    XProf does): step numbers are matched as they are when the hosts share
-    numbering; when a host's numbering is offset (no common step numbers but
-    the same count of steps), steps match by position from the start. Sorting
-    makes this O(total steps x log), not quadratic.
+    The multi-host step rule (docs/multi-host.md): a step is the same step on
+    every host when it carries the same step number (``step_num`` of JAX's
+    ``StepTraceAnnotation``, the number in a ``Steps`` line), and only the
+    steps that every host marked are kept, in step-number order. When no step
+    number is common to all hosts but every host has the same count of steps
+    (hosts that number from different origins), steps match by position. The
+    reference host for those numbers is the one with the shortest total step
+    time. Sorting makes this O(total steps x log), not quadratic.
+
+    XProf differs: it matches steps by time overlap with a "chief" host (the
+    one whose steps span the least time) and renumbers the kept steps. That
+    presumes hosts in lockstep; hosts that drift apart (a slow host falls
+    behind) are matched with steps of other numbers there, and steps are lost.
     """
     if not tables:
         return np.empty(0, np.int64), []
