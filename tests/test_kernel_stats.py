@@ -366,7 +366,7 @@ def test_no_partials() -> None:
 def test_registry_and_partial() -> None:
     assert TOOLS == {"kernel_stats": KERNEL_STATS}
     assert get_tool("kernel_stats") is KERNEL_STATS
-    assert (KERNEL_STATS.name, KERNEL_STATS.version) == ("kernel_stats", 1) and KERNEL_STATS.description
+    assert (KERNEL_STATS.name, KERNEL_STATS.version) == ("kernel_stats", 2) and KERNEL_STATS.description
     xs = xprof_core.load(GPU_JAX[0])
     partial = KERNEL_STATS.map(xs, {})
     assert partial["version"] == KERNEL_STATS.version

@@ -178,7 +178,7 @@ def _step_partial(step_ps: list[int], wait_ps: list[int]) -> dict[str, Any]:
     table = StepTable(
         "step_num", "train", np.arange(n, dtype=np.int64), start, end, start, end, none, none, end - start, breakdown
     )
-    return {"version": 1, "steps": table.to_partial(), "input_ops": []}
+    return {"version": get_tool("input_pipeline_analyzer").version, "steps": table.to_partial(), "input_ops": []}
 
 
 @pytest.mark.parametrize(

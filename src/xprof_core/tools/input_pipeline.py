@@ -76,7 +76,7 @@ def input_ops(xs: XSpace) -> list[tuple[str, int, int, int]]:
 @dataclass(frozen=True)
 class InputPipelineAnalyzer:
     name: str = "input_pipeline_analyzer"
-    version: int = 1
+    version: int = 2  # 2: XProf's input-bound thresholds (5 %, 20 %)
     description: str = "per-step input wait versus compute, input-bound verdict, top host input ops"
 
     def map(self, xs: XSpace, params: Params) -> Partial:

@@ -56,7 +56,7 @@ from xprof_core.tools.event_rows import factorize_first_seen, is_derived_line, s
 from xprof_core.tools.framework_ops import tf_op_name
 from xprof_core.tools.hlo_proto import HloModules
 
-VERSION = 1
+VERSION = 2  # 2: kernels inside CUDA graphs under their attributed op
 MAX_KERNELS = 1000  # XProf's kMaxNumOfKernels
 
 

@@ -84,7 +84,7 @@ from xprof_core.tools.framework_ops import FrameworkOp, parse_framework_op
 from xprof_core.tools.hlo_proto import HloModules, category_from_opcode
 from xprof_core.tools.steps import build_step_table
 
-VERSION = 1
+VERSION = 2  # 2: kernels inside CUDA graphs under their attributed op
 PS_PER_US = 1e6
 
 # Lines whose events are not ops: XProf's derived lines, "XLA TraceMe" and "Overlay".

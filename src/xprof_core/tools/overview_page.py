@@ -85,7 +85,7 @@ def top_device_ops(xs: XSpace) -> list[tuple[str, int, int]]:
 @dataclass(frozen=True)
 class OverviewPage:
     name: str = "overview_page"
-    version: int = 1
+    version: int = 2  # 2: top ops are HLO ops (attributed), not kernel names
     description: str = "steps, step-time breakdown, device idle share, top ops, run environment"
 
     def map(self, xs: XSpace, params: Params) -> Partial:
