@@ -62,6 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xprof_core.model.planes import SCOPE_TREE_PLANE, PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.event_rows import factorize_first_seen, host_rows, is_derived_line, string_stat, u64_stat
 from xprof_core.tools.hlo_proto import HloInstruction, HloModules, kernel_name_key
@@ -69,10 +70,8 @@ from xprof_core.tools.hlo_proto import HloInstruction, HloModules, kernel_name_k
 RULES = ("hlo_op", "scope", "hlo_structure", "kernel_name", "unattributed")
 RULE_HLO_OP, RULE_SCOPE, RULE_HLO_STRUCTURE, RULE_KERNEL_NAME, RULE_UNATTRIBUTED = range(len(RULES))
 UNATTRIBUTED_PREFIX = "unattributed in "
-SCOPE_TREE_PLANE = "/host:__ScopeRangeCallStack__"
 
 _COMMAND_BUFFER = re.compile(r"^command_buffer(_\d+)?$")
-_GPU_PLANE = re.compile(r"^/device:GPU:\d+$")
 _COPY_KERNEL = re.compile(r"^(memset|memcpy)", re.IGNORECASE)
 _NAME_SUFFIX = re.compile(r"(_\d+)+$")
 # Instructions that launch nothing on the device (no thunk).
@@ -163,7 +162,7 @@ def _xla_kernel_rows(xs: XSpace) -> tuple[np.ndarray, np.ndarray]:
     parts = [
         ln.rows
         for p in xs.planes
-        if _GPU_PLANE.match(p.name)
+        if p.kind is PlaneKind.DEVICE and p.device_type == "GPU"
         for ln in p.lines
         if ln.name.startswith("Stream #") and not is_derived_line(ln) and len(ln)
     ]
@@ -180,7 +179,9 @@ def scope_tree(xs: XSpace) -> dict[int, int]:
     Stats of that plane whose metadata carries a name (``process_id``) are not scopes.
     """
     tree: dict[int, int] = {}
-    for plane in xs.find_planes(f"^{re.escape(SCOPE_TREE_PLANE)}$"):
+    for plane in xs.planes_of_kind(PlaneKind.HOST_OTHER):
+        if plane.name != SCOPE_TREE_PLANE:
+            continue
         named = {i for i, name in plane.stat_metadata.items() if name}
         for scope, parent in plane.stats_by_id().items():
             if scope not in named and isinstance(parent, int):
@@ -605,7 +606,6 @@ __all__ = [
     "RULE_KERNEL_NAME",
     "RULE_SCOPE",
     "RULE_UNATTRIBUTED",
-    "SCOPE_TREE_PLANE",
     "UNATTRIBUTED_PREFIX",
     "KernelOps",
     "is_command_buffer",
