@@ -3,6 +3,7 @@
 Usage::
 
     PYTHONPATH=src python3 scripts/record_tool_outputs.py [--out tests/data/oracle/tool_outputs.json.gz]
+        [--only REGEX]
 
 For each profile (the real files in ``../shared/data/real``, the JAX files in
 ``tests/data/jax`` and the H200 files in ``../shared/data/h200``) and each
@@ -57,13 +58,18 @@ def trace_digest(path: Path, params: dict[str, str]) -> dict[str, object]:
     }
 
 
-def record() -> dict[str, object]:
+def record(only: str | None = None) -> dict[str, object]:
+    """Every (profile, tool) output, or those whose ``<key>|<tool>`` matches the regex ``only``."""
+    import re
+
     from xprof_core.execute import run_tool_json
     from xprof_core.tools import tool_names
 
     out: dict[str, object] = {}
     for key, path in profiles().items():
         for tool in tool_names():
+            if only is not None and not re.search(only, f"{key}|{tool}"):
+                continue
             if tool == "trace_viewer":
                 out[f"{key}|{tool}"] = {name: trace_digest(path, p) for name, p in TRACE_CALLS.items()}
             else:
@@ -75,8 +81,9 @@ def record() -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(ROOT / "tests" / "data" / "oracle" / "tool_outputs.json.gz"))
+    parser.add_argument("--only", default=None, help="record only the cases whose '<key>|<tool>' matches this regex")
     args = parser.parse_args(argv)
-    data = orjson.dumps(record(), option=orjson.OPT_SORT_KEYS)
+    data = orjson.dumps(record(args.only), option=orjson.OPT_SORT_KEYS)
     Path(args.out).write_bytes(gzip.compress(data, 9, mtime=0))
     print(f"wrote {args.out} ({len(data):,} bytes of JSON)", file=sys.stderr)
     return 0

@@ -30,8 +30,36 @@ ORACLE = ROOT / "tests" / "data" / "oracle" / "tool_outputs.json.gz"
 RECORDED: dict[str, Any] = orjson.loads(gzip.decompress(ORACLE.read_bytes()))
 PROFILES = oracle.profiles()
 
+# Outputs recorded again after a deliberate change that no edit of the old output can express
+# (scripts/record_tool_outputs.py --only ...); the reason is the CHANGES entry that uses them.
+ATTRIBUTION = ROOT / "tests" / "data" / "oracle" / "gpu_op_attribution.json.gz"
+ATTRIBUTED: dict[str, Any] = orjson.loads(gzip.decompress(ATTRIBUTION.read_bytes()))
+
+
+def _rerecorded(tool: str) -> Callable[[str, Any], Any]:
+    return lambda key, expected: ATTRIBUTED.get(f"{key}|{tool}", expected)
+
+
+def _version(new: int) -> Callable[[str, Any], Any]:
+    return lambda key, expected: {**expected, "version": new}
+
+
 # (tool, description, change applied to the recorded output) for deliberate changes of output.
-CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = []
+CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = [
+    *(
+        (
+            tool,
+            "GPU kernels inside CUDA graphs (hlo_op = command_buffer_N) are attributed to their HLO op "
+            "(tools/attribution.py; before: by kernel name, so reused kernels merged ops and cuBLAS kernels "
+            "were ops); kernel_stats shows their framework op instead of XlaModule; overview's top ops are "
+            "HLO ops, not kernel names. Re-recorded cases: the CUDA-graph profiles, and top ops of GPU profiles",
+            _rerecorded(tool),
+        )
+        for tool in ("framework_op_stats", "hlo_stats", "kernel_stats", "op_profile", "overview_page")
+    ),
+    ("overview_page", "version 2: top ops are HLO ops", _version(2)),
+    ("input_pipeline_analyzer", "version 2: XProf's input-bound thresholds, 5 % and 20 % (was 50 %)", _version(2)),
+]
 
 
 def _diff(a: Any, b: Any, path: str = "$") -> str | None:

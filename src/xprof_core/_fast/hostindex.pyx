@@ -14,11 +14,10 @@ per-event columns, and keeps only what the analysis tools read:
   framework ops with and without the XLA ones (``FW_ALL``, ``FW_NOHLO``,
   keyed by tf_op or metadata), XLA Ops lines of TPUs with device spans
   (``TPU``, keyed by metadata and whether symbol_id is 0);
-* GPU kernels keyed by their launch context (``KERNEL``: metadata,
-  kernel_details, tf_op, equation, hlo_op, program_id);
-* one *record* per event of the device activity lines and of ``Steps``
-  lines, and per host event that carries a step marker or a
-  correlation_id: times, metadata, and the stats the tools join on.
+* one *record* per event of the device activity lines, of the lines of GPU
+  planes that can hold kernels and of ``Steps`` lines, and per host event
+  that carries a step marker, a correlation_id or a scope_range_id: times,
+  metadata, and the stats the tools join on.
 
 Nesting follows XProf's ancestor stack: in (start, longer first, file
 order), an event's parent is the nearest earlier event of its class that ends
@@ -74,14 +73,15 @@ cdef enum:
     R_EQUATION = 14
     R_HLO_CATEGORY = 15
     R_SCOPE_RANGE_ID = 16
-    N_ROLES = 17
+    R_CUDA_GRAPH_NODE_ID = 17
+    N_ROLES = 18
 
 # Line flags.
 cdef enum:
     LF_HOST = 1          # a host thread: INPUT, HLO and FW classes, marker and launch records
     LF_RECORD_ALL = 2    # device activity: a record per timed event
     LF_TPU_OPS = 4       # an XLA Ops line of a device without streams: TPU op slots
-    LF_KERNELS = 8       # a non-derived line of a GPU plane: kernel slots
+    LF_KERNELS = 8       # a non-derived line of a GPU plane: a record per event with a duration
     LF_STEPS = 16        # a Steps line: a record per event
 
 # Metadata flags.
@@ -97,8 +97,7 @@ cdef enum:
     C_FW_ALL = 3
     C_FW_NOHLO = 4
     C_TPU = 5
-    C_KERNEL = 6
-    N_CLASSES = 7
+    N_CLASSES = 6
 
 # Nesting stacks of a host line (one per class that nests there).
 cdef enum:
@@ -115,17 +114,18 @@ cdef enum:
     RF_STEP_NAME = 32
     RF_SCOPE = 64
     RF_STEP_NUM_OWN = 128
+    RF_NODE = 256
 
 ROLE_NAMES = (
     "step_num", "step_name", "group_id", "correlation_id", "hlo_op", "hlo_module", "program_id", "tf_op",
     "flops", "bytes_accessed", "device_offset_ps", "device_duration_ps", "symbol_id", "kernel_details",
-    "equation", "hlo_category", "scope_range_id",
+    "equation", "hlo_category", "scope_range_id", "cuda_graph_node_id",
 )
 # Roles whose value falls back to the event metadata's stat (XSpace.stat's default).
 ROLE_METADATA_FALLBACK = (
-    False, False, True, False, True, True, True, True, True, True, False, False, True, True, True, True, False,
+    False, False, True, False, True, True, True, True, True, True, False, False, True, True, True, True, False, False,
 )
-CLASS_NAMES = ("all", "input", "hlo", "fw_all", "fw_nohlo", "tpu", "kernel")
+CLASS_NAMES = ("all", "input", "hlo", "fw_all", "fw_nohlo", "tpu")
 
 
 # --- C interface ---
@@ -464,8 +464,8 @@ cdef class IndexPass:
     cdef Vec sl_extra0, sl_extra1, sl_extra2   # first-seen codes (hlo_category, tf_op, hlo_module)
     # records
     cdef Vec rc_row, rc_start, rc_dur, rc_line, rc_md, rc_flags
-    cdef Vec rc_corr, rc_group, rc_program, rc_step, rc_scope
-    cdef Vec rc_hlo, rc_tf, rc_name, rc_details, rc_module, rc_category
+    cdef Vec rc_corr, rc_group, rc_program, rc_step, rc_scope, rc_node
+    cdef Vec rc_hlo, rc_tf, rc_name, rc_details, rc_module, rc_category, rc_equation
     cdef Vec rc_flops, rc_bytes
     # state
     cdef int64_t row
@@ -533,6 +533,7 @@ cdef class IndexPass:
         vec_init(&self.rc_line, 4); vec_init(&self.rc_md, 4)
         vec_init(&self.rc_flags, 2); vec_init(&self.rc_corr, 8); vec_init(&self.rc_group, 8)
         vec_init(&self.rc_program, 8); vec_init(&self.rc_step, 8); vec_init(&self.rc_scope, 8)
+        vec_init(&self.rc_node, 8); vec_init(&self.rc_equation, 4)
         vec_init(&self.rc_hlo, 4); vec_init(&self.rc_tf, 4); vec_init(&self.rc_name, 4)
         vec_init(&self.rc_details, 4); vec_init(&self.rc_module, 4); vec_init(&self.rc_category, 4)
         vec_init(&self.rc_flops, 8); vec_init(&self.rc_bytes, 8)
@@ -574,6 +575,7 @@ cdef class IndexPass:
         vec_free(&self.rc_group); vec_free(&self.rc_program); vec_free(&self.rc_step); vec_free(&self.rc_scope)
         vec_free(&self.rc_hlo); vec_free(&self.rc_tf); vec_free(&self.rc_name); vec_free(&self.rc_details)
         vec_free(&self.rc_module); vec_free(&self.rc_category); vec_free(&self.rc_flops); vec_free(&self.rc_bytes)
+        vec_free(&self.rc_node); vec_free(&self.rc_equation)
 
     # ---- lookups ----
 
@@ -924,6 +926,11 @@ cdef class IndexPass:
         else:
             x = 0
         push_i64(&self.rc_scope, x)
+        if self.eff_int(ev, R_CUDA_GRAPH_NODE_ID, &x, False):
+            flags |= RF_NODE
+        else:
+            x = 0
+        push_i64(&self.rc_node, x)
         if role_present(ev, R_STEP_NAME):
             flags |= RF_STEP_NAME
         push_i32(&self.rc_name, <int32_t>(ev.roles[R_STEP_NAME].value if role_present(ev, R_STEP_NAME)
@@ -933,6 +940,7 @@ cdef class IndexPass:
         push_i32(&self.rc_details, self.eff_str(ev, R_KERNEL_DETAILS))
         push_i32(&self.rc_module, self.eff_str(ev, R_HLO_MODULE))
         push_i32(&self.rc_category, self.eff_str(ev, R_HLO_CATEGORY))
+        push_i32(&self.rc_equation, self.eff_str(ev, R_EQUATION))
         push_f64(&self.rc_flops, self.eff_number(ev, R_FLOPS))
         push_f64(&self.rc_bytes, self.eff_number(ev, R_BYTES_ACCESSED))
         push_u16(&self.rc_flags, flags)
@@ -948,7 +956,7 @@ cdef class IndexPass:
         cdef int32_t md = ev.md_row if ev.md_row >= 0 else <int32_t>self.n_md
         if not ev.timed:
             if (line_flags & LF_KERNELS) and ev.dur > 0:
-                self.kernel(ev)
+                self.record(ev)  # kernel_stats counts aggregated kernels too
             return 0
         mf = self.md_flags[md]
         # every line: per metadata, self time among all events of the line
@@ -994,31 +1002,11 @@ cdef class IndexPass:
                     (<double*>self.sl_flops.data)[s] += self.eff_number(ev, R_FLOPS)
                     (<double*>self.sl_bytes.data)[s] += self.eff_number(ev, R_BYTES_ACCESSED)
                     self.nest(C_FW_NOHLO, ev.start, ev.dur, s)
-            if role_present(ev, R_STEP_NUM) or role_present(ev, R_STEP_NAME) or role_present(ev, R_CORRELATION_ID):
+            if (role_present(ev, R_STEP_NUM) or role_present(ev, R_STEP_NAME) or role_present(ev, R_CORRELATION_ID)
+                    or role_present(ev, R_SCOPE_RANGE_ID)):
                 self.record(ev)
-        if line_flags & (LF_RECORD_ALL | LF_STEPS):
+        if line_flags & (LF_RECORD_ALL | LF_STEPS | LF_KERNELS):
             self.record(ev)
-        if (line_flags & LF_KERNELS) and ev.dur > 0:
-            self.kernel(ev)
-        return 0
-
-    cdef int kernel(self, Event* ev) except -1:
-        """A GPU kernel (non-empty kernel_details) into its launch-context slot."""
-        cdef int32_t details = self.eff_str(ev, R_KERNEL_DETAILS)
-        cdef int64_t program = 0, s
-        cdef bint has_program
-        if details == 0:
-            return 0
-        has_program = self.eff_int(ev, R_PROGRAM_ID, &program, True)
-        s = self.slot(
-            C_KERNEL,
-            (<int64_t>ev.md_row << 32) | <uint32_t>details,
-            (<int64_t>self.eff_str(ev, R_TF_OP) << 32) | <uint32_t>self.eff_str(ev, R_EQUATION),
-            (<int64_t>self.eff_str(ev, R_HLO_OP) << 1) | (1 if has_program else 0),
-            program,
-            ev,
-        )
-        self.add(s, ev.dur, ev.start)
         return 0
 
     # ---- lines ----
@@ -1130,6 +1118,7 @@ cdef class IndexPass:
         self.rc_md.n = self.rc_flags.n = self.rc_corr.n = self.rc_group.n = self.rc_program.n = mark
         self.rc_step.n = self.rc_scope.n = self.rc_hlo.n = self.rc_tf.n = self.rc_name.n = mark
         self.rc_details.n = self.rc_module.n = self.rc_category.n = self.rc_flops.n = self.rc_bytes.n = mark
+        self.rc_node.n = self.rc_equation.n = mark
 
     cdef int walk_sorted(self, Py_ssize_t plane, int64_t begin, int64_t end, uint32_t line_flags,
                          int64_t n) except -1:
@@ -1321,6 +1310,8 @@ cdef class IndexPass:
                 "program_id": vec_array(&self.rc_program, i64),
                 "step_num": vec_array(&self.rc_step, i64),
                 "scope_range_id": vec_array(&self.rc_scope, i64),
+                "cuda_graph_node_id": vec_array(&self.rc_node, i64),
+                "equation": vec_array(&self.rc_equation, np.int32),
                 "step_name": vec_array(&self.rc_name, np.int32),
                 "hlo_op": vec_array(&self.rc_hlo, np.int32),
                 "tf_op": vec_array(&self.rc_tf, np.int32),

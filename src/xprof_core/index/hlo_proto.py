@@ -2,8 +2,10 @@
 
 Each module's ``xla.HloProto`` is parsed on first use, and only for what the
 tools need of an instruction: its name, its ``op_name``/``op_type`` metadata
-(the framework op it came from) and its opcode and fusion kind (its
-category, XLA's ``HloInstruction::ToCategory``).
+(the framework op it came from), its opcode and fusion kind (its category,
+XLA's ``HloInstruction::ToCategory``), its custom-call target and backend
+config, and the module's schedule (the order in which the entry computation
+runs, which is the order of its thunks: see :mod:`~xprof_core.tools.attribution`).
 """
 
 from __future__ import annotations
@@ -59,34 +61,56 @@ def hlo_proto_class() -> Any:
     """A protobuf class for the parts of ``xla.HloProto`` that the tools read.
 
     Field numbers follow xla/service/hlo.proto and xla/xla_data.proto:
-    HloProto.hlo_module=1; HloModuleProto.name=1, computations=3;
-    HloComputationProto.instructions=2; HloInstructionProto.name=1, opcode=2,
-    metadata=7, fusion_kind=11; OpMetadata.op_type=1, op_name=2. The rest of
-    the message is skipped as unknown fields by protobuf's C parser.
+    HloProto.hlo_module=1; HloModuleProto.name=1, computations=3,
+    entry_computation_id=6, schedule=7; HloScheduleProto.sequences=1 (a map
+    int64 -> InstructionSequence, read as its repeated entry message);
+    InstructionSequence.instruction_ids=1; HloComputationProto.name=1,
+    instructions=2, id=5; HloInstructionProto.name=1, opcode=2, metadata=7,
+    fusion_kind=11, custom_call_target=28, id=35, called_computation_ids=38,
+    backend_config=43; OpMetadata.op_type=1, op_name=2. The rest of the
+    message is skipped as unknown fields by protobuf's C parser.
     """
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     package = "xprof_core.hlo_proto"
     fd = descriptor_pb2.FileDescriptorProto(name="xprof_core_hlo_proto.proto", package=package, syntax="proto3")
     ftype = descriptor_pb2.FieldDescriptorProto
-    layout: dict[str, list[tuple[str, int, str | None, bool]]] = {
-        "OpMetadata": [("op_type", 1, None, False), ("op_name", 2, None, False)],
+    # (field, number, type: "string", "bytes", "int64" or a message name, repeated)
+    layout: dict[str, list[tuple[str, int, str, bool]]] = {
+        "OpMetadata": [("op_type", 1, "string", False), ("op_name", 2, "string", False)],
         "Instruction": [
-            ("name", 1, None, False),
-            ("opcode", 2, None, False),
+            ("name", 1, "string", False),
+            ("opcode", 2, "string", False),
             ("metadata", 7, "OpMetadata", False),
-            ("fusion_kind", 11, None, False),
+            ("fusion_kind", 11, "string", False),
+            ("custom_call_target", 28, "string", False),
+            ("id", 35, "int64", False),
+            ("called_computation_ids", 38, "int64", True),
+            ("backend_config", 43, "bytes", False),
         ],
-        "Computation": [("instructions", 2, "Instruction", True)],
-        "Module": [("name", 1, None, False), ("computations", 3, "Computation", True)],
+        "Computation": [
+            ("name", 1, "string", False),
+            ("instructions", 2, "Instruction", True),
+            ("id", 5, "int64", False),
+        ],
+        "InstructionSequence": [("instruction_ids", 1, "int64", True)],
+        "SequenceEntry": [("key", 1, "int64", False), ("value", 2, "InstructionSequence", False)],
+        "Schedule": [("sequences", 1, "SequenceEntry", True)],
+        "Module": [
+            ("name", 1, "string", False),
+            ("computations", 3, "Computation", True),
+            ("entry_computation_id", 6, "int64", False),
+            ("schedule", 7, "Schedule", False),
+        ],
         "HloProto": [("hlo_module", 1, "Module", False)],
     }
+    scalars = {"string": ftype.TYPE_STRING, "bytes": ftype.TYPE_BYTES, "int64": ftype.TYPE_INT64}
     for message, fields in layout.items():
         m = fd.message_type.add(name=message)
         for name, number, type_name, repeated in fields:
             f = m.field.add(name=name, number=number, label=ftype.LABEL_REPEATED if repeated else ftype.LABEL_OPTIONAL)
-            if type_name is None:
-                f.type = ftype.TYPE_STRING
+            if type_name in scalars:
+                f.type = scalars[type_name]
             else:
                 f.type = ftype.TYPE_MESSAGE
                 f.type_name = f".{package}.{type_name}"
@@ -106,6 +130,9 @@ class HloInstruction:
     op_name: str  # OpMetadata.op_name: the framework op, "" when XLA recorded none
     category: str  # category_from_opcode of its opcode and fusion kind
     provenance: str  # XProf's TfOpName: "op_name:op_type", "" without op_name
+    opcode: str = ""
+    custom_call_target: str = ""  # custom-call instructions only
+    calls_computations: bool = False  # fusions excepted: while, conditional, call, async ops ...
 
 
 def kernel_name_key(name: str) -> str:
@@ -116,8 +143,44 @@ def kernel_name_key(name: str) -> str:
     return name.removesuffix(".kd").replace(".", "_").replace("-", "_")
 
 
-# A parsed module: instructions by name, instruction names by kernel_name_key (first wins in both).
-_Module = tuple[dict[str, HloInstruction], dict[str, str]]
+@dataclass(frozen=True)
+class _Module:
+    """A parsed module: instructions by name, instruction names by kernel_name_key (first wins in
+    both), and the entry computation's instructions in the order it runs (None when unscheduled)."""
+
+    by_name: dict[str, HloInstruction]
+    by_kernel: dict[str, str]
+    entry_order: list[str] | None
+
+
+def _parse_module(raw: bytes) -> _Module | None:
+    try:
+        proto = hlo_proto_class().FromString(raw)
+    except DecodeError:  # XProf skips a module it cannot parse
+        return None
+    module = proto.hlo_module
+    by_name: dict[str, HloInstruction] = {}
+    by_kernel: dict[str, str] = {}
+    name_of_id: dict[int, str] = {}
+    for comp in module.computations:
+        for ins in comp.instructions:
+            md = ins.metadata
+            prov = f"{md.op_name}:{md.op_type}" if md.op_name else ""
+            category = category_from_opcode(ins.opcode, ins.fusion_kind)
+            calls = ins.opcode != "fusion" and len(ins.called_computation_ids) > 0
+            by_name.setdefault(
+                ins.name,
+                HloInstruction(ins.name, md.op_name, category, prov, ins.opcode, ins.custom_call_target, calls),
+            )
+            by_kernel.setdefault(kernel_name_key(ins.name), ins.name)
+            name_of_id.setdefault(ins.id, ins.name)
+    entry_order = None
+    for seq in module.schedule.sequences:
+        if seq.key == module.entry_computation_id:
+            entry_order = [name_of_id.get(i, "") for i in seq.value.instruction_ids]
+            if "" in entry_order:  # a schedule naming unknown instructions is not trusted
+                entry_order = None
+    return _Module(by_name, by_kernel, entry_order)
 
 
 class HloModules:
@@ -145,38 +208,33 @@ class HloModules:
     def _module(self, program_id: int) -> _Module | None:
         if program_id not in self._modules:
             raw = self._protos.get(program_id)
-            parsed: _Module | None = None
-            if raw is not None:
-                try:
-                    proto = hlo_proto_class().FromString(raw)
-                except DecodeError:  # XProf skips a module it cannot parse
-                    proto = None
-                if proto is not None:
-                    by_name: dict[str, HloInstruction] = {}
-                    by_kernel: dict[str, str] = {}
-                    for comp in proto.hlo_module.computations:
-                        for ins in comp.instructions:
-                            md = ins.metadata
-                            prov = f"{md.op_name}:{md.op_type}" if md.op_name else ""
-                            category = category_from_opcode(ins.opcode, ins.fusion_kind)
-                            by_name.setdefault(ins.name, HloInstruction(ins.name, md.op_name, category, prov))
-                            by_kernel.setdefault(kernel_name_key(ins.name), ins.name)
-                    parsed = (by_name, by_kernel)
-            self._modules[program_id] = parsed
+            self._modules[program_id] = None if raw is None else _parse_module(raw)
         return self._modules[program_id]
 
     def instruction(self, program_id: int, name: str) -> HloInstruction | None:
         """The instruction ``name`` of module ``program_id``; None when either is unknown."""
         module = self._module(program_id & _U64)
-        return None if module is None else module[0].get(name)
+        return None if module is None else module.by_name.get(name)
 
     def instruction_of_kernel(self, program_id: int, kernel_name: str) -> HloInstruction | None:
         """The instruction a GPU kernel is named after (``loop_add_fusion_2`` -> ``loop_add_fusion.2``)."""
         module = self._module(program_id & _U64)
         if module is None:
             return None
-        name = module[1].get(kernel_name_key(kernel_name))
-        return None if name is None else module[0].get(name)
+        name = module.by_kernel.get(kernel_name_key(kernel_name))
+        return None if name is None else module.by_name.get(name)
+
+    def entry_schedule(self, program_id: int) -> list[HloInstruction] | None:
+        """The entry computation's instructions in the order the module runs them.
+
+        None when the module is unknown or carries no schedule for its entry
+        computation (XLA:GPU modules are scheduled; the order of the
+        instructions in the proto is only a valid topological order).
+        """
+        module = self._module(program_id & _U64)
+        if module is None or module.entry_order is None:
+            return None
+        return [module.by_name[name] for name in module.entry_order]
 
 
 __all__ = ["HloInstruction", "HloModules", "category_from_opcode", "hlo_proto_class", "kernel_name_key"]

@@ -30,19 +30,12 @@ from xprof_core.model.xspace import XSpace
 ROLES = _hostindex.ROLE_NAMES
 ROLE = {name: i for i, name in enumerate(ROLES)}
 # Slot classes (the pass's C_* numbers).
-C_ALL, C_INPUT, C_HLO, C_FW_ALL, C_FW_NOHLO, C_TPU, C_KERNEL = range(7)
+C_ALL, C_INPUT, C_HLO, C_FW_ALL, C_FW_NOHLO, C_TPU = range(6)
 # Metadata flags.
 MF_INPUT, MF_FW_NAME = 1, 2
 # Record flags.
-RF_TIMED, RF_CORR, RF_GROUP, RF_PROGRAM, RF_STEP_NUM, RF_STEP_NAME, RF_SCOPE, RF_STEP_NUM_OWN = (
-    1,
-    2,
-    4,
-    8,
-    16,
-    32,
-    64,
-    128,
+RF_TIMED, RF_CORR, RF_GROUP, RF_PROGRAM, RF_STEP_NUM, RF_STEP_NAME, RF_SCOPE, RF_STEP_NUM_OWN, RF_NODE = (
+    1 << i for i in range(9)
 )
 # Stat kinds (model/tables.py).
 _KIND_DOUBLE, _KIND_INT64, _KIND_STR = 1, 3, 4

@@ -37,14 +37,14 @@ from xprof_core._fast.intervals import priority_union
 from xprof_core.index.classify import (
     CATEGORIES,
     CATEGORY_INDEX,
-    LF_RECORD_ALL,
     LF_STEPS,
     UNKNOWN,
     device_category,
     host_category,
     stream_copy_category,
 )
-from xprof_core.index.passes import RF_CORR, RF_GROUP, RF_STEP_NAME, RF_STEP_NUM, RF_STEP_NUM_OWN, RF_TIMED, HostPass
+from xprof_core.index.passes import RF_CORR, RF_GROUP, RF_STEP_NAME, RF_STEP_NUM, RF_STEP_NUM_OWN, HostPass
+from xprof_core.index.records import device_records, host_records
 
 
 @dataclass
@@ -144,22 +144,7 @@ def union_length_by_group(starts: np.ndarray, ends: np.ndarray, group: np.ndarra
     return out
 
 
-# --- the records the step analysis reads ---
-
-
-def device_records(hp: HostPass) -> np.ndarray:
-    """Records of device activity (``Stream #`` lines on GPUs, XLA Ops lines on TPUs), timed, in row order."""
-    rec = hp.records
-    on_line = (hp.lines["flags"][rec["line"]] & LF_RECORD_ALL) != 0 if len(rec["line"]) else np.zeros(0, bool)
-    return np.flatnonzero(on_line & ((rec["flags"] & RF_TIMED) != 0))
-
-
-def host_records(hp: HostPass) -> np.ndarray:
-    """Records of host events (markers and launches), in row order."""
-    rec = hp.records
-    if not len(rec["line"]):
-        return np.zeros(0, np.int64)
-    return np.flatnonzero(np.isin(rec["line"], hp.host_lines()) & ((rec["flags"] & RF_TIMED) != 0))
+# --- categories of device records ---
 
 
 def device_categories(hp: HostPass, recs: np.ndarray) -> np.ndarray:

@@ -44,6 +44,8 @@ ON_DEVICE = (PlaneKind.DEVICE, PlaneKind.CUSTOM)
 
 HOST_PLANE = "/host:CPU"
 METADATA_PLANE = "/host:metadata"
+# The profiler's scope tree (one plane stat per scope: stat-metadata id = scope id, value = its parent).
+SCOPE_TREE_PLANE = "/host:__ScopeRangeCallStack__"
 TASK_ENVIRONMENT_PLANE = "Task Environment"
 _DEVICE = re.compile(r"^/device:([A-Za-z_]+):(\d+)$")
 
@@ -73,6 +75,7 @@ __all__ = [
     "HOST_PLANE",
     "ON_DEVICE",
     "METADATA_PLANE",
+    "SCOPE_TREE_PLANE",
     "TASK_ENVIRONMENT_PLANE",
     "PlaneIdentity",
     "PlaneKind",

@@ -364,6 +364,20 @@ class Plane:
         )
         return result
 
+    def stats_by_id(self) -> dict[int, Any]:
+        """Plane-level stats by stat-metadata id, named or not.
+
+        Some planes use the id itself as data: ``/host:__ScopeRangeCallStack__``
+        stores its scope tree as one stat per scope (metadata id = scope id,
+        value = parent scope id), without stat metadata for most of them.
+        """
+        rows = self._data.owner_stat_rows.get((OWNER_PLANE, self.index))
+        if rows is None:
+            return {}
+        st = self._data.tables.stats
+        values = self._data.decode_values(st.kind[rows], st.value[rows], st.length[rows], self.index)
+        return dict(zip((int(m) for m in st.metadata_id[rows]), values, strict=True))
+
     @property
     def device_kind(self) -> str:
         """A short hardware description from the plane's stats ("" when unknown).

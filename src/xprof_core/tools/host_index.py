@@ -26,18 +26,18 @@ from xprof_core.tools.index_sections import INDEX_KIND, INDEX_VERSION
 
 def build_host_index(source: Any) -> Partial:
     """The host index of one host (a HostPass, or an XSpace walked here)."""
-    from xprof_core.tools.input_pipeline import input_ops
+    from xprof_core.tools.input_pipeline import INPUT_PIPELINE_ANALYZER, input_ops
     from xprof_core.tools.kernel_stats import map_kernel_stats
     from xprof_core.tools.op_stats.host_map import map_op_stats
-    from xprof_core.tools.overview_page import overview_section
+    from xprof_core.tools.overview_page import OVERVIEW_PAGE, overview_section
 
     hp = host_pass_of(source)
     return {
         "kind": INDEX_KIND,
         "version": INDEX_VERSION,
         "steps": host_step_table(hp).to_partial(),
-        "overview_page": overview_section(hp),
-        "input_pipeline_analyzer": {"input_ops": input_ops(hp)},
+        "overview_page": {"version": OVERVIEW_PAGE.version, **overview_section(hp)},
+        "input_pipeline_analyzer": {"version": INPUT_PIPELINE_ANALYZER.version, "input_ops": input_ops(hp)},
         "op_stats": map_op_stats(hp),
         "kernel_stats": map_kernel_stats(hp),
         "num_events": hp.num_events,

@@ -11,7 +11,7 @@ from xprof_core.tools.base import Partial
 
 INDEX_KIND = "host_index"
 # Bump when any section's content or meaning changes: cached indexes of another version are rebuilt.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 # The section each table tool reads.
 SECTION_OF_TOOL = {
     "overview_page": "overview_page",
@@ -41,7 +41,6 @@ def section(partial: Partial, tool: str) -> Partial:
     out: Partial = dict(partial[name])
     if name in ("overview_page", "input_pipeline_analyzer"):
         out["steps"] = partial["steps"]
-        out["version"] = 1
     if "host" in partial:
         out["host"] = partial["host"]
     return out

@@ -21,10 +21,21 @@ from xprof_core.tools.index_sections import section
 from xprof_core.tools.registry import register
 
 PS_PER_MS = 1e9
-# Input share of step time above which a run is called input-bound (XProf's thresholds).
-HIGHLY_INPUT_BOUND_PCT = 50.0
+# Input share of step time (%) at or above which a run is MODERATELY / HIGHLY input-bound:
+# XProf's kModeratelyInfeedBoundThresholdInPercent and kHighlyInfeedBoundThresholdInPercent
+# (op_stats_to_input_pipeline_analysis.cc, InputAnalysis: "< 5 NOT, < 20 MODERATELY, else HIGHLY").
 MODERATELY_INPUT_BOUND_PCT = 5.0
+HIGHLY_INPUT_BOUND_PCT = 20.0
 TOP_INPUT_OPS = 20
+
+
+def input_bound_verdict(input_pct: float) -> str:
+    """XProf's input-bound classification of a run from its input share of step time (%)."""
+    if input_pct >= HIGHLY_INPUT_BOUND_PCT:
+        return "HIGHLY input-bound"
+    if input_pct >= MODERATELY_INPUT_BOUND_PCT:
+        return "MODERATELY input-bound"
+    return "NOT input-bound"
 
 
 def input_ops(hp: HostPass) -> list[tuple[str, int, int, int]]:
@@ -51,7 +62,7 @@ def input_ops(hp: HostPass) -> list[tuple[str, int, int, int]]:
 @dataclass(frozen=True)
 class InputPipelineAnalyzer:
     name: str = "input_pipeline_analyzer"
-    version: int = 1
+    version: int = 2  # 2: XProf's input-bound thresholds (5 %, 20 %)
     description: str = "per-step input wait versus compute, input-bound verdict, top host input ops"
 
     needs: str = "index"
@@ -62,6 +73,12 @@ class InputPipelineAnalyzer:
         return {"version": self.version, "steps": host_step_table(hp).to_partial(), "input_ops": input_ops(hp)}
 
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        """Multi-host rules (docs/multi-host.md): steps are those on every host (:func:`align_steps`);
+        per step, the step time is the slowest host's and the input wait the longest any host
+        waited (a synchronous job waits for its slowest input); the run's input share is
+        Σ wait / Σ step time over the kept steps (XProf's ratio of totals), classified by
+        :func:`input_bound_verdict`. Input ops are summed over hosts.
+        """
         partials = [section(p, self.name) for p in partials]
         tables = [StepTable.from_partial(p["steps"]) for p in partials]
         steps, index = align_steps(tables)
@@ -84,14 +101,7 @@ class InputPipelineAnalyzer:
             input_pct = 100.0 * float(wait.sum()) / float(time.sum()) if time.sum() else 0.0
         else:
             input_pct = 100.0 * whole_wait / whole_time if whole_time else 0.0
-        if not n and not whole_time:
-            verdict = "unknown"
-        elif input_pct > HIGHLY_INPUT_BOUND_PCT:
-            verdict = "HIGHLY input-bound"
-        elif input_pct > MODERATELY_INPUT_BOUND_PCT:
-            verdict = "MODERATELY input-bound"
-        else:
-            verdict = "NOT input-bound"
+        verdict = "unknown" if not n and not whole_time else input_bound_verdict(input_pct)
         merged: dict[str, list[int]] = {}
         for p in partials:
             for name, count, total, self_ in p["input_ops"]:

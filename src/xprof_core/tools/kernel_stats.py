@@ -14,17 +14,25 @@ keeps the first key it inserted; occupancy is not part of the key).
 
 The op name follows XProf: the name part of the ``tf_op`` stat
 (``"XlaModule:"`` gives ``XlaModule``), replaced by the ``op_name`` metadata
-of the HLO instruction named by ``hlo_op`` when the module of that
-``program_id`` is among the HLO protos of ``/host:metadata`` (keyed, as in
-XProf, by the event-metadata id unless it carries a ``program_id`` stat).
+of the kernel's HLO instruction when the module of that ``program_id`` is
+among the HLO protos of ``/host:metadata`` (keyed, as in XProf, by the
+event-metadata id unless it carries a ``program_id`` stat). The instruction
+is the one :func:`~xprof_core.tools.attribution.kernel_ops` gives the kernel:
+its ``hlo_op``, or for kernels inside a CUDA graph (``hlo_op =
+command_buffer_N``, where XProf shows ``XlaModule``) the op the attribution
+rules found; a graph kernel none of them could place shows
+``unattributed in command_buffer_N``.
 
 (XProf's source writes that name as ``op_name:op_type``; XProf 2.24.2 shows
 JAX's HLO op names, whose op_type is empty, without the colon, and so do we:
 the metadata op_name alone.)
 
 ``map`` returns per-group aggregates (durations in ps); ``reduce`` merges the
-hosts' groups (sum of occurrences and totals, min of mins, max of maxes) and
-builds XProf's DataTable, rows by total duration descending, at most
+hosts' groups and builds XProf's DataTable. Across hosts (docs/multi-host.md)
+a kernel group's occurrences and total time add up, its min is the smallest
+of the hosts' minima, its max the largest of their maxima and its average
+the merged total over the merged occurrences; the occupancy is the first
+host's; ``merge_hosts=0`` keeps one row per host instead. The table is rows by total duration descending, at most
 ``max_kernels`` of them (XProf keeps 1000). Durations are exact sums of ps;
 XProf first truncates each kernel to whole ns and its average to whole ns,
 which changes nothing for the ns-resolution traces CUPTI and ROCm write.
@@ -42,15 +50,17 @@ import numpy as np
 from xprof_core.index.classify import is_gpu_plane_of
 from xprof_core.index.framework_ops import tf_op_name
 from xprof_core.index.hlo_proto import HloModules
-from xprof_core.index.passes import C_KERNEL, HostPass, host_pass_of
+from xprof_core.index.passes import RF_PROGRAM, HostPass, host_pass_of
+from xprof_core.index.records import kernel_records
 from xprof_core.model.planes import ON_DEVICE
 from xprof_core.model.xspace import Plane
+from xprof_core.tools.attribution import is_unattributed, kernel_ops
 from xprof_core.tools.base import Params, Partial, ToolParam, param_int
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.index_sections import section
 from xprof_core.tools.registry import register
 
-VERSION = 1
+VERSION = 2  # 2: kernels inside CUDA graphs under their attributed op
 MAX_KERNELS = 1000  # XProf's kMaxNumOfKernels
 
 
@@ -284,26 +294,30 @@ def _no_kernels_reason(hp: HostPass) -> str:
 def map_kernel_stats(source: Any, params: Params | None = None) -> Partial:
     """One host's kernel groups: names, op names, launch configs and duration aggregates (ps).
 
-    ``source`` is the host pass (or an XSpace, walked here). The pass summed
-    the kernels (events with a non-empty ``kernel_details`` stat on the
-    non-derived lines of GPU planes, with a non-zero duration) per launch
-    context: metadata, kernel_details, tf_op, equation, hlo_op and program_id.
-    Here each context gets its kernel name, launch config, op name and Tensor
-    Core flags, and contexts merge into XProf's groups.
+    ``source`` is the host pass (or an XSpace, walked here). Kernels are the
+    records of the non-derived lines of GPU planes with a non-zero duration
+    and a non-empty ``kernel_details`` stat. Each distinct launch context
+    (metadata, kernel_details, tf_op, equation, HLO op, program_id) gets its
+    kernel name, launch config, op name and Tensor Core flags once, and the
+    kernels group by XProf's key.
     """
     hp = host_pass_of(source)
-    s = hp.slots
-    slots = hp.slots_of(C_KERNEL)
-    if len(slots) == 0:
-        return _empty_partial(_no_kernels_reason(hp))
+    rec = hp.records
+    recs = kernel_records(hp)
     strings = hp.string_array
-    k0, k1, k2, program = s["k0"][slots], s["k1"][slots], s["k2"][slots], s["k3"][slots]
-    md = k0 >> 32
-    details = k0 & 0xFFFFFFFF
-    tf = k1 >> 32
-    eq = k1 & 0xFFFFFFFF
-    hlo = k2 >> 1
-    has_program = (k2 & 1).astype(bool)
+    recs = recs[rec["kernel_details"][recs] != 0]
+    if len(recs) == 0:
+        return _empty_partial(_no_kernels_reason(hp))
+    md = rec["md_row"][recs].astype(np.int64)
+    details = rec["kernel_details"][recs].astype(np.int64)
+    tf = rec["tf_op"][recs].astype(np.int64)
+    eq = rec["equation"][recs].astype(np.int64)
+    has_program = (rec["flags"][recs] & RF_PROGRAM) != 0
+    program = np.where(has_program, rec["program_id"][recs], 0)
+    # The HLO op of each kernel (command-buffer kernels attributed), "" for kernels outside XLA.
+    modules = HloModules(hp.meta)
+    hlo_names = kernel_ops(hp, modules).op_of(rec["row"][recs])
+    hlo_uniques, hlo = np.unique(hlo_names.astype(str), return_inverse=True)
 
     # Kernel names and Tensor Core use, per metadata row (a metadata row belongs to one plane).
     em_plane = hp.meta.tables.event_metadata.plane
@@ -331,12 +345,10 @@ def map_kernel_stats(source: Any, params: Params | None = None) -> Partial:
     config_uniques = detail_config[configs.order[configs.starts]]
     config_code = configs.codes[detail_code.reshape(-1)]
 
-    # Op name and eligibility per distinct (tf_op, equation, hlo_op, program_id, Tensor Core use).
-    context = np.stack([tf, eq, hlo, has_program, np.where(has_program, program, 0), using_tc], axis=1)
+    # Op name and eligibility per distinct (tf_op, equation, HLO op, program_id, Tensor Core use).
+    context = np.stack([tf, eq, hlo.reshape(-1), has_program, program, using_tc], axis=1)
     contexts = _RowGroups.of(context)
     ctx_uniques, ctx_code = context[contexts.order[contexts.starts]], contexts.codes
-    # HLO protos are decoded only when some kernel names an HLO op of a known program.
-    modules = HloModules(hp.meta) if bool((has_program & (hlo != 0)).any()) else None
     op_names: dict[str, int] = {}
     ctx_op = np.empty(len(ctx_uniques), dtype=np.int64)
     ctx_eligible = np.empty(len(ctx_uniques), dtype=bool)
@@ -346,32 +358,23 @@ def map_kernel_stats(source: Any, params: Params | None = None) -> Partial:
         if tf_full:
             op = tf_op_name(tf_full)
             eligible = is_einsum_tensor_core_eligible(str(strings[e])) or is_op_tensor_core_eligible(op) or bool(tc)
-        hlo_full = str(strings[h])
-        if hlo_full and p_ok and modules is not None:
-            # XProf looks up the last "::"-separated name of hlo_op.
-            ins = modules.instruction(int(np.int64(p).view(np.uint64)), hlo_full.split("::")[-1])
+        hlo_full = str(hlo_uniques[h])
+        if is_unattributed(hlo_full):  # a command-buffer kernel no rule could place: say so
+            op = hlo_full
+        elif hlo_full and p_ok and len(modules):
+            ins = modules.instruction(int(np.int64(p).view(np.uint64)), hlo_full)
             if ins is not None:
                 op = ins.op_name
                 eligible = is_op_tensor_core_eligible(op) or eligible
         ctx_op[i] = op_names.setdefault(op, len(op_names))
         ctx_eligible[i] = eligible
 
-    # Group by XProf's key; a group's occupancy is that of its first kernel in the file.
-    key = np.stack([name_code, config_code, ctx_op[ctx_code], ctx_eligible[ctx_code], using_tc], axis=1)
+    # Group by XProf's key; kernels are in file order, so the first of a group sets its occupancy.
+    order = np.argsort(rec["row"][recs], kind="stable")
+    key = np.stack([name_code, config_code, ctx_op[ctx_code], ctx_eligible[ctx_code], using_tc], axis=1)[order]
     groups = _RowGroups.of(key)
-    n = len(groups.starts)
-    first_row = s["first_row"][slots]
-    first = np.full(n, -1, dtype=np.int64)
-    order = np.lexsort((first_row, groups.codes))
-    first[groups.codes[order][::-1]] = order[::-1]  # per group, the context slot with the earliest kernel
-    count = np.zeros(n, dtype=np.int64)
-    total = np.zeros(n, dtype=np.int64)
-    lo = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    hi = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
-    np.add.at(count, groups.codes, s["count"][slots])
-    np.add.at(total, groups.codes, s["total_ps"][slots])
-    np.minimum.at(lo, groups.codes, s["min_ps"][slots])
-    np.maximum.at(hi, groups.codes, s["max_ps"][slots])
+    first = groups.order[groups.starts]
+    durations = rec["duration_ps"][recs][order][groups.order]
     group_keys = key[first]
     name_table = np.array(list(name_of_md), dtype=object)
     op_table = np.array(list(op_names), dtype=object)
@@ -381,13 +384,13 @@ def map_kernel_stats(source: Any, params: Params | None = None) -> Partial:
         "kernel_name": [str(x) for x in name_table[group_keys[:, 0]]],
         "op_name": [str(x) for x in op_table[group_keys[:, 2]]],
         "config": config_uniques[group_keys[:, 1]].astype(np.int64),
-        "occupancy_pct": detail_occ[detail_code.reshape(-1)[first]],
+        "occupancy_pct": detail_occ[detail_code.reshape(-1)[order][first]],
         "is_kernel_using_tensor_core": group_keys[:, 4].astype(bool),
         "is_op_tensor_core_eligible": group_keys[:, 3].astype(bool),
-        "occurrences": count,
-        "total_ps": total,
-        "min_ps": lo,
-        "max_ps": hi,
+        "occurrences": np.diff(np.r_[groups.starts, len(groups.order)]).astype(np.int64),
+        "total_ps": np.add.reduceat(durations, groups.starts).astype(np.int64),
+        "min_ps": np.minimum.reduceat(durations, groups.starts).astype(np.int64),
+        "max_ps": np.maximum.reduceat(durations, groups.starts).astype(np.int64),
     }
 
 
@@ -438,8 +441,8 @@ def _merge(partials: Sequence[Partial], merge_hosts: bool) -> dict[tuple[int, Gr
             else:  # the first host's occupancy stays, as XProf keeps the first key inserted
                 g.occurrences += int(count)
                 g.total_ps += int(total)
-                g.min_ps = min(g.min_ps, int(lo))
-                g.max_ps = max(g.max_ps, int(hi))
+                g.min_ps = min(g.min_ps, int(lo))  # the fastest run on any host
+                g.max_ps = max(g.max_ps, int(hi))  # the slowest run on any host
     return groups
 
 

@@ -2,9 +2,14 @@
 
 Steps (count, average/min/max/std-dev step time), the per-step breakdown
 into event types, hosts, device kind and count, device idle share, the top
-device ops by time, and a per-step table. Multi-host: steps are aligned
-across hosts (only steps every host has are kept) and each step's time is the
-slowest host's.
+device ops by time, and a per-step table.
+
+Multi-host (docs/multi-host.md): only the steps every host marked are kept
+(:func:`~xprof_core.index.steps.align_steps`, by step number); a step's time
+is the slowest host's (the maximum over hosts, as XProf's step-time summary
+takes the maximum over cores); its breakdown is the mean over hosts of each
+category; top ops add up over hosts; the device idle share is the mean of
+the hosts'.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import numpy as np
 
 from xprof_core.index.classify import CATEGORIES, UNKNOWN
 from xprof_core.index.passes import HostPass, host_pass_of
-from xprof_core.index.steps import StepTable, align_steps, device_records, host_step_table, union_length_by_group
+from xprof_core.index.records import device_records
+from xprof_core.index.steps import StepTable, align_steps, host_step_table, union_length_by_group
 from xprof_core.model.planes import PlaneKind
+from xprof_core.tools.attribution import kernel_ops
 from xprof_core.tools.base import Params, Partial, ToolParam
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.index_sections import section
@@ -54,11 +61,16 @@ def device_idle_fraction(hp: HostPass, start_ps: int, end_ps: int) -> float | No
 
 
 def top_device_ops(hp: HostPass) -> list[tuple[str, int, int]]:
-    """(op name, occurrences, total time ps) of the device ops with the most time."""
+    """(op name, occurrences, total time ps) of the device ops with the most time.
+
+    A GPU kernel of XLA counts under its HLO op (:func:`~xprof_core.tools.attribution.kernel_ops`,
+    which also places the kernels of CUDA graphs); other device events under their own name.
+    """
     recs = device_records(hp)
     if len(recs) == 0:
         return []
-    names = hp.md_names(hp.records["md_row"][recs]).astype(str)
+    ops = kernel_ops(hp).op_of(hp.records["row"][recs])
+    names = np.where(ops != "", ops, hp.md_names(hp.records["md_row"][recs])).astype(str)
     uniq, inv = np.unique(names, return_inverse=True)
     total = np.bincount(inv, weights=hp.records["duration_ps"][recs].astype(np.float64), minlength=len(uniq))
     count = np.bincount(inv, minlength=len(uniq))
@@ -84,7 +96,7 @@ def overview_section(hp: HostPass) -> dict[str, Any]:
 @dataclass(frozen=True)
 class OverviewPage:
     name: str = "overview_page"
-    version: int = 1
+    version: int = 2  # 2: top ops are HLO ops (attributed), not kernel names
     description: str = "steps, step-time breakdown, device idle share, top ops, run environment"
 
     needs: str = "index"
@@ -103,7 +115,7 @@ class OverviewPage:
         cats = [*CATEGORIES, UNKNOWN]
         if n:
             per_host_time = np.stack([t.step_time_ps[ix] for t, ix in zip(tables, index, strict=True)])
-            step_time = per_host_time.max(axis=0)
+            step_time = per_host_time.max(axis=0)  # a step lasts as long as its slowest host
             breakdown = {
                 c: np.stack([t.breakdown_ps[c][ix] for t, ix in zip(tables, index, strict=True)]).mean(axis=0)
                 for c in cats

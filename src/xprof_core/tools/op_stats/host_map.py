@@ -10,16 +10,17 @@ Where the ops come from (XProf's rules, ``xplane_to_op_metrics_db.cc``):
   an event carries ``device_offset_ps``/``device_duration_ps`` those are its
   span, as in XProf. Events whose ``symbol_id`` is 0 (a whole program) nest
   but are not reported.
-* **GPU**: kernels on ``Stream #N(...)`` lines that carry ``hlo_op`` (last
-  ``::`` part) and ``program_id``. Consecutive kernels of the same op on a
+* **GPU**: kernels on ``Stream #N(...)`` lines that carry ``hlo_op``, each
+  under the HLO op :func:`~xprof_core.tools.attribution.kernel_ops` gives it
+  (its ``hlo_op``'s last ``::`` part; for kernels inside a CUDA graph, whose
+  ``hlo_op`` names the command buffer, the op found by the scope tree, the
+  module's schedule or the kernel name, else an explicit ``unattributed in
+  command_buffer_N`` row; XProf drops such kernels, finding no instruction
+  named ``command_buffer_1``). Consecutive kernels of the same op on a
   stream with the same ``group_id`` (the step XProf's grouping assigned) are
   one occurrence. A file without ``group_id`` takes the step from the host's
   step markers (:mod:`~xprof_core.index.steps`); without either every kernel
-  is an occurrence, as in XProf (an absent group id never matches). Kernels inside a
-  CUDA graph name the command buffer (``hlo_op = command_buffer_1``); XProf
-  drops them (it finds no such instruction), we report them under the
-  instruction their kernel name denotes (``gemm_fusion_dot_3`` is
-  ``gemm_fusion_dot.3``) or, failing that, under the kernel name. Kernels with
+  is an occurrence, as in XProf (an absent group id never matches). Kernels with
   a ``tf_op`` stat but no ``hlo_op`` are non-XLA framework ops (not HLO ops).
   A device plane without either uses its derived ``TensorFlow Ops`` /
   ``Framework Ops`` line (older TensorFlow profiles, where XProf 2.24 finds no
@@ -58,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from xprof_core.index.classify import FRAMEWORK_OP_LINES, NON_OP_LINE_NAMES, is_derived_line, is_stream
+from xprof_core.index.classify import FRAMEWORK_OP_LINES
 from xprof_core.index.framework_ops import parse_framework_op
 from xprof_core.index.hlo_proto import HloModules, category_from_opcode
 from xprof_core.index.passes import (
@@ -68,10 +69,11 @@ from xprof_core.index.passes import (
     C_HLO,
     C_TPU,
     RF_GROUP,
-    RF_TIMED,
     HostPass,
 )
+from xprof_core.index.records import gpu_kernel_records
 from xprof_core.model.planes import ON_DEVICE, PlaneKind
+from xprof_core.tools.attribution import is_unattributed, kernel_ops
 from xprof_core.tools.base import Params, Partial
 from xprof_core.tools.op_stats.op_table import (
     FRAMEWORK_IDS,
@@ -123,21 +125,13 @@ def _hlo_key(
     hlo_category: str,
     tf_op: str,
     long_name: str,
-    kernel_name: str = "",
 ) -> tuple[str, ...]:
-    """The identity of one HLO op (an ``HLO_IDS`` tuple) from its stats and its module's HLO proto.
-
-    ``kernel_name`` is set for kernels of a command buffer: the instruction is
-    then looked up by the kernel's name, and the kernel name is the op name
-    when no instruction matches.
-    """
+    """The identity of one HLO op (an ``HLO_IDS`` tuple) from its stats and its module's HLO proto."""
     ins = modules.instruction(program_id, name) if len(modules) else None
-    if kernel_name:
-        name = kernel_name.removesuffix(".kd")
-        ins = modules.instruction_of_kernel(program_id, kernel_name) if len(modules) else None
-        if ins is not None:
-            name = ins.name
-    category = hlo_category or (ins.category if ins is not None else category_from_name(name))
+    if is_unattributed(name):  # command-buffer kernels no rule could place: their own category
+        category = "unattributed"
+    else:
+        category = hlo_category or (ins.category if ins is not None else category_from_name(name))
     provenance = tf_op if tf_op and tf_op not in _MODULE_LEVEL_TF_OPS else (ins.provenance if ins else "")
     return (where, str(program_id), module, name, category, provenance, long_name)
 
@@ -228,21 +222,6 @@ def _tpu_hlo_ops(hp: HostPass, modules: HloModules) -> OpTable | None:
     return merge_rows(table, HLO_KEY, HLO_IDS)
 
 
-def gpu_kernel_records(hp: HostPass) -> np.ndarray:
-    """Records of timed events on the GPU streams (``Stream #N(...)``; derived lines left out), in row order."""
-    rec = hp.records
-    if not len(rec["line"]):
-        return np.zeros(0, np.int64)
-    good_lines = np.zeros(len(hp.lines["name"]), dtype=bool)
-    for ln, (plane, line_id, name) in enumerate(
-        zip(hp.lines["plane"].tolist(), hp.lines["id"].tolist(), hp.lines["name"], strict=True)
-    ):
-        p = hp.meta.planes[plane]
-        if p.kind is PlaneKind.DEVICE and p.device_type == "GPU" and is_stream(name):
-            good_lines[ln] = not is_derived_line(line_id, name, NON_OP_LINE_NAMES)
-    return np.flatnonzero(good_lines[rec["line"]] & ((rec["flags"] & RF_TIMED) != 0))
-
-
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted uniques, index of each unique's first occurrence, int64 codes) of a 1-D array or 2-D rows."""
     if values.ndim == 2:
@@ -253,7 +232,8 @@ def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _gpu_hlo_ops(hp: HostPass, modules: HloModules, recs: np.ndarray, hlo_ops: np.ndarray) -> OpTable | None:
-    """HLO ops of the XLA kernels (records with ``hlo_op``), merged into occurrences per stream, op and step."""
+    """HLO ops of the XLA kernels (``hlo_ops``: each record's attributed op, "" for non-XLA kernels),
+    merged into occurrences per stream, op and step."""
     rec = hp.records
     strings = hp.string_array
     sel = hlo_ops != ""
@@ -263,16 +243,11 @@ def _gpu_hlo_ops(hp: HostPass, modules: HloModules, recs: np.ndarray, hlo_ops: n
     program = rec["program_id"][recs]
     op_uniques, _, op_code = _factorize(hlo_ops)
     pg_uniques, _, pg_code = _factorize(program)
-    _, _, md_code = _factorize(rec["md_row"][recs])  # kernel names, per metadata row
-    # The kernel only matters for command buffers, whose hlo_op names no instruction.
-    is_cmd_buffer = np.array([str(h).split("::")[-1].startswith("command_buffer") for h in op_uniques], dtype=bool)
-    ident = np.stack([op_code, pg_code, np.where(is_cmd_buffer[op_code], md_code, -1)], axis=1)
-    id_uniques, first, id_code = _factorize(ident)
+    id_uniques, first, id_code = _factorize(np.stack([op_code, pg_code], axis=1))
     r0 = recs[first]
-    kernel_names = hp.md_names(rec["md_row"][r0])
     keys: dict[tuple[str, ...], int] = {}
     ident_key = np.empty(len(id_uniques), dtype=np.int64)
-    for i, (oc, pc, mc) in enumerate(id_uniques.tolist()):
+    for i, (oc, pc) in enumerate(id_uniques.tolist()):
         key = _hlo_key(
             modules,
             "Device",
@@ -282,7 +257,6 @@ def _gpu_hlo_ops(hp: HostPass, modules: HloModules, recs: np.ndarray, hlo_ops: n
             str(strings[rec["hlo_category"][r0[i]]]),
             str(strings[rec["tf_op"][r0[i]]]),
             "",
-            kernel_name=str(kernel_names[i]) if mc >= 0 else "",
         )
         ident_key[i] = keys.setdefault(key, len(keys))
     key_of_rec = ident_key[id_code]
@@ -516,7 +490,8 @@ def map_op_stats(source: Any, params: Params | None = None) -> Partial:
     if tpu is not None:
         hlo_tables.append(tpu)
     kernel_recs = gpu_kernel_records(hp)
-    kernel_hlo = strings[hp.records["hlo_op"][kernel_recs]]
+    # The HLO op of every XLA kernel (command-buffer kernels attributed), "" for the others.
+    kernel_hlo = kernel_ops(hp, modules).op_of(hp.records["row"][kernel_recs])
     kernel_tf = strings[hp.records["tf_op"][kernel_recs]]
     gpu = _gpu_hlo_ops(hp, modules, kernel_recs, kernel_hlo)
     if gpu is not None:
