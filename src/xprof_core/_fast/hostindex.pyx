@@ -478,13 +478,20 @@ cdef class IndexPass:
     # a direct lookup for the hot path instead of hashing. ``touched`` lists the entries to reset.
     cdef int64_t* md_slots
     cdef Vec touched
+    # Host lines' timed events in visit order, compactly, for the breakdown pass: per event the start's
+    # delta from the previous one and the duration (uint64 varints) and the host category (one byte).
+    cdef const int8_t[::1] md_host_category
+    cdef Vec stream                     # bytes
+    cdef Vec stream_begin, stream_end   # int64 per line (-1: not a host line)
+    cdef int64_t stream_prev
 
     def __cinit__(self, buf, const int64_t[::1] md_ids, const int32_t[::1] md_rows, const int64_t[::1] md_begin,
                   const int64_t[::1] md_end, const int32_t[::1] md_dense, const int64_t[::1] md_dense_begin,
                   const int64_t[::1] md_dense_size, const int64_t[::1] st_ids, const int8_t[::1] st_roles,
                   const int32_t[::1] st_names, const int64_t[::1] st_begin, const int64_t[::1] st_end,
                   const uint32_t[::1] md_flags, const uint8_t[:, ::1] md_role_kind,
-                  const int64_t[:, ::1] md_role_value, StringTable strings, progress=None):
+                  const int64_t[:, ::1] md_role_value, const int8_t[::1] md_host_category, StringTable strings,
+                  progress=None):
         cdef int c
         if isinstance(buf, (bytes, bytearray)) and len(buf) == 0:
             buf = b"\0"[:0]
@@ -514,6 +521,12 @@ cdef class IndexPass:
             raise ValueError("md_role_kind must be (N_ROLES, n_md + 1)")
         if md_role_value.shape[0] != N_ROLES or md_role_value.shape[1] != self.n_md + 1:
             raise ValueError("md_role_value must be (N_ROLES, n_md + 1)")
+        if md_host_category.shape[0] != self.n_md + 1:
+            raise ValueError("md_host_category must have n_md + 1 entries")
+        self.md_host_category = md_host_category
+        vec_init(&self.stream, 1)
+        vec_init(&self.stream_begin, 8)
+        vec_init(&self.stream_end, 8)
         self.strings = strings
         self.slot_map = _SlotMap()
         self.progress = progress
@@ -561,6 +574,9 @@ cdef class IndexPass:
         PyMem_Free(self.st_dense_size)
         PyMem_Free(self.md_slots)
         vec_free(&self.touched)
+        vec_free(&self.stream)
+        vec_free(&self.stream_begin)
+        vec_free(&self.stream_end)
         vec_free(&self.ln_id); vec_free(&self.ln_display_id); vec_free(&self.ln_timestamp_ns)
         vec_free(&self.ln_duration_ps); vec_free(&self.ln_events); vec_free(&self.ln_timed)
         vec_free(&self.ln_first_row); vec_free(&self.ln_sorted)
@@ -946,6 +962,34 @@ cdef class IndexPass:
         push_u16(&self.rc_flags, flags)
         return 0
 
+    # ---- the host lines' compact streams ----
+
+    cdef inline int stream_event(self, Event* ev, int32_t md) except -1:
+        """Append one timed host event (visited in sorted order) to its line's stream."""
+        cdef uint64_t delta = <uint64_t>ev.start - <uint64_t>self.stream_prev
+        cdef uint64_t dur = <uint64_t>ev.dur
+        cdef uint8_t* p
+        if self.stream.n + 21 > self.stream.cap:
+            vec_reserve(&self.stream, self.stream.n + 21)
+        p = <uint8_t*>self.stream.data + self.stream.n
+        while delta >= 0x80:
+            p[0] = <uint8_t>(delta | 0x80)
+            delta >>= 7
+            p += 1
+        p[0] = <uint8_t>delta
+        p += 1
+        while dur >= 0x80:
+            p[0] = <uint8_t>(dur | 0x80)
+            dur >>= 7
+            p += 1
+        p[0] = <uint8_t>dur
+        p += 1
+        p[0] = <uint8_t>self.md_host_category[md]
+        p += 1
+        self.stream.n = p - <uint8_t*>self.stream.data
+        self.stream_prev = ev.start
+        return 0
+
     # ---- one event, in sorted order ----
 
     cdef int visit(self, Event* ev, uint32_t line_flags) except -1:
@@ -968,6 +1012,7 @@ cdef class IndexPass:
             (<double*>self.sl_flops.data)[s] += self.eff_number(ev, R_FLOPS)
             (<double*>self.sl_bytes.data)[s] += self.eff_number(ev, R_BYTES_ACCESSED)
         if line_flags & LF_HOST:
+            self.stream_event(ev, md)
             if mf & MF_INPUT:
                 s = self.md_slot(C_INPUT, ev)
                 self.add(s, ev.dur, ev.start)
@@ -1023,7 +1068,7 @@ cdef class IndexPass:
         cdef Event ev
         cdef int64_t prev_start = 0, prev_end = 0, n = 0, n_timed = 0, first_row = self.row
         cdef int64_t min_start = INT64_MAX, max_end = INT64_MIN
-        cdef Py_ssize_t slot_mark = self.sl_class.n, rec_mark = self.rc_row.n
+        cdef Py_ssize_t slot_mark = self.sl_class.n, rec_mark = self.rc_row.n, stream_mark = self.stream.n
         cdef bint sorted_ = True
         cdef int64_t base_ps, i
         if begin < 0 or end > self.nbuf or begin > end:
@@ -1032,6 +1077,7 @@ cdef class IndexPass:
         c.end = self.base + end
         c.failure = &self.failure
         self.reset_line_slots()
+        self.stream_prev = 0
         while c.p < c.end:
             if read_tag(&c, &field, &wt) < 0:
                 raise self.error(self.line_index, self.row)
@@ -1087,6 +1133,8 @@ cdef class IndexPass:
             self.sl_bytes.n = self.sl_extra0.n = self.sl_extra1.n = self.sl_extra2.n = slot_mark
             self.truncate_records(rec_mark)
             self.reset_line_slots()
+            self.stream.n = stream_mark
+            self.stream_prev = 0
             self.row = first_row
             self.walk_sorted(plane, begin, end, line_flags, n)
         # Starts are relative to the line until its timestamp is known: make this line's absolute.
@@ -1098,6 +1146,12 @@ cdef class IndexPass:
             for i in range(slot_mark, self.sl_first_start.n):
                 (<int64_t*>self.sl_first_start.data)[i] = <int64_t>(
                     <uint64_t>(<int64_t*>self.sl_first_start.data)[i] + <uint64_t>base_ps)
+        if line_flags & LF_HOST:
+            push_i64(&self.stream_begin, stream_mark)
+            push_i64(&self.stream_end, self.stream.n)
+        else:
+            push_i64(&self.stream_begin, -1)
+            push_i64(&self.stream_end, -1)
         push_i64(&self.ln_id, line_id)
         push_i64(&self.ln_display_id, display_id)
         push_i64(&self.ln_timestamp_ns, timestamp_ns)
@@ -1260,6 +1314,15 @@ cdef class IndexPass:
                 self.progress(span_end[i], total)
         return self.line_index
 
+    def stream_bytes(self):
+        """Bytes held by the host lines' streams."""
+        return self.stream.n
+
+    def release_streams(self):
+        """Free the host lines' streams (once the breakdown is done)."""
+        vec_free(&self.stream)
+        vec_init(&self.stream, 1)
+
     def result(self):
         """The pass's output as numpy columns (see xprof_core.index.build)."""
         i64 = np.int64
@@ -1275,6 +1338,8 @@ cdef class IndexPass:
                 "sorted": vec_array(&self.ln_sorted, i64).astype(bool),
                 "min_start_ps": vec_array(&self.ln_min_start, i64),
                 "max_end_ps": vec_array(&self.ln_max_end, i64),
+                "stream_begin": vec_array(&self.stream_begin, i64),
+                "stream_end": vec_array(&self.stream_end, i64),
                 "name": self.ln_name,
                 "display_name": self.ln_display_name,
             },
@@ -1388,42 +1453,65 @@ def line_headers(buf, const int64_t[::1] span_begin, const int64_t[::1] span_end
 # --- the breakdown pass ---
 
 cdef struct LineCursor:
-    Cursor c
-    int64_t base_ps
-    Py_ssize_t plane
-    int64_t start      # the current event
+    const uint8_t* p
+    const uint8_t* end
+    int64_t start      # the current event (absolute ps)
     int64_t dur
-    int32_t md_row
-    bint timed
+    int cat
     bint done
 
 
-def host_breakdown(IndexPass index, const int32_t[::1] span_plane, const int64_t[::1] span_begin,
-                   const int64_t[::1] span_end, const int64_t[::1] line_base_ps, const int8_t[::1] md_category,
-                   Py_ssize_t default_category,
+cdef inline uint64_t stream_varint(LineCursor* lc) noexcept nogil:
+    cdef uint64_t v = 0
+    cdef int shift = 0
+    cdef uint8_t b
+    while lc.p < lc.end:
+        b = lc.p[0]
+        lc.p += 1
+        v |= (<uint64_t>(b & 0x7F)) << shift
+        if b < 0x80:
+            break
+        shift += 7
+        if shift >= 64:
+            break
+    return v
+
+
+cdef inline void advance(LineCursor* lc) noexcept nogil:
+    """Move a line cursor to its next event (``done`` when none is left)."""
+    if lc.p >= lc.end:
+        lc.done = True
+        return
+    lc.start = <int64_t>(<uint64_t>lc.start + stream_varint(lc))
+    lc.dur = <int64_t>stream_varint(lc)
+    lc.cat = <int8_t>lc.p[0] if lc.p < lc.end else -1
+    lc.p += 1
+
+
+def host_breakdown(IndexPass index, const int64_t[::1] stream_begin, const int64_t[::1] stream_end,
+                   const int64_t[::1] line_base_ps, Py_ssize_t default_category,
                    const int64_t[::1] step_start, const int64_t[::1] step_end, const int64_t[::1] marker_duration,
                    const int64_t[::1] x_start, const int64_t[::1] x_end, const int64_t[::1] x_category,
                    const int64_t[::1] x_step, Py_ssize_t n_categories):
-    """Per-step cumulative covered time of the host lines (read from the wire, merged by start) plus extra
-    intervals: the same figures and rules as ``intervals.step_breakdown`` over decoded columns.
+    """Per-step cumulative covered time of the host lines (their compact streams from the first walk,
+    merged by start) plus extra intervals: the rules of ``intervals.step_breakdown``.
 
-    IN: the host lines' spans, plane and absolute start (ps); the category of every metadata row
-    (``md_category``, -1 or out of range = ``default_category``); steps sorted by start with their marker
-    durations; device intervals sorted by (step, start). Lines must be sorted by start (the index pass
-    says which are). OUT: int64 (n_categories, n_steps).
+    IN: per host line the byte range of its stream and the line's absolute start (ps); steps sorted by
+    start with their marker durations; device intervals sorted by (step, start). A host event belongs to
+    the latest step starting at or before it, if it starts inside that step's window; events as long as
+    the step's marker or longer are left out; its end is clipped to the window; a category -1 counts as
+    ``default_category``. OUT: int64 (n_categories, n_steps).
     """
-    cdef Py_ssize_t n_lines = span_plane.shape[0], n_steps = step_start.shape[0], n_x = x_start.shape[0]
-    cdef Py_ssize_t i, li, sp = 0, xi = 0, g = -1, c, k, heap_n = 0, n_md = md_category.shape[0]
+    cdef Py_ssize_t n_lines = stream_begin.shape[0], n_steps = step_start.shape[0], n_x = x_start.shape[0]
+    cdef Py_ssize_t i, li, sp = 0, xi = 0, g = -1, c, k, heap_n = 0
     cdef int64_t s, e, dur
-    cdef bint timed
     cdef LineCursor* cur
-    cdef Event ev
-    cdef uint32_t field, wt
-    cdef const uint8_t* ps
-    cdef const uint8_t* pe
-    cdef Cursor sub
+    cdef const uint8_t* data = <const uint8_t*>index.stream.data
+    cdef int64_t n_bytes = index.stream.n
     if n_categories > MAX_CATEGORIES:
         raise ValueError(f"at most {MAX_CATEGORIES} categories")
+    if line_base_ps.shape[0] != n_lines or stream_end.shape[0] != n_lines:
+        raise ValueError("stream_begin, stream_end and line_base_ps differ in length")
     out = np.zeros((n_categories, n_steps), dtype=np.int64)
     cdef int64_t[:, ::1] o = out
     cdef int64_t run_end[MAX_CATEGORIES]
@@ -1438,47 +1526,60 @@ def host_breakdown(IndexPass index, const int32_t[::1] span_plane, const int64_t
         raise MemoryError()
     try:
         for li in range(n_lines):
-            if span_begin[li] < 0 or span_end[li] > index.nbuf or span_begin[li] > span_end[li]:
-                raise DecodeError("line span outside the input", span_begin[li], "XSpace.lines")
-            cur[li].c.p = index.base + span_begin[li]
-            cur[li].c.end = index.base + span_end[li]
-            cur[li].c.failure = &index.failure
-            cur[li].base_ps = line_base_ps[li]
-            cur[li].plane = span_plane[li]
+            if not (0 <= stream_begin[li] <= stream_end[li] <= n_bytes):
+                raise ValueError(f"stream range of line {li} outside the streams")
+            cur[li].p = data + stream_begin[li]
+            cur[li].end = data + stream_end[li]
+            cur[li].start = line_base_ps[li]
             cur[li].done = False
-            advance(index, &cur[li], &ev)
+            advance(&cur[li])
             if not cur[li].done:
                 heap_key[heap_n] = cur[li].start
                 heap_item[heap_n] = li
                 heap_n += 1
-        i = heap_n // 2
-        while i > 0:
-            i -= 1
-            heap_sift_down(&heap_key[0], &heap_item[0], heap_n, i)
-        while heap_n > 0 or xi < n_x:
-            if heap_n > 0:
-                li = heap_item[0]
-                s = cur[li].start
-                e = s + cur[li].dur
-                c = default_category
-                if 0 <= cur[li].md_row < n_md and md_category[cur[li].md_row] >= 0:
-                    c = md_category[cur[li].md_row]
-                timed = cur[li].timed
-                dur = cur[li].dur
-                advance(index, &cur[li], &ev)
-                if not cur[li].done:
-                    heap_key[0] = cur[li].start
-                else:
-                    heap_n -= 1
-                    heap_key[0] = heap_key[heap_n]
-                    heap_item[0] = heap_item[heap_n]
+        with nogil:
+            i = heap_n // 2
+            while i > 0:
+                i -= 1
+                heap_sift_down(&heap_key[0], &heap_item[0], heap_n, i)
+            while heap_n > 0 or xi < n_x:
                 if heap_n > 0:
-                    heap_sift_down(&heap_key[0], &heap_item[0], heap_n, 0)
-                if not timed:
-                    continue
-                while sp + 1 < n_steps and step_start[sp + 1] <= s:
-                    sp += 1
-                while xi < n_x and (x_step[xi] < sp or (x_step[xi] == sp and x_start[xi] <= s)):
+                    li = heap_item[0]
+                    s = cur[li].start
+                    dur = cur[li].dur
+                    e = s + dur
+                    c = cur[li].cat if 0 <= cur[li].cat < n_categories else default_category
+                    advance(&cur[li])
+                    if not cur[li].done:
+                        heap_key[0] = cur[li].start
+                    else:
+                        heap_n -= 1
+                        heap_key[0] = heap_key[heap_n]
+                        heap_item[0] = heap_item[heap_n]
+                    if heap_n > 0:
+                        heap_sift_down(&heap_key[0], &heap_item[0], heap_n, 0)
+                    while sp + 1 < n_steps and step_start[sp + 1] <= s:
+                        sp += 1
+                    while xi < n_x and (x_step[xi] < sp or (x_step[xi] == sp and x_start[xi] <= s)):
+                        if x_step[xi] != g:
+                            g = x_step[xi]
+                            for k in range(n_categories):
+                                run_end[k] = x_start[xi]
+                        if 0 <= x_category[xi] < n_categories and 0 <= g < n_steps:
+                            union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
+                        xi += 1
+                    if s < step_start[sp] or s >= step_end[sp] or dur >= marker_duration[sp]:
+                        continue
+                    if e > step_end[sp]:
+                        e = step_end[sp]
+                    if e <= s:
+                        continue
+                    if sp != g:
+                        g = sp
+                        for k in range(n_categories):
+                            run_end[k] = s
+                    union_add(run_end, o, g, c, n_categories, s, e)
+                else:
                     if x_step[xi] != g:
                         g = x_step[xi]
                         for k in range(n_categories):
@@ -1486,51 +1587,6 @@ def host_breakdown(IndexPass index, const int32_t[::1] span_plane, const int64_t
                     if 0 <= x_category[xi] < n_categories and 0 <= g < n_steps:
                         union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
                     xi += 1
-                if s < step_start[sp] or s >= step_end[sp] or dur >= marker_duration[sp]:
-                    continue
-                if e > step_end[sp]:
-                    e = step_end[sp]
-                if e <= s:
-                    continue
-                if sp != g:
-                    g = sp
-                    for k in range(n_categories):
-                        run_end[k] = s
-                union_add(run_end, o, g, c, n_categories, s, e)
-            else:
-                if x_step[xi] != g:
-                    g = x_step[xi]
-                    for k in range(n_categories):
-                        run_end[k] = x_start[xi]
-                if 0 <= x_category[xi] < n_categories and 0 <= g < n_steps:
-                    union_add(run_end, o, g, x_category[xi], n_categories, x_start[xi], x_end[xi])
-                xi += 1
     finally:
         PyMem_Free(cur)
     return out
-
-
-cdef int advance(IndexPass index, LineCursor* lc, Event* ev) except -1:
-    """Move a line cursor to its next event (``done`` when none is left)."""
-    cdef uint32_t field, wt
-    cdef const uint8_t* s
-    cdef const uint8_t* e
-    cdef Cursor sub
-    while lc.c.p < lc.c.end:
-        if read_tag(&lc.c, &field, &wt) < 0:
-            raise index.error(-1, -1)
-        if field == 4 and wt == WT_LEN:
-            if read_len(&lc.c, &s, &e) < 0:
-                raise index.error(-1, -1)
-            sub = sub_cursor(&lc.c, s, e)
-            if index.read_event(&sub, lc.plane, ev, False) < 0:
-                raise index.error(-1, -1)
-            lc.start = <int64_t>(<uint64_t>ev.start + <uint64_t>lc.base_ps)
-            lc.dur = ev.dur
-            lc.md_row = index.md_row_of(lc.plane, ev.md_id)
-            lc.timed = ev.timed
-            return 0
-        if skip_field(&lc.c, field, wt) < 0:
-            raise index.error(-1, -1)
-    lc.done = True
-    return 0

@@ -79,6 +79,12 @@ cdef inline int read_varint(Cursor* c, uint64_t* out) noexcept nogil:
 cdef inline int read_tag(Cursor* c, uint32_t* field, uint32_t* wtype) noexcept nogil:
     cdef uint64_t key
     cdef const uint8_t* at = c.p
+    # Fields 1-15 have one-byte tags: the common case, checked in one comparison (field 0 excluded).
+    if at < c.end and 8 <= at[0] < 0x80:
+        field[0] = at[0] >> 3
+        wtype[0] = at[0] & 7
+        c.p = at + 1
+        return 0
     if read_varint(c, &key) < 0:
         return -1
     if key >> 3 == 0:

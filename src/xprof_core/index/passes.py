@@ -22,7 +22,7 @@ import numpy as np
 
 from xprof_core._fast import hostindex as _hostindex
 from xprof_core._fast.decoder import decode_columns
-from xprof_core.index.classify import INPUT_EVENT, LF_HOST, line_flags
+from xprof_core.index.classify import INPUT_EVENT, LF_HOST, host_category, line_flags
 from xprof_core.index.framework_ops import parse_framework_op
 from xprof_core.model.tables import XSpaceTables
 from xprof_core.model.xspace import XSpace
@@ -143,8 +143,11 @@ def _plane_tables(meta: XSpace, strings: Any) -> dict[str, Any]:
                 role_kind[r, row], role_value[r, row] = _KIND_DOUBLE, np.float64(value).view(np.int64)
             elif isinstance(value, int):
                 role_kind[r, row], role_value[r, row] = _KIND_INT64, np.uint64(value & (2**64 - 1)).view(np.int64)
+    host_cat = np.full(n_md + 1, -1, dtype=np.int8)  # the last entry: unknown metadata (the default category)
+    host_cat[:n_md] = [host_category(name) for name in em.name]
     i64, i32 = np.int64, np.int32
     return {
+        "md_host_category": host_cat,
         "md_ids": np.concatenate(md_ids) if md_ids else np.zeros(0, i64),
         "md_rows": np.concatenate(md_rows) if md_rows else np.zeros(0, i32),
         "md_begin": np.array(md_begin, i64),

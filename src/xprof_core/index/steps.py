@@ -108,8 +108,8 @@ class StepTable:
         return cls("none", "", e, e, e, e, e, e, e, e, {k: e for k in [*CATEGORIES, UNKNOWN]}, reason=reason)
 
 
-# The breakdown walks the host lines from the wire; False takes the numpy path over decoded columns
-# (the tests compare the two).
+# The breakdown reads the host lines' compact streams the first walk wrote; False takes the numpy path
+# over decoded columns instead (the tests compare the two).
 WIRE_BREAKDOWN = True
 
 # --- interval arithmetic ---
@@ -324,22 +324,18 @@ def _device_intervals(
 def _breakdown(
     hp: HostPass, start: np.ndarray, end: np.ndarray, marker_dur: np.ndarray, d_recs: np.ndarray, d_step: np.ndarray
 ) -> np.ndarray:
-    """Cumulative covered time per (category, step): the host lines walked again from the wire, merged by
-    start with the device intervals. A host line out of order (never seen in practice) takes the general
-    path over decoded columns."""
+    """Cumulative covered time per (category, step): the host lines' events (the compact streams of the
+    first walk, in sorted order per line) merged by start with the device intervals."""
     lines = hp.host_lines()
     x_s, x_e, x_cat, x_step = _device_intervals(hp, d_recs, d_step, start, end)
-    if not (WIRE_BREAKDOWN and bool(hp.lines["sorted"][lines].all())):
+    if not WIRE_BREAKDOWN:
         return _breakdown_decoded(hp, start, end, marker_dur, x_s, x_e, x_cat, x_step)
     i64 = np.int64
-    base_ps = hp.lines["timestamp_ns"][lines].astype(i64) * 1000
     return host_breakdown(
         hp.index_pass,
-        hp.spans["plane"][lines].astype(np.int32),
-        hp.spans["begin"][lines].astype(i64),
-        hp.spans["end"][lines].astype(i64),
-        base_ps,
-        host_md_categories(hp),
+        hp.lines["stream_begin"][lines].astype(i64),
+        hp.lines["stream_end"][lines].astype(i64),
+        hp.lines["timestamp_ns"][lines].astype(i64) * 1000,
         CATEGORY_INDEX["host_compute"],
         start.astype(i64),
         end.astype(i64),
@@ -362,7 +358,7 @@ def _breakdown_decoded(
     x_cat: np.ndarray,
     x_step: np.ndarray,
 ) -> np.ndarray:
-    """The breakdown from decoded columns, for profiles whose host lines are not sorted by start."""
+    """The breakdown from decoded columns with numpy: the reference the tests compare the streams with."""
     from xprof_core.model.planes import PlaneKind
     from xprof_core.model.xspace import decode_xspace
 
