@@ -40,6 +40,17 @@ def _rerecorded(tool: str) -> Callable[[str, Any], Any]:
     return lambda key, expected: ATTRIBUTED.get(f"{key}|{tool}", expected)
 
 
+THINNED = ROOT / "tests" / "data" / "oracle" / "trace_thinned.json.gz"
+THINNED_DIGESTS: dict[str, Any] = orjson.loads(gzip.decompress(THINNED.read_bytes()))
+
+
+def _thinned_default(key: str, expected: Any) -> Any:
+    """The default trace view re-recorded; the every-event call must not have changed."""
+    new = THINNED_DIGESTS[f"{key}|trace_viewer"]
+    assert new["every_event"] == expected["every_event"], "the every-event trace changed too"
+    return {**expected, "default": new["default"]}
+
+
 def _version(new: int) -> Callable[[str, Any], Any]:
     return lambda key, expected: {**expected, "version": new}
 
@@ -59,6 +70,12 @@ CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = [
     ),
     ("overview_page", "version 2: top ops are HLO ops", _version(2)),
     ("input_pipeline_analyzer", "version 2: XProf's input-bound thresholds, 5 % and 20 % (was 50 %)", _version(2)),
+    (
+        "trace_viewer",
+        "every window is thinned at the requested resolution (before: windows of fewer than 500,000 events were "
+        "sent whole); the default view of the small test profiles now drops sub-pixel events, and counts them",
+        _thinned_default,
+    ),
 ]
 
 

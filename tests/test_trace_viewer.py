@@ -132,16 +132,20 @@ def test_every_timed_event_is_returned(path: Path) -> None:
     o = oracle_of(path)
     xs = xprof_core.load(path)
     expected = int(o.timed.sum())
-    for params in ({"resolution": "0"}, {}):  # under 500,000 events the default resolution keeps all
-        part = tv.TRACE_VIEWER.map(xs, params)
-        result = tv.TRACE_VIEWER.reduce([part], params)
-        assert result["returnedEventsSize"] == expected
-        assert len(x_events(result)) == expected
-        assert result["droppedEvents"]["count"] == 0
-        assert result["droppedEvents"]["eventsInWindow"] == expected
-        assert sorted(part["row"].tolist()) == np.flatnonzero(o.timed).tolist()
+    params = {"resolution": "0"}  # every event
+    part = tv.TRACE_VIEWER.map(xs, params)
+    result = tv.TRACE_VIEWER.reduce([part], params)
+    assert result["returnedEventsSize"] == expected
+    assert len(x_events(result)) == expected
+    assert result["droppedEvents"]["count"] == 0
+    assert result["droppedEvents"]["eventsInWindow"] == expected
+    assert sorted(part["row"].tolist()) == np.flatnonzero(o.timed).tolist()
     span_ps = int((o.start_ps + o.duration_ps)[o.timed].max()) - o.origin_ps
     assert result["fullTimespan"] == [0.0, span_ps / 1e9]
+    # The default view (resolution 8000) is thinned, and says by how much: nothing is lost silently.
+    thinned = tv.TRACE_VIEWER.reduce([tv.TRACE_VIEWER.map(xs, {})], {})
+    assert thinned["returnedEventsSize"] + thinned["droppedEvents"]["byVisibility"] == expected
+    assert thinned["droppedEvents"]["eventsInWindow"] == expected
 
 
 @pytest.mark.parametrize("path", FILES)
@@ -214,9 +218,13 @@ def test_window_returns_exactly_the_overlapping_events(path: Path, window: tuple
     for resolution in ("0", "8000"):
         params = {"start_time_ms": str(start_ms), "end_time_ms": str(end_ms), "resolution": resolution}
         part = tv.TRACE_VIEWER.map(xs, params)
-        assert set(part["row"].tolist()) == expected
-        assert len(part["row"]) == len(expected)
         assert part["counts"]["events_in_window"] == len(expected)
+        if resolution == "0":
+            assert set(part["row"].tolist()) == expected
+            assert len(part["row"]) == len(expected)
+        else:  # thinned: a subset, and what was left out is counted
+            assert set(part["row"].tolist()) <= expected
+            assert len(part["row"]) + part["counts"]["dropped_visibility"] == len(expected)
 
 
 def test_empty_and_reversed_windows() -> None:
@@ -234,9 +242,9 @@ def test_empty_and_reversed_windows() -> None:
 
 def test_window_far_beyond_the_profile_keeps_everything() -> None:
     xs = xprof_core.load(GPU_LONG)
-    params = {"start_time_ms": "-1e12", "end_time_ms": "1e12", "resolution": "1"}
+    params = {"start_time_ms": "-1e12", "end_time_ms": "1e12", "resolution": "0"}
     part = tv.TRACE_VIEWER.map(xs, params)
-    assert part["counts"]["kept"] == int(xs.is_timed.sum())  # under 500,000 events: nothing filtered
+    assert part["counts"]["kept"] == int(xs.is_timed.sum())
     idx = tv.trace_index(xs)
     sel = tv.select_window(idx, -(10**18), 10**18, 1)
     assert sel.events_in_window == idx.num_events
@@ -256,7 +264,7 @@ def test_bad_parameters_raise() -> None:
             tv.TRACE_VIEWER.map(xs, params)
 
 
-# --- the visibility rule on a synthetic profile above the 500,000-event threshold ---
+# --- the visibility rule on a synthetic profile of more than 500,000 events ---
 
 LINES_PER_TEMPLATE = 15
 TEMPLATES = 4
@@ -332,7 +340,7 @@ def synthetic() -> Synthetic:
         plane.lines.add().MergeFromString(bodies[t] + header.SerializeToString())
         lines.append((t, shift))
     xs = xprof_core.decode_xspace(space.SerializeToString())
-    assert xs.num_events > tv.FILTER_MIN_EVENTS
+    assert xs.num_events > 500_000  # XProf's viewer would send every event of a window below this
     return Synthetic(xs, lines, templates)
 
 
@@ -403,10 +411,8 @@ def test_visibility_rule_matches_the_per_event_oracle(synthetic: Synthetic, wind
     assert result["returnedEventsSize"] + counts["count"] == in_win
     assert counts["count"] == counts["byVisibility"] + counts["byMaxEvents"]
     assert counts["byMaxEvents"] == 0
-    if in_win < tv.FILTER_MIN_EVENTS:
-        assert counts["count"] == 0 and len(expected) == in_win
-    else:
-        assert part["threshold_ps"] == threshold
+    assert part["threshold_ps"] == threshold  # every window is thinned
+    if window != (0.3, 0.31):  # at 1% of the profile even the tiny events are wider than a pixel
         assert counts["byVisibility"] > in_win // 2  # the tiny events go
         assert "resolution 8000" in counts["reason"]
     assert set(part["row"].tolist()) == expected
@@ -531,7 +537,7 @@ def test_counts_and_spans_against_xprof_golden() -> None:
         if not name.endswith(".xplane.pb") or not gold.get("success") or not path.exists():
             continue
         xs = xprof_core.load(path)
-        result = run_tool("trace_viewer", path)
+        result = run_tool("trace_viewer", path, resolution=0)  # XProf sends every event of small profiles
         ours = result["returnedEventsSize"]
         assert ours == int(xs.is_timed.sum())
         # XProf adds derived events (steps, XLA modules on GPU) and leaves some out (zero-length
@@ -670,3 +676,46 @@ def test_args_kernel_escapes_and_replaces_bad_utf8() -> None:
     xs = xprof_core.decode_xspace(bytes(data))
     blob, offs = tv.render_args(xs, np.array([0], dtype=np.int64))
     assert _json.loads(blob[offs[0] : offs[1]])["text"] == 'a"b\\c\n\x01\ufffd\ufffd'
+
+
+@pytest.mark.parametrize("resolution", [1, 7, 100, 2000])
+def test_every_window_is_thinned_to_the_resolution(synthetic: Synthetic, resolution: int) -> None:
+    """Within a row and nesting depth, a window keeps at most resolution + 2 events: each kept event
+    after the first brings a gap or a duration of at least span / resolution."""
+    idx = tv.trace_index(synthetic.xs)
+    span = idx.end_ps - idx.first_ps
+    rng = np.random.default_rng(resolution)
+    for _ in range(6):
+        a, b = sorted(rng.uniform(-0.1, 1.1, 2))
+        ws, we = idx.first_ps + round(a * span), idx.first_ps + round(b * span) + 1
+        sel = tv.select_window(idx, ws, we, resolution)
+        per_group = np.bincount(idx.group_of(sel.positions), minlength=idx.num_groups)
+        assert per_group.max(initial=0) <= resolution + 2, (a, b, resolution)
+        assert sel.events_in_window >= len(sel.positions)
+        if sel.events_in_window:
+            assert sel.threshold_ps == max(1, -(-(we - ws) // resolution))
+
+
+def test_nesting_depth_kernel_matches_the_naive_definition() -> None:
+    from xprof_core._fast.trace_index import nesting_depth
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n = int(rng.integers(1, 40))
+        rows = np.sort(rng.integers(0, 3, n))
+        start = rng.integers(0, 50, n).astype(np.int64)
+        dur = (rng.integers(0, 3, n) if trial % 3 == 0 else rng.integers(0, 30, n)).astype(np.int64)
+        order = np.lexsort((-dur, start, rows))
+        start, dur, rows = start[order], dur[order], rows[order]
+        row_first = np.r_[True, rows[1:] != rows[:-1]]
+        got = nesting_depth(start, start + dur, row_first.view(np.uint8)).tolist()
+        want = []
+        for r in np.unique(rows).tolist():
+            sel = rows == r
+            want += oracle_depth(start[sel].tolist(), (start + dur)[sel].tolist())
+        assert got == want
+    # Every event overlapping every other (a staircase): the levels kernel is linear-logarithmic here.
+    n = 64_000
+    start = np.arange(n, dtype=np.int64)
+    depth = nesting_depth(start, start + n, np.r_[True, np.zeros(n - 1, dtype=bool)].view(np.uint8))
+    assert depth.tolist() == list(range(n))

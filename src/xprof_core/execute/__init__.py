@@ -67,53 +67,100 @@ def map_buffer(tool: Tool, buf: Any, params: Params, timings: dict[str, float] |
     return partial
 
 
-def map_host(tool: str, url: str, params: dict[str, Any] | None = None) -> Partial:
-    """Read one host file and run the tool's map on it (table tools: the host index, cached in memory by
-    file identity, so every table tool after the first reads it)."""
+def map_host(tool: str, url: str, params: Params | None = None, timings: dict[str, float] | None = None) -> Partial:
+    """Run a tool's map on one host file: the map path of ``run_tool``, the local pool and the gRPC worker.
+
+    Table tools get the host index, cached in memory by file identity
+    (:data:`INDEX_CACHE`), so every table tool after the first reads it; other
+    tools get the decoded XSpace, also cached (:data:`XSPACE_CACHE`, bounded
+    by the size of the columns), so a zoomed trace window does not decode the
+    host again. ``timings``, when given, receives ``read_s``, ``bytes_read``,
+    ``decode_s`` and ``map_s`` (zeros for what a cache answered).
+    """
     from xprof_core.storage.logdir import open_host_bytes
 
     t = get_tool(tool)
-    key = None
+    params = params or {}
+    phases = timings if timings is not None else {}
+    phases.update(read_s=0.0, bytes_read=0.0, decode_s=0.0, map_s=0.0)
+    key = _identity(url)
     if t.needs == "index":
-        key = _identity(url)
         hit = INDEX_CACHE.get(key) if key is not None else None
         if hit is not None:
             return dict(hit)
-    partial = map_buffer(t, open_host_bytes(url), params or {})
-    if key is not None:
-        INDEX_CACHE.put(key, partial)
-        return dict(partial)
+        t0 = time.perf_counter()
+        buf = open_host_bytes(url)
+        phases.update(read_s=time.perf_counter() - t0, bytes_read=float(len(buf)))
+        partial = map_buffer(t, buf, params, phases)
+        if key is not None:
+            INDEX_CACHE.put(key, partial)
+            return dict(partial)
+        return partial
+    xs = XSPACE_CACHE.get(key) if key is not None else None
+    if xs is None:
+        from xprof_core.model.xspace import decode_xspace
+
+        t0 = time.perf_counter()
+        buf = open_host_bytes(url)
+        t1 = time.perf_counter()
+        xs = decode_xspace(buf)
+        phases.update(read_s=t1 - t0, bytes_read=float(len(buf)), decode_s=time.perf_counter() - t1)
+        if key is not None:
+            XSPACE_CACHE.put(key, xs, cost=_columns_bytes(xs))
+    t2 = time.perf_counter()
+    partial = t.map(xs, params)
+    phases["map_s"] = time.perf_counter() - t2
     return partial
 
 
-class _Lru:
-    """A small, thread-safe LRU of host indexes (dicts of small arrays) by file identity."""
+def _columns_bytes(xs: Any) -> int:
+    """What a decoded host holds in memory beyond its input bytes (columns; indexes roughly as much again)."""
+    ev = xs.tables.events
+    per_event = sum(int(a.itemsize) for a in (ev.metadata_id, ev.start_ps, ev.duration_ps, ev.offset, ev.has_stats))
+    return 2 * per_event * len(ev) + 4096
 
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, Partial] = OrderedDict()
+
+class _Lru:
+    """A thread-safe LRU of per-host results by file identity, bounded by a total cost (entries count 1
+    unless a cost is given)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._used = 0
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> Partial | None:
+    def get(self, key: str) -> Any:
         with self._lock:
             item = self._items.get(key)
-            if item is not None:
-                self._items.move_to_end(key)
-            return item
-
-    def put(self, key: str, value: Partial) -> None:
-        with self._lock:
-            self._items[key] = value
+            if item is None:
+                return None
             self._items.move_to_end(key)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            return item[0]
+
+    def put(self, key: str, value: Any, cost: int = 1) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._used -= old[1]
+            if cost > self.budget:
+                return  # larger than the whole cache: not kept
+            self._items[key] = (value, cost)
+            self._used += cost
+            while self._used > self.budget:
+                _, (_, c) = self._items.popitem(last=False)
+                self._used -= c
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._used = 0
 
 
-INDEX_CACHE = _Lru(int(os.environ.get("XPROF_INDEX_CACHE_HOSTS", "32")))
+# Host indexes (small: tables of ops, steps and kernels) by file identity.
+INDEX_CACHE = _Lru(int(os.environ.get("XPROF_INDEX_CACHE_HOSTS", "64")))
+# Decoded hosts for the tools that read events (the trace viewer), bounded by their columns' bytes.
+XSPACE_CACHE = _Lru(int(os.environ.get("XPROF_XSPACE_CACHE_BYTES", str(2 << 30))))
 
 
 def _identity(url: str) -> str | None:
@@ -173,4 +220,13 @@ def run_tool(tool: str, source: Any, hosts: Iterable[str] | None = None, **param
     return ToolResult(reduce_partials(tool, _map_all(tool, source, hosts, params), params))
 
 
-__all__ = ["INDEX_CACHE", "map_buffer", "map_host", "reduce_partials", "resolve_hosts", "run_tool", "run_tool_json"]
+__all__ = [
+    "INDEX_CACHE",
+    "XSPACE_CACHE",
+    "map_buffer",
+    "map_host",
+    "reduce_partials",
+    "resolve_hosts",
+    "run_tool",
+    "run_tool_json",
+]

@@ -183,36 +183,28 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
     def _run(
         self, request: worker_pb2.MapRequest, context: grpc.ServicerContext, tool: Any, t0: float
     ) -> Iterator[worker_pb2.MapChunk]:
-        from xprof_core.execute import map_buffer
-        from xprof_core.storage.logdir import open_host_bytes
+        from xprof_core.execute import map_host
 
         name = request.tool
         timings = worker_pb2.MapTimings(queue_s=time.perf_counter() - t0)
-        t = time.perf_counter()
-        try:
-            buf = open_host_bytes(request.host_url)
-        except (ProfileNotFoundError, FileNotFoundError) as exc:
-            self._abort(context, grpc.StatusCode.NOT_FOUND, name, f"no such profile: {exc}")
-        except DecodeError as exc:  # e.g. a corrupt .gz
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, str(exc))
-        except OSError as exc:
-            self._abort(context, grpc.StatusCode.UNAVAILABLE, name, f"cannot read {request.host_url}: {exc}")
-        timings.read_s = time.perf_counter() - t
-        timings.bytes_read = len(buf)
-        self.metrics.bytes_read.inc(len(buf))
-        if not context.is_active():
-            return
         params = dict(request.params)
         if request.HasField("shard") and request.shard.count > 1:
             params["shard_index"] = str(request.shard.index)
             params["shard_count"] = str(request.shard.count)
         phases: dict[str, float] = {}
         try:
-            partial = map_buffer(tool, buf, params, phases)
-        except DecodeError as exc:
+            partial = map_host(name, request.host_url, params, phases)
+        except (ProfileNotFoundError, FileNotFoundError) as exc:
+            self._abort(context, grpc.StatusCode.NOT_FOUND, name, f"no such profile: {exc}")
+        except DecodeError as exc:  # a corrupt profile or .gz
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, f"{exc} [offset={exc.offset} path={exc.path}]")
         except ValueError as exc:  # bad parameters
             self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, str(exc))
+        except OSError as exc:
+            self._abort(context, grpc.StatusCode.UNAVAILABLE, name, f"cannot read {request.host_url}: {exc}")
+        timings.read_s = phases.get("read_s", 0.0)
+        timings.bytes_read = int(phases.get("bytes_read", 0))
+        self.metrics.bytes_read.inc(timings.bytes_read)
         timings.decode_s = phases.get("decode_s", 0.0)
         timings.map_s = phases.get("map_s", 0.0)
         if not context.is_active():
@@ -236,7 +228,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             "map %s %s: %d bytes read, %d bytes out, %.3f s [%s]",
             name,
             request.host_url,
-            len(buf),
+            timings.bytes_read,
             len(data),
             time.perf_counter() - t0,
             request.request_id or "-",

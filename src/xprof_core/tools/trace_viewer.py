@@ -17,17 +17,21 @@ the ``origin_ps`` parameter). One process per plane, one thread per line.
 an event is kept when its duration is at least ``T``, when it is the first
 event of its row and nesting depth inside the window, or when the gap from the
 end of the previous *kept* event of the same row and depth to its start is at
-least ``T``. Windows holding fewer than 500,000 events, and resolution 0, keep
-everything. Unlike XProf, the nesting depth is static (computed once over all
-events of a line, not over the events kept so far), so it can be indexed.
+least ``T``. Every window is thinned so (XProf's viewer leaves windows of
+fewer than 500,000 events whole, which sends a browser hundreds of thousands
+of sub-pixel slices); within one row and depth the kept events then number at
+most ``resolution + 2`` (each kept event after the first brings a gap or a
+duration of at least ``T``). Resolution 0 keeps everything. Unlike XProf, the
+nesting depth is static (computed once over all events of a line, not over
+the events kept so far), so it can be indexed.
 Nothing is dropped silently: ``droppedEvents`` counts what the visibility rule
 and the optional ``max_events`` cap removed, and ``returnedEventsSize +
 droppedEvents.count`` is the number of events in the window.
 
 **The index** (built on first use, cached per XSpace object): events of every
 line sorted by (start, longer first); each event's nesting depth (1 + the
-largest depth among the earlier events still open at its start, computed
-level by level with cumulative maxima, so same-depth events never overlap
+largest depth among the earlier events still open at its start, computed in
+O(n log n) by ``_fast.trace_index.nesting_depth``, so same-depth events never overlap
 even when the trace is not properly nested; see :func:`_nesting_depth`);
 then one sorted run per (line, depth) *group*, addressed by
 int64 keys that place every group on its own stretch of one number line, so a
@@ -59,6 +63,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from xprof_core._fast.trace_index import nesting_depth
 from xprof_core._fast.trace_json import render_complete_events, render_event_args
 from xprof_core.model.planes import HOST_PLANE, PlaneKind, plane_identity
 from xprof_core.model.xspace import (
@@ -69,8 +74,6 @@ from xprof_core.tools.registry import register
 
 VERSION = 1
 DEFAULT_RESOLUTION = 8000
-# XProf's streaming viewer filters nothing in windows holding fewer events than this.
-FILTER_MIN_EVENTS = 500_000
 # Multi-host merge: host h's pids move up by h * HOST_PID_STRIDE (XProf's scheme).
 HOST_PID_STRIDE = 1000
 # Block size of the significance pyramid (events per level-1 block, level-1 blocks per level-2 block).
@@ -351,8 +354,8 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
     row_line = line[row_first].astype(np.int64)
     row = np.cumsum(row_first) - 1
 
-    # 2. Nesting depth.
-    depth = _nesting_depth(start, end, row_first)
+    # 2. Nesting depth (compiled, O(n log n); _nesting_depth is its numpy twin).
+    depth = nesting_depth(start, end, row_first.view(np.uint8))
     max_depth = int(depth.max()) if n else 0
 
     # 3. Group order: stable sort by (row, depth), row order kept inside a group.
@@ -576,7 +579,7 @@ def select_window(
     hi = np.searchsorted(ks, idx.key_of(groups, np.full(len(groups), we_c)), side="left")
     hi = np.maximum(hi, lo)
     in_window = int((hi - lo).sum())
-    if resolution <= 0 or in_window < FILTER_MIN_EVENTS:
+    if resolution <= 0 or in_window == 0:
         return WindowSelection(_ranges(lo, hi), in_window, 0, (ws, we))
 
     # A threshold past the whole key range acts like any larger one, and keeps key + threshold in int64.
@@ -1107,7 +1110,6 @@ def export_trace_json_gz(
 
 __all__ = [
     "DEFAULT_RESOLUTION",
-    "FILTER_MIN_EVENTS",
     "HOST_PID_STRIDE",
     "TRACE_VIEWER",
     "TraceIndex",
