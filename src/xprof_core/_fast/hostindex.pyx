@@ -128,6 +128,14 @@ ROLE_METADATA_FALLBACK = (
 CLASS_NAMES = ("all", "input", "hlo", "fw_all", "fw_nohlo", "tpu")
 
 
+class UnsortedPiece(Exception):
+    """A piece of a split line is not sorted by (start, longer first): the line must not be split."""
+
+    def __init__(self, line):
+        super().__init__(f"line {line} is not sorted by start: it cannot be split into pieces")
+        self.line = line
+
+
 # --- C interface ---
 
 cdef struct Vec:
@@ -297,6 +305,29 @@ cdef class StringTable:
             self.grow()
         return code
 
+    def copy(self):
+        """An independent table with the same strings and codes (shards of one host start from one)."""
+        cdef StringTable out = StringTable.__new__(StringTable)
+        vec_reserve(&out.arena, self.arena.n)
+        memcpy(out.arena.data, self.arena.data, self.arena.n)
+        out.arena.n = self.arena.n
+        vec_reserve(&out.offsets, self.offsets.n)
+        memcpy(out.offsets.data, self.offsets.data, self.offsets.n * 8)
+        out.offsets.n = self.offsets.n
+        vec_reserve(&out.lengths, self.lengths.n)
+        memcpy(out.lengths.data, self.lengths.data, self.lengths.n * 8)
+        out.lengths.n = self.lengths.n
+        vec_reserve(&out.hashes, self.hashes.n)
+        memcpy(out.hashes.data, self.hashes.data, self.hashes.n * 8)
+        out.hashes.n = self.hashes.n
+        PyMem_Free(out.slots)
+        out.slots = <int32_t*>PyMem_Malloc(self.n_slots * sizeof(int32_t))
+        if out.slots == NULL:
+            raise MemoryError()
+        memcpy(out.slots, self.slots, self.n_slots * sizeof(int32_t))
+        out.n_slots = self.n_slots
+        return out
+
     def add(self, s):
         """The code of ``s`` (str or bytes), interning it."""
         cdef bytes b = s.encode("utf-8", "surrogatepass") if isinstance(s, str) else bytes(s)
@@ -454,8 +485,13 @@ cdef class IndexPass:
     cdef _SlotMap slot_map
     # per line output
     cdef Vec ln_id, ln_display_id, ln_timestamp_ns, ln_duration_ps, ln_events, ln_timed, ln_first_row
-    cdef Vec ln_sorted
+    cdef Vec ln_sorted, ln_index
     cdef Vec ln_min_start, ln_max_end
+    # Pieces of split lines: the events that found their class's stack empty (roots: their parents, if any,
+    # are in an earlier piece) and the entries still open at a piece's end, per class, for the merge.
+    cdef bint roots_on
+    cdef Vec rt_class, rt_line, rt_end, rt_dur
+    cdef Vec op_class, op_line, op_end, op_dur, op_child, op_slot
     cdef list ln_name, ln_display_name
     # slots
     cdef Vec sl_class, sl_line, sl_k0, sl_k1, sl_k2, sl_k3
@@ -532,7 +568,11 @@ cdef class IndexPass:
         self.progress = progress
         vec_init(&self.ln_id, 8); vec_init(&self.ln_display_id, 8); vec_init(&self.ln_timestamp_ns, 8)
         vec_init(&self.ln_duration_ps, 8); vec_init(&self.ln_events, 8); vec_init(&self.ln_timed, 8)
-        vec_init(&self.ln_first_row, 8); vec_init(&self.ln_sorted, 8)
+        vec_init(&self.ln_first_row, 8); vec_init(&self.ln_sorted, 8); vec_init(&self.ln_index, 8)
+        self.roots_on = False
+        vec_init(&self.rt_class, 8); vec_init(&self.rt_line, 8); vec_init(&self.rt_end, 8); vec_init(&self.rt_dur, 8)
+        vec_init(&self.op_class, 8); vec_init(&self.op_line, 8); vec_init(&self.op_end, 8); vec_init(&self.op_dur, 8)
+        vec_init(&self.op_child, 8); vec_init(&self.op_slot, 8)
         vec_init(&self.ln_min_start, 8); vec_init(&self.ln_max_end, 8)
         self.ln_name = []
         self.ln_display_name = []
@@ -579,7 +619,10 @@ cdef class IndexPass:
         vec_free(&self.stream_end)
         vec_free(&self.ln_id); vec_free(&self.ln_display_id); vec_free(&self.ln_timestamp_ns)
         vec_free(&self.ln_duration_ps); vec_free(&self.ln_events); vec_free(&self.ln_timed)
-        vec_free(&self.ln_first_row); vec_free(&self.ln_sorted)
+        vec_free(&self.ln_first_row); vec_free(&self.ln_sorted); vec_free(&self.ln_index)
+        vec_free(&self.rt_class); vec_free(&self.rt_line); vec_free(&self.rt_end); vec_free(&self.rt_dur)
+        vec_free(&self.op_class); vec_free(&self.op_line); vec_free(&self.op_end); vec_free(&self.op_dur)
+        vec_free(&self.op_child); vec_free(&self.op_slot)
         vec_free(&self.ln_min_start); vec_free(&self.ln_max_end)
         vec_free(&self.sl_class); vec_free(&self.sl_line); vec_free(&self.sl_k0); vec_free(&self.sl_k1)
         vec_free(&self.sl_k2); vec_free(&self.sl_k3); vec_free(&self.sl_count); vec_free(&self.sl_total)
@@ -876,6 +919,11 @@ cdef class IndexPass:
             (<int64_t*>self.sl_self.data)[st[d].slot] += own if own > 0 else 0
         if d > 0:
             st[d - 1].child += dur
+        elif self.roots_on:
+            push_i64(&self.rt_class, c)
+            push_i64(&self.rt_line, self.line_index)
+            push_i64(&self.rt_end, end)
+            push_i64(&self.rt_dur, dur)
         if d == self.stack_cap:
             cap = self.stack_cap * 2
             for k in range(NEST_CLASSES):
@@ -889,6 +937,23 @@ cdef class IndexPass:
         st[d].child = 0
         st[d].slot = s
         self.depth[c] = d + 1
+        return 0
+
+    cdef int export_open(self, int64_t base_ps) except -1:
+        """Hand the entries still open at a piece's end to the merge (ends made absolute), bottom first."""
+        cdef int c
+        cdef Py_ssize_t k
+        cdef StackEntry* st
+        for c in range(NEST_CLASSES):
+            st = self.stacks[c]
+            for k in range(self.depth[c]):
+                push_i64(&self.op_class, c)
+                push_i64(&self.op_line, self.line_index)
+                push_i64(&self.op_end, <int64_t>(<uint64_t>st[k].end + <uint64_t>base_ps))
+                push_i64(&self.op_dur, st[k].dur)
+                push_i64(&self.op_child, st[k].child)
+                push_i64(&self.op_slot, st[k].slot)
+            self.depth[c] = 0
         return 0
 
     cdef void close_all(self) noexcept:
@@ -1057,7 +1122,15 @@ cdef class IndexPass:
     # ---- lines ----
 
     cdef int walk_line(self, Py_ssize_t plane, int64_t begin, int64_t end, uint32_t line_flags) except -1:
-        """One line: its fields, and its events visited in (start, longer first) order."""
+        """One whole line: its fields, and its events visited in (start, longer first) order."""
+        return self.walk_piece(plane, begin, end, line_flags, True, True, 0)
+
+    cdef int walk_piece(self, Py_ssize_t plane, int64_t begin, int64_t end, uint32_t line_flags,
+                        bint first_part, bint last_part, int64_t given_timestamp_ns) except -1:
+        """A line, or a piece of one (a byte range of whole events; the line's own fields are then
+        given: ``given_timestamp_ns``). A piece after the first records its roots, a piece before the
+        last hands its open entries on (see ``run_pieces``)."""
+        cdef bint whole = first_part and last_part
         cdef Cursor c, sub
         cdef uint32_t field, wt
         cdef uint64_t v
@@ -1069,6 +1142,7 @@ cdef class IndexPass:
         cdef int64_t prev_start = 0, prev_end = 0, n = 0, n_timed = 0, first_row = self.row
         cdef int64_t min_start = INT64_MAX, max_end = INT64_MIN
         cdef Py_ssize_t slot_mark = self.sl_class.n, rec_mark = self.rc_row.n, stream_mark = self.stream.n
+        cdef Py_ssize_t root_mark = self.rt_end.n
         cdef bint sorted_ = True
         cdef int64_t base_ps, i
         if begin < 0 or end > self.nbuf or begin > end:
@@ -1078,6 +1152,7 @@ cdef class IndexPass:
         c.failure = &self.failure
         self.reset_line_slots()
         self.stream_prev = 0
+        self.roots_on = not first_part
         while c.p < c.end:
             if read_tag(&c, &field, &wt) < 0:
                 raise self.error(self.line_index, self.row)
@@ -1124,7 +1199,17 @@ cdef class IndexPass:
                     display_name = (<const char*>s)[:e - s].decode("utf-8", "replace")
             elif skip_field(&c, field, wt) < 0:
                 raise self.error(self.line_index, self.row)
-        self.close_all()
+        if not whole:
+            # A piece: its line's fields were read by the plan; a piece out of order cannot be merged.
+            timestamp_ns = given_timestamp_ns
+            if not sorted_:
+                raise UnsortedPiece(self.line_index)
+        base_ps = <int64_t>(<uint64_t>timestamp_ns * <uint64_t>1000)
+        if last_part:
+            self.close_all()
+        else:
+            self.export_open(base_ps)
+        self.roots_on = False
         if not sorted_:
             # Undo this line's slots and records, then visit its events from a buffer sorted per line.
             self.sl_class.n = self.sl_line.n = self.sl_k0.n = self.sl_k1.n = self.sl_k2.n = slot_mark
@@ -1138,8 +1223,10 @@ cdef class IndexPass:
             self.row = first_row
             self.walk_sorted(plane, begin, end, line_flags, n)
         # Starts are relative to the line until its timestamp is known: make this line's absolute.
-        base_ps = <int64_t>(<uint64_t>timestamp_ns * <uint64_t>1000)
         if base_ps:
+            for i in range(root_mark, self.rt_end.n):
+                (<int64_t*>self.rt_end.data)[i] = <int64_t>(<uint64_t>(<int64_t*>self.rt_end.data)[i]
+                                                            + <uint64_t>base_ps)
             for i in range(rec_mark, self.rc_start.n):
                 (<int64_t*>self.rc_start.data)[i] = <int64_t>(<uint64_t>(<int64_t*>self.rc_start.data)[i]
                                                               + <uint64_t>base_ps)
@@ -1152,6 +1239,7 @@ cdef class IndexPass:
         else:
             push_i64(&self.stream_begin, -1)
             push_i64(&self.stream_end, -1)
+        push_i64(&self.ln_index, self.line_index)
         push_i64(&self.ln_id, line_id)
         push_i64(&self.ln_display_id, display_id)
         push_i64(&self.ln_timestamp_ns, timestamp_ns)
@@ -1314,6 +1402,22 @@ cdef class IndexPass:
                 self.progress(span_end[i], total)
         return self.line_index
 
+    def run_pieces(self, const int32_t[::1] plane, const int64_t[::1] begin, const int64_t[::1] end,
+                   const uint32_t[::1] flags, const int64_t[::1] line_index, const int64_t[::1] first_row,
+                   const uint8_t[::1] first_part, const uint8_t[::1] last_part, const int64_t[::1] timestamp_ns):
+        """Walk pieces of lines (whole lines are pieces that are both first and last), each with its
+        line's index and first event row in the whole host, so shards of one host merge exactly."""
+        cdef Py_ssize_t i
+        for i in range(plane.shape[0]):
+            self.row = first_row[i]
+            self.line_index = line_index[i]
+            if (flags[i] & LF_TPU_OPS) and first_part[i] and last_part[i]:
+                self.reset_line_slots()
+                self.walk_tpu_line(plane[i], begin[i], end[i])
+                self.row = first_row[i]
+            self.walk_piece(plane[i], begin[i], end[i], flags[i], first_part[i], last_part[i], timestamp_ns[i])
+        return plane.shape[0]
+
     def stream_bytes(self):
         """Bytes held by the host lines' streams."""
         return self.stream.n
@@ -1335,6 +1439,7 @@ cdef class IndexPass:
                 "events": vec_array(&self.ln_events, i64),
                 "timed": vec_array(&self.ln_timed, i64),
                 "first_row": vec_array(&self.ln_first_row, i64),
+                "index": vec_array(&self.ln_index, i64),
                 "sorted": vec_array(&self.ln_sorted, i64).astype(bool),
                 "min_start_ps": vec_array(&self.ln_min_start, i64),
                 "max_end_ps": vec_array(&self.ln_max_end, i64),
@@ -1386,8 +1491,118 @@ cdef class IndexPass:
                 "flops": vec_array(&self.rc_flops, np.float64),
                 "bytes_accessed": vec_array(&self.rc_bytes, np.float64),
             },
+            "roots": {
+                "cls": vec_array(&self.rt_class, i64).astype(np.int8),
+                "line": vec_array(&self.rt_line, i64),
+                "end_ps": vec_array(&self.rt_end, i64),
+                "duration_ps": vec_array(&self.rt_dur, i64),
+            },
+            "open": {
+                "cls": vec_array(&self.op_class, i64).astype(np.int8),
+                "line": vec_array(&self.op_line, i64),
+                "end_ps": vec_array(&self.op_end, i64),
+                "duration_ps": vec_array(&self.op_dur, i64),
+                "child_ps": vec_array(&self.op_child, i64),
+                "slot": vec_array(&self.op_slot, i64),
+            },
             "num_events": self.row,
         }
+
+
+# --- pieces of lines, for shards ---
+
+def line_pieces(buf, const int64_t[::1] span_begin, const int64_t[::1] span_end, int64_t piece_bytes,
+                const uint8_t[::1] splittable):
+    """Cut lines into pieces of about ``piece_bytes`` at event boundaries, with a fast skim (each
+    field's tag and length only; no event is decoded).
+
+    Returns per line its header fields (``id``, ``name``, ``timestamp_ns``) and event count, and per
+    piece its line, byte range ``[begin, end)`` (the first piece of a line starts at the line's start,
+    the last ends at its end, so the line's own fields fall in one of them), the line-relative index of
+    its first event, and whether it is its line's first and last piece. Lines not ``splittable`` stay
+    whole.
+    """
+    cdef const uint8_t[::1] view = buf if len(buf) else b"\0"
+    cdef const uint8_t* base = &view[0]
+    cdef Py_ssize_t nbuf = len(buf), i
+    cdef Failure failure
+    cdef Cursor c
+    cdef uint32_t field, wt
+    cdef uint64_t v
+    cdef const uint8_t* s
+    cdef const uint8_t* e
+    cdef const uint8_t* at
+    cdef int64_t n_events, piece_start, piece_first
+    cdef Vec p_line, p_begin, p_end, p_first_event, p_first, p_last
+    failure.msg = NULL
+    failure.at = NULL
+    n_lines = span_begin.shape[0]
+    ids = np.zeros(n_lines, dtype=np.int64)
+    stamps = np.zeros(n_lines, dtype=np.int64)
+    counts = np.zeros(n_lines, dtype=np.int64)
+    names = []
+    vec_init(&p_line, 8); vec_init(&p_begin, 8); vec_init(&p_end, 8)
+    vec_init(&p_first_event, 8); vec_init(&p_first, 8); vec_init(&p_last, 8)
+    try:
+        for i in range(n_lines):
+            if span_begin[i] < 0 or span_end[i] > nbuf or span_begin[i] > span_end[i]:
+                raise DecodeError("line span outside the input", span_begin[i], f"XSpace.lines[{i}]")
+            c.p = base + span_begin[i]
+            c.end = base + span_end[i]
+            c.failure = &failure
+            name = ""
+            n_events = 0
+            piece_start = span_begin[i]
+            piece_first = 0
+            while c.p < c.end:
+                at = c.p
+                if read_tag(&c, &field, &wt) < 0:
+                    break
+                if field == 4 and wt == WT_LEN:
+                    if splittable[i] and n_events > piece_first and (at - base) - piece_start >= piece_bytes:
+                        push_i64(&p_line, i); push_i64(&p_begin, piece_start); push_i64(&p_end, at - base)
+                        push_i64(&p_first_event, piece_first)
+                        push_i64(&p_first, piece_start == span_begin[i]); push_i64(&p_last, 0)
+                        piece_start = at - base
+                        piece_first = n_events
+                    if read_len(&c, &s, &e) < 0:
+                        break
+                    n_events += 1
+                elif wt == WT_VARINT and (field == 1 or field == 3):
+                    if read_varint(&c, &v) < 0:
+                        break
+                    if field == 1:
+                        ids[i] = <int64_t>v
+                    else:
+                        stamps[i] = <int64_t>v
+                elif field == 2 and wt == WT_LEN:
+                    if read_len(&c, &s, &e) < 0:
+                        break
+                    name = (<const char*>s)[:e - s].decode("utf-8", "replace")
+                elif skip_field(&c, field, wt) < 0:
+                    break
+            if failure.msg != NULL:
+                raise DecodeError(failure.msg.decode("ascii"), failure.at - base, f"XSpace.lines[{i}]")
+            push_i64(&p_line, i); push_i64(&p_begin, piece_start); push_i64(&p_end, span_end[i])
+            push_i64(&p_first_event, piece_first)
+            push_i64(&p_first, piece_start == span_begin[i]); push_i64(&p_last, 1)
+            counts[i] = n_events
+            names.append(name)
+        i64 = np.int64
+        return {
+            "lines": {"id": ids, "name": names, "timestamp_ns": stamps, "events": counts},
+            "pieces": {
+                "line": vec_array(&p_line, i64),
+                "begin": vec_array(&p_begin, i64),
+                "end": vec_array(&p_end, i64),
+                "first_event": vec_array(&p_first_event, i64),
+                "first_part": vec_array(&p_first, i64).astype(np.uint8),
+                "last_part": vec_array(&p_last, i64).astype(np.uint8),
+            },
+        }
+    finally:
+        vec_free(&p_line); vec_free(&p_begin); vec_free(&p_end)
+        vec_free(&p_first_event); vec_free(&p_first); vec_free(&p_last)
 
 
 # --- line headers ---
@@ -1590,3 +1805,110 @@ def host_breakdown(IndexPass index, const int64_t[::1] stream_begin, const int64
     finally:
         PyMem_Free(cur)
     return out
+
+
+def breakdown_segments(IndexPass index, const int64_t[::1] stream_begin, const int64_t[::1] stream_end,
+                       const int64_t[::1] line_base_ps, Py_ssize_t default_category,
+                       const int64_t[::1] step_start, const int64_t[::1] step_end,
+                       const int64_t[::1] marker_duration, Py_ssize_t n_categories):
+    """The host events of some pieces of lines, as ``host_breakdown`` reads them, turned into the disjoint
+    segments each category prefix covers per step: (step, prefix, start, end) columns sorted by (step,
+    prefix, start). Unions of segments from the pieces of every shard give the host's breakdown exactly.
+
+    The streams of the pieces are merged by start; every piece's stream must be sorted (the index pass
+    refuses pieces that are not).
+    """
+    cdef Py_ssize_t n_lines = stream_begin.shape[0], n_steps = step_start.shape[0]
+    cdef Py_ssize_t i, li, sp = 0, g = -1, c, k, heap_n = 0
+    cdef int64_t s, e, dur
+    cdef LineCursor* cur
+    cdef const uint8_t* data = <const uint8_t*>index.stream.data
+    cdef int64_t n_bytes = index.stream.n
+    cdef int64_t run_start[MAX_CATEGORIES]
+    cdef int64_t run_end[MAX_CATEGORIES]
+    cdef Vec o_step, o_k, o_start, o_end
+    if n_categories > MAX_CATEGORIES:
+        raise ValueError(f"at most {MAX_CATEGORIES} categories")
+    vec_init(&o_step, 8); vec_init(&o_k, 8); vec_init(&o_start, 8); vec_init(&o_end, 8)
+    cur = <LineCursor*>PyMem_Malloc((n_lines if n_lines else 1) * sizeof(LineCursor))
+    heap_key_arr = np.zeros(max(n_lines, 1), dtype=np.int64)
+    heap_item_arr = np.zeros(max(n_lines, 1), dtype=np.intp)
+    cdef int64_t[::1] heap_key = heap_key_arr
+    cdef Py_ssize_t[::1] heap_item = heap_item_arr
+    if cur == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n_categories):
+            run_start[k] = 0
+            run_end[k] = 0
+        for li in range(n_lines):
+            if not (0 <= stream_begin[li] <= stream_end[li] <= n_bytes):
+                raise ValueError(f"stream range of piece {li} outside the streams")
+            cur[li].p = data + stream_begin[li]
+            cur[li].end = data + stream_end[li]
+            cur[li].start = line_base_ps[li]
+            cur[li].done = False
+            advance(&cur[li])
+            if not cur[li].done:
+                heap_key[heap_n] = cur[li].start
+                heap_item[heap_n] = li
+                heap_n += 1
+        i = heap_n // 2
+        while i > 0:
+            i -= 1
+            heap_sift_down(&heap_key[0], &heap_item[0], heap_n, i)
+        while heap_n > 0 and n_steps > 0:
+            li = heap_item[0]
+            s = cur[li].start
+            dur = cur[li].dur
+            e = s + dur
+            c = cur[li].cat if 0 <= cur[li].cat < n_categories else default_category
+            advance(&cur[li])
+            if not cur[li].done:
+                heap_key[0] = cur[li].start
+            else:
+                heap_n -= 1
+                heap_key[0] = heap_key[heap_n]
+                heap_item[0] = heap_item[heap_n]
+            if heap_n > 0:
+                heap_sift_down(&heap_key[0], &heap_item[0], heap_n, 0)
+            while sp + 1 < n_steps and step_start[sp + 1] <= s:
+                sp += 1
+            if s < step_start[sp] or s >= step_end[sp] or dur >= marker_duration[sp]:
+                continue
+            if e > step_end[sp]:
+                e = step_end[sp]
+            if e <= s:
+                continue
+            if sp != g:
+                if g >= 0:
+                    for k in range(n_categories):
+                        if run_end[k] > run_start[k]:
+                            push_i64(&o_step, g); push_i64(&o_k, k)
+                            push_i64(&o_start, run_start[k]); push_i64(&o_end, run_end[k])
+                g = sp
+                for k in range(n_categories):
+                    run_start[k] = s
+                    run_end[k] = s
+            for k in range(c, n_categories):
+                if s > run_end[k]:
+                    if run_end[k] > run_start[k]:
+                        push_i64(&o_step, g); push_i64(&o_k, k)
+                        push_i64(&o_start, run_start[k]); push_i64(&o_end, run_end[k])
+                    run_start[k] = s
+                    run_end[k] = e
+                elif e > run_end[k]:
+                    run_end[k] = e
+        if g >= 0:
+            for k in range(n_categories):
+                if run_end[k] > run_start[k]:
+                    push_i64(&o_step, g); push_i64(&o_k, k)
+                    push_i64(&o_start, run_start[k]); push_i64(&o_end, run_end[k])
+        i64 = np.int64
+        out = {"step": vec_array(&o_step, i64), "prefix": vec_array(&o_k, i64).astype(np.int8),
+               "start_ps": vec_array(&o_start, i64), "end_ps": vec_array(&o_end, i64)}
+    finally:
+        PyMem_Free(cur)
+        vec_free(&o_step); vec_free(&o_k); vec_free(&o_start); vec_free(&o_end)
+    order = np.lexsort((out["start_ps"], out["prefix"], out["step"]))
+    return {name: column[order] for name, column in out.items()}

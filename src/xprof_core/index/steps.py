@@ -330,6 +330,11 @@ def _breakdown(
     x_s, x_e, x_cat, x_step = _device_intervals(hp, d_recs, d_step, start, end)
     if not WIRE_BREAKDOWN:
         return _breakdown_decoded(hp, start, end, marker_dur, x_s, x_e, x_cat, x_step)
+    if hp.index_pass is None:  # a host merged from shards: the union of their segments
+        from xprof_core.index.shards import union_breakdown
+
+        segments = hp.derived["segments"](start, end, marker_dur)
+        return union_breakdown(segments, len(start), x_s, x_e, x_cat, x_step, len(CATEGORIES))
     i64 = np.int64
     return host_breakdown(
         hp.index_pass,
