@@ -1509,6 +1509,68 @@ cdef class IndexPass:
         }
 
 
+# --- the skeleton of a host: everything but its lines ---
+
+def xspace_skeleton(buf):
+    """The host's XSpace without its lines, as wire bytes: planes with their ids, names, metadata and
+    stats, and the space's hostnames, errors and warnings, in their original order (so event-metadata
+    rows number as in the host). What a process that merges shards needs of a host it does not read."""
+    cdef const uint8_t[::1] view = buf if len(buf) else b"\0"
+    cdef const uint8_t* base = &view[0]
+    cdef Py_ssize_t nbuf = len(buf)
+    cdef Failure failure
+    cdef Cursor c, pc
+    cdef uint32_t field, wt, f2, w2
+    cdef const uint8_t* s
+    cdef const uint8_t* e
+    cdef const uint8_t* at
+    cdef const uint8_t* at2
+    failure.msg = NULL
+    failure.at = NULL
+    c.p = base
+    c.end = base + nbuf
+    c.failure = &failure
+    out = bytearray()
+    while c.p < c.end:
+        at = c.p
+        if read_tag(&c, &field, &wt) < 0:
+            break
+        if field == 1 and wt == WT_LEN:
+            if read_len(&c, &s, &e) < 0:
+                break
+            plane = bytearray()
+            pc.p = s
+            pc.end = e
+            pc.failure = &failure
+            while pc.p < pc.end:
+                at2 = pc.p
+                if read_tag(&pc, &f2, &w2) < 0:
+                    break
+                if skip_field(&pc, f2, w2) < 0:
+                    break
+                if not (f2 == 3 and w2 == WT_LEN):  # every field of the plane but its lines
+                    plane += (<const char*>at2)[:pc.p - at2]
+            out += b"\x0a" + _varint_bytes(len(plane)) + plane
+        else:
+            if skip_field(&c, field, wt) < 0:
+                break
+            out += (<const char*>at)[:c.p - at]
+    if failure.msg != NULL:
+        raise DecodeError(failure.msg.decode("ascii"), failure.at - base, "XSpace")
+    return bytes(out)
+
+
+cdef bytes _varint_bytes(uint64_t v):
+    cdef uint8_t tmp[10]
+    cdef int n = 0
+    while v >= 0x80:
+        tmp[n] = <uint8_t>(v | 0x80)
+        v >>= 7
+        n += 1
+    tmp[n] = <uint8_t>v
+    return (<const char*>tmp)[:n + 1]
+
+
 # --- pieces of lines, for shards ---
 
 def line_pieces(buf, const int64_t[::1] span_begin, const int64_t[::1] span_end, int64_t piece_bytes,
