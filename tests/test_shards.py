@@ -77,3 +77,84 @@ def test_the_plan_crosses_the_wire() -> None:
     for name, value in plan.__dict__.items():
         other = getattr(again, name)
         assert (list(value) == list(other)) if isinstance(value, (list, np.ndarray)) else value == other, name
+
+
+# ---- the sharded build through an executor: the map tasks workers run ----
+
+
+def _index_tables(index: dict[str, Any]) -> dict[str, str]:
+    return {t: _canon(get_tool(t).reduce([index], {})) for t in TOOLS}
+
+
+@pytest.fixture(scope="module")
+def pool() -> Any:
+    from xprof_core.serve.executor import LocalExecutor
+
+    executor = LocalExecutor(2)
+    yield executor
+    executor.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        JAX_DATA / "gpu_mlp_train_long.xplane.pb",
+        JAX_DATA / "cpu_mlp_train.xplane.pb",
+        H200 / "jax_dev_nocmdbuf.xplane.pb.gz",
+    ],
+    ids=lambda p: p.name,
+)
+def test_sharded_build_through_the_process_pool(pool: Any, path: Path) -> None:
+    """Plan, shard walks and segments as map tasks in other processes (each shard's walk handed between its
+    two tasks, or walked again): the index equals the one-pass walk's, and progress counts every task."""
+    from xprof_core.serve.sharding import sharded_host_index
+
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared profiles folder is not here)")
+    expected = _index_tables(build_host_index(walk_host(open_host_bytes(str(path)))))
+    seen: list[tuple[int, int]] = []
+    run, plan_answer = sharded_host_index(
+        lambda tasks: pool.map(tasks, 300), "h", str(path), 16 << 10, progress=lambda d, t: seen.append((d, t))
+    )
+    assert run.shards > 1
+    assert _index_tables(decode_partial(encode_partial(run.partial))) == expected
+    assert seen[0] == (0, 2 * run.shards) and seen[-1] == (2 * run.shards, 2 * run.shards)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    # A cached plan answer serves the next build without a plan task.
+    again, _ = sharded_host_index(lambda tasks: pool.map(tasks, 300), "h", str(path), 16 << 10, plan_answer)
+    assert _index_tables(again.partial) == expected
+
+
+def test_a_lost_shard_walk_is_walked_again() -> None:
+    """A segments task in a process without the shard's walk answers 'not cached' unless told to walk."""
+    from xprof_core.execute import SHARD_CACHE, map_host
+    from xprof_core.execute.sharding import SEGMENTS_TASK, SHARD_TASK, encode_param, encode_shard_plan
+    from xprof_core.index.shards import ShardPass
+
+    path = str(JAX_DATA / "cpu_mlp_train.xplane.pb")
+    buf = open_host_bytes(path)
+    plan = plan_shards(buf, 16 << 10)
+    steps = {"start_ps": np.array([0], np.int64), "end_ps": np.array([1 << 62], np.int64)}
+    steps["marker_ps"] = steps["end_ps"]
+    params = {"plan": encode_shard_plan(plan, 1), "token": "t.1", "steps": encode_param(steps)}
+    walked = map_host(SHARD_TASK, path, params)
+    hit = map_host(SEGMENTS_TASK, path, {**params, "walk": "0"})
+    assert hit["cached"] is True
+    SHARD_CACHE.clear()
+    assert map_host(SEGMENTS_TASK, path, {**params, "walk": "0"}) == {"cached": False}
+    again = map_host(SEGMENTS_TASK, path, {**params, "walk": "1"})
+    for k in ("step", "prefix", "start_ps", "end_ps"):
+        assert np.array_equal(again["segments"][k], hit["segments"][k]), k
+    assert len(hit["segments"]["start_ps"]) > 0
+    assert ShardPass.from_partial(walked).shard == 0
+
+
+def test_shard_parameters_are_checked() -> None:
+    from xprof_core.execute import map_host
+    from xprof_core.execute.sharding import SHARD_TASK
+
+    path = str(JAX_DATA / "cpu_mlp_train.xplane.pb")
+    with pytest.raises(ValueError, match="missing parameter 'plan'"):
+        map_host(SHARD_TASK, path, {"token": "x"})
+    with pytest.raises(ValueError, match="malformed shard parameter"):
+        map_host(SHARD_TASK, path, {"token": "x", "plan": "not base64!"})

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from xprof_core.execute.sharding import INTERNAL_TASKS, map_internal
 from xprof_core.tools import get_tool
 from xprof_core.tools.base import Params, Partial, Tool
 
@@ -79,10 +80,12 @@ def map_host(tool: str, url: str, params: Params | None = None, timings: dict[st
     """
     from xprof_core.storage.logdir import open_host_bytes
 
-    t = get_tool(tool)
     params = params or {}
     phases = timings if timings is not None else {}
     phases.update(read_s=0.0, bytes_read=0.0, decode_s=0.0, map_s=0.0)
+    if tool in INTERNAL_TASKS:  # one shard of a huge host: see execute/sharding.py
+        return map_internal(tool, url, params, phases)
+    t = get_tool(tool)
     key = _identity(url)
     if t.needs == "index":
         hit = INDEX_CACHE.get(key) if key is not None else None
@@ -151,6 +154,14 @@ class _Lru:
                 _, (_, c) = self._items.popitem(last=False)
                 self._used -= c
 
+    def pop(self, key: str) -> Any:
+        with self._lock:
+            item = self._items.pop(key, None)
+            if item is None:
+                return None
+            self._used -= item[1]
+            return item[0]
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
@@ -161,6 +172,10 @@ class _Lru:
 INDEX_CACHE = _Lru(int(os.environ.get("XPROF_INDEX_CACHE_HOSTS", "64")))
 # Decoded hosts for the tools that read events (the trace viewer), bounded by their columns' bytes.
 XSPACE_CACHE = _Lru(int(os.environ.get("XPROF_XSPACE_CACHE_BYTES", str(2 << 30))))
+# Shard walks between a shard's two tasks (bounded by their streams' and arrays' bytes), and each huge
+# host's plane tables (for its shards' walks).
+SHARD_CACHE = _Lru(int(os.environ.get("XPROF_SHARD_CACHE_BYTES", str(1 << 30))))
+SHARD_TABLES = _Lru(16)
 
 
 def _identity(url: str) -> str | None:
@@ -222,6 +237,7 @@ def run_tool(tool: str, source: Any, hosts: Iterable[str] | None = None, **param
 
 __all__ = [
     "INDEX_CACHE",
+    "SHARD_CACHE",
     "XSPACE_CACHE",
     "map_buffer",
     "map_host",

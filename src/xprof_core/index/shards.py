@@ -88,6 +88,29 @@ class ShardPlan:
         lo, hi = int(self.shard_begin[i]), int(self.shard_end[i])
         return int((self.piece_end[lo:hi] - self.piece_begin[lo:hi]).sum())
 
+    def shard_only(self, i: int) -> ShardPlan:
+        """The part of the plan one shard's walk reads: its pieces, and the lines' plane, flags and
+        timestamps (line ids, names and event counts stay with the whole plan, for the merge)."""
+        lo, hi = int(self.shard_begin[i]), int(self.shard_end[i])
+        return ShardPlan(
+            size_bytes=self.size_bytes,
+            shard_bytes=self.shard_bytes,
+            line_plane=self.line_plane,
+            line_id=np.zeros(0, np.int64),
+            line_name=[],
+            line_timestamp_ns=self.line_timestamp_ns,
+            line_events=np.zeros(0, np.int64),
+            line_flags=self.line_flags,
+            piece_line=self.piece_line[lo:hi],
+            piece_begin=self.piece_begin[lo:hi],
+            piece_end=self.piece_end[lo:hi],
+            piece_first_row=self.piece_first_row[lo:hi],
+            piece_first_part=self.piece_first_part[lo:hi],
+            piece_last_part=self.piece_last_part[lo:hi],
+            shard_begin=np.zeros(1, np.int64),
+            shard_end=np.array([hi - lo], np.int64),
+        )
+
     def to_partial(self) -> dict[str, Any]:
         return {
             "version": PLAN_VERSION,
@@ -474,41 +497,6 @@ def shard_segments(
     )
 
 
-def union_breakdown(
-    segments: dict[str, np.ndarray],
-    n_steps: int,
-    x_s: np.ndarray,
-    x_e: np.ndarray,
-    x_cat: np.ndarray,
-    x_step: np.ndarray,
-    n_categories: int,
-) -> np.ndarray:
-    """Covered time per (category prefix, step) of the host segments and the device intervals together."""
-    prefixes = np.arange(n_categories, dtype=np.int64)
-    # A device interval of category c counts in every prefix k >= c.
-    dev_k = np.repeat(prefixes[None, :], len(x_s), axis=0)
-    keep = dev_k >= x_cat[:, None]
-    dk = dev_k[keep]
-    reps = keep.sum(axis=1)
-    ds = np.repeat(x_s, reps)
-    de = np.repeat(x_e, reps)
-    dstep = np.repeat(x_step, reps)
-    k = np.concatenate([segments["prefix"].astype(np.int64), dk])
-    st = np.concatenate([segments["step"].astype(np.int64), dstep])
-    s = np.concatenate([segments["start_ps"], ds])
-    e = np.concatenate([segments["end_ps"], de])
-    out = np.zeros((n_categories, n_steps), dtype=np.int64)
-    ok = (e > s) & (st >= 0) & (st < n_steps) & (k >= 0) & (k < n_categories)
-    k, st, s, e = k[ok], st[ok], s[ok], e[ok]
-    if not len(s):
-        return out
-    from xprof_core.index.steps import union_length_by_group
-
-    covered = union_length_by_group(s, e, k * n_steps + st, n_categories * n_steps)
-    out[:] = covered.reshape(n_categories, n_steps)
-    return out
-
-
 def walk_host_sharded(buf: Any, shard_bytes: int) -> HostPass:
     """The host pass of a host walked shard by shard in this process (what the local pool and the
     workers do in parallel), merged: equal to the one-pass walk."""
@@ -532,6 +520,5 @@ __all__ = [
     "merge_shards",
     "plan_shards",
     "shard_segments",
-    "union_breakdown",
     "walk_shard",
 ]

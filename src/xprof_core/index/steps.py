@@ -331,8 +331,6 @@ def _breakdown(
     if not WIRE_BREAKDOWN:
         return _breakdown_decoded(hp, start, end, marker_dur, x_s, x_e, x_cat, x_step)
     if hp.index_pass is None:  # a host merged from shards: the union of their segments
-        from xprof_core.index.shards import union_breakdown
-
         segments = hp.derived["segments"](start, end, marker_dur)
         return union_breakdown(segments, len(start), x_s, x_e, x_cat, x_step, len(CATEGORIES))
     i64 = np.int64
@@ -465,7 +463,41 @@ def align_steps(tables: Sequence[StepTable]) -> tuple[np.ndarray, list[np.ndarra
     return common, index
 
 
+def union_breakdown(
+    segments: dict[str, np.ndarray],
+    n_steps: int,
+    x_s: np.ndarray,
+    x_e: np.ndarray,
+    x_cat: np.ndarray,
+    x_step: np.ndarray,
+    n_categories: int,
+) -> np.ndarray:
+    """Covered time per (category prefix, step) of the host segments and the device intervals together."""
+    prefixes = np.arange(n_categories, dtype=np.int64)
+    # A device interval of category c counts in every prefix k >= c.
+    dev_k = np.repeat(prefixes[None, :], len(x_s), axis=0)
+    keep = dev_k >= x_cat[:, None]
+    dk = dev_k[keep]
+    reps = keep.sum(axis=1)
+    ds = np.repeat(x_s, reps)
+    de = np.repeat(x_e, reps)
+    dstep = np.repeat(x_step, reps)
+    k = np.concatenate([segments["prefix"].astype(np.int64), dk])
+    st = np.concatenate([segments["step"].astype(np.int64), dstep])
+    s = np.concatenate([segments["start_ps"], ds])
+    e = np.concatenate([segments["end_ps"], de])
+    out = np.zeros((n_categories, n_steps), dtype=np.int64)
+    ok = (e > s) & (st >= 0) & (st < n_steps) & (k >= 0) & (k < n_categories)
+    k, st, s, e = k[ok], st[ok], s[ok], e[ok]
+    if not len(s):
+        return out
+    covered = union_length_by_group(s, e, k * n_steps + st, n_categories * n_steps)
+    out[:] = covered.reshape(n_categories, n_steps)
+    return out
+
+
 __all__ = [
+    "union_breakdown",
     "CATEGORIES",
     "UNKNOWN",
     "StepTable",

@@ -1,0 +1,169 @@
+"""The map tasks of a sharded host index: what a worker does for one shard of a huge host.
+
+A host larger than the shard size is not mapped by one process. Three kinds
+of internal map task, run by the same executors as tool maps, split the work
+(the serving layer's :mod:`xprof_core.serve.sharding` drives them):
+
+``_index_plan``
+    skims the host (no event decoded) and returns the :class:`ShardPlan` and
+    the host's *skeleton* (its planes' metadata and stats without lines), so
+    that the process that merges needs nothing else of the file;
+``_index_shard``
+    walks one shard's byte ranges (params: ``plan``, that shard's part of the
+    plan) and returns its :class:`ShardPass`; the walk stays in this process
+    (:data:`SHARD_CACHE`) for the next task;
+``_index_segments``
+    once the merged steps are known (params: ``steps``), turns the shard's host
+    events into per-step segments of the breakdown. With ``walk=0`` a process
+    that no longer holds the shard's walk answers ``{"cached": False}`` instead
+    of walking again, so the caller can find the process that holds it.
+
+A worker reads only its shard's byte ranges and the plane metadata (the file
+is memory-mapped), so its memory follows the shard size, not the host's.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import zipfile
+import time
+from typing import Any
+
+import numpy as np
+
+from xprof_core.tools.base import Params, Partial
+
+PLAN_TASK = "_index_plan"
+SHARD_TASK = "_index_shard"
+SEGMENTS_TASK = "_index_segments"
+INTERNAL_TASKS = frozenset({PLAN_TASK, SHARD_TASK, SEGMENTS_TASK})
+
+
+def encode_param(arrays: dict[str, Any]) -> str:
+    """Named arrays (and numbers) as a task parameter: an ``.npz`` archive in base64 (no pickles)."""
+    out = io.BytesIO()
+    np.savez(out, **{k: np.asarray(v) for k, v in arrays.items()})
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def decode_param(text: str) -> dict[str, np.ndarray]:
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            return {k: archive[k] for k in archive.files}
+    except (ValueError, UnicodeEncodeError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"malformed shard parameter: {exc}") from None
+
+
+def encode_shard_plan(plan: Any, shard: int) -> str:
+    """One shard's part of a plan (:meth:`ShardPlan.shard_only`) as a task parameter."""
+    part = plan.shard_only(shard).to_partial()
+    part.pop("line_name")
+    return encode_param(part)
+
+
+def decode_shard_plan(text: str) -> Any:
+    from xprof_core.index.shards import ShardPlan
+
+    fields: dict[str, Any] = dict(decode_param(text))
+    for k in ("version", "size_bytes", "shard_bytes"):
+        fields[k] = int(fields[k])
+    fields["line_name"] = []
+    return ShardPlan.from_partial(fields)
+
+
+def _required(params: Params, name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise ValueError(f"missing parameter {name!r}")
+    return str(value)
+
+
+def _shard_key(identity: str | None, url: str, params: Params) -> str:
+    return f"{identity or url}#{_required(params, 'token')}"
+
+
+def map_internal(task: str, url: str, params: Params, timings: dict[str, float]) -> Partial:
+    """Run one internal map task on a host file (see the module docstring)."""
+    from xprof_core.execute import SHARD_CACHE, _identity
+    from xprof_core.index import shards as S
+    from xprof_core.storage.logdir import open_host_bytes
+
+    t0 = time.perf_counter()
+    buf = open_host_bytes(url)
+    timings.update(read_s=time.perf_counter() - t0, bytes_read=0.0)
+    identity = _identity(url)
+    t1 = time.perf_counter()
+    if task == PLAN_TASK:
+        from xprof_core._fast.hostindex import xspace_skeleton
+
+        shard_bytes = int(_required(params, "shard_bytes"))
+        plan = S.plan_shards(buf, shard_bytes)
+        out: Partial = {"plan": plan.to_partial(), "skeleton": xspace_skeleton(buf), "size_bytes": len(buf)}
+        timings["decode_s"] = time.perf_counter() - t1
+        return out
+    plan = decode_shard_plan(_required(params, "plan"))
+    key = _shard_key(identity, url, params)
+    if task == SHARD_TASK:
+        sp = _walk(buf, plan, identity)
+        timings.update(decode_s=time.perf_counter() - t1, bytes_read=float(plan.shard_bytes_of(0)))
+        SHARD_CACHE.put(key, sp, cost=_shard_cost(sp))
+        return sp.to_partial()
+    if task == SEGMENTS_TASK:
+        sp = SHARD_CACHE.get(key)
+        if sp is None:
+            if params.get("walk") == "0":
+                return {"cached": False}
+            sp = _walk(buf, plan, identity)
+            timings["bytes_read"] = float(plan.shard_bytes_of(0))
+        timings["decode_s"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        steps = decode_param(_required(params, "steps"))
+        seg = S.shard_segments(sp, plan, steps["start_ps"], steps["end_ps"], steps["marker_ps"])
+        SHARD_CACHE.pop(key)  # the shard's last task
+        timings["map_s"] = time.perf_counter() - t2
+        return {"cached": True, "segments": seg}
+    raise ValueError(f"unknown internal task {task!r}")
+
+
+def _walk(buf: Any, plan: Any, identity: str | None) -> Any:
+    from xprof_core.execute import SHARD_TABLES
+    from xprof_core.index import shards as S
+
+    tables = SHARD_TABLES.get(identity) if identity is not None else None
+    if tables is None:
+        tables = S.ShardTables(S._meta(buf))
+        if identity is not None:
+            SHARD_TABLES.put(identity, tables)
+    return S.walk_shard(buf, plan, 0, tables)
+
+
+def _shard_cost(sp: Any) -> int:
+    """Bytes a cached shard walk holds (its host-event streams and its arrays)."""
+    held = int(sp.index_pass.stream_bytes()) if sp.index_pass is not None else 0
+    for group in (sp.slots, sp.records, sp.roots, sp.open):
+        held += sum(int(np.asarray(v).nbytes) for v in group.values())
+    return held + 4096
+
+
+def default_shard_bytes() -> int:
+    """The shard size when none is configured: ``XPROF_SHARD_BYTES``, else 96 MiB."""
+    from xprof_core.index.shards import DEFAULT_SHARD_BYTES
+
+    return int(os.environ.get("XPROF_SHARD_BYTES", str(DEFAULT_SHARD_BYTES)))
+
+
+__all__ = [
+    "INTERNAL_TASKS",
+    "PLAN_TASK",
+    "SEGMENTS_TASK",
+    "SHARD_TASK",
+    "decode_param",
+    "default_shard_bytes",
+    "decode_shard_plan",
+    "encode_param",
+    "encode_shard_plan",
+    "map_internal",
+]
