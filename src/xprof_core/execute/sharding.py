@@ -27,8 +27,8 @@ from __future__ import annotations
 import base64
 import io
 import os
-import zipfile
 import time
+import zipfile
 from typing import Any
 
 import numpy as np
