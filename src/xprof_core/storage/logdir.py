@@ -51,6 +51,7 @@ __all__ = [
     "RunNotFoundError",
     "host_name_from_file",
     "open_host_bytes",
+    "open_host_stream",
 ]
 
 #: File name endings of host profiles, uncompressed first (it wins when both exist).
@@ -433,6 +434,34 @@ def open_host_bytes(
     except FileNotFoundError as exc:
         raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
     return _gunzip(data, text) if compressed else data
+
+
+def open_host_stream(
+    url: str | os.PathLike[str],
+    *,
+    fs: AbstractFileSystem | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[Any, int]:
+    """Open one profile file for streaming reads: ``(binary file object, size in bytes)``.
+
+    For inputs read in chunks (trace JSON), so that a large file is never in
+    memory whole. Raises :class:`~xprof_core.errors.ProfileNotFoundError`
+    when the file does not exist.
+    """
+    text = os.fspath(url)
+    local_path = _local_path(text) if fs is None or _is_local_fs(fs) else None
+    try:
+        if local_path is not None:
+            handle = open(local_path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+            return handle, os.fstat(handle.fileno()).st_size
+        if fs is None:
+            fs, path = _filesystem_for(text, storage_options)
+        else:
+            path = fs._strip_protocol(text)
+        size = int(fs.size(path) or 0)
+        return fs.open(path, "rb"), size
+    except FileNotFoundError as exc:
+        raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
 
 
 def _gunzip(data: bytes, url: str) -> bytes:

@@ -1,0 +1,279 @@
+"""PyTorch Kineto / Chrome trace JSON as a columnar :class:`~xprof_core.model.xspace.XSpace`.
+
+The compiled transcoder (:mod:`xprof_core._fast.kineto`) streams the JSON
+into XSpace wire bytes without a Python object per event; this module feeds
+it chunks (read or gunzipped piece by piece, so the whole JSON is never in
+memory), lays out the planes the way XProf's GPU profiles are laid out, and
+decodes the bytes with the XSpace decoder. What the tools then see:
+
+* ``/host:CPU``: one line per thread (``pid``/``tid``), named by the trace's
+  ``thread_name`` metadata; CPU ops, Python functions, runtime calls,
+  annotations and instants. ``ProfilerStep#N`` carries ``step_num`` N,
+  ``[memory]`` instants become XProf's ``MemoryAllocation`` /
+  ``MemoryDeallocation`` events with its memory stats, every ``cpu_op`` and
+  every launch carries ``tf_op`` (the op itself, the op around the launch).
+* ``/device:GPU:<n>``: one ``Stream #<s>`` line per stream (kernels, memcpy,
+  memset) and ``Annotations (Stream #<s>)`` for GPU user annotations. Kernels
+  carry ``kernel_details`` (registers, shared memory, grid, block, occupancy
+  in XProf's text form); activities carry ``correlation_id`` and, through
+  it, the ``tf_op`` of the CPU op that launched them. Plane stats come from
+  ``deviceProperties`` (``gpu_device_name``, ``compute_cap_major/minor``,
+  ``core_count``, ``memory_size`` and Kineto's own keys).
+* ``/host:flows``: flow endpoints (``s``/``t``/``f``: ``ac2g``, ``fwdbwd``)
+  as instants with ``ph``, ``flow_id`` and ``bp`` stats.
+
+Every argument of an event is a stat under its own name (integers typed,
+strings interned); ``cat`` and, for instants and counters, ``ph`` too.
+Top-level keys (``distributedInfo``, ``baseTimeNanoseconds``, ...) are stats
+of ``/host:CPU``, with ``rank`` and ``world_size`` taken out of
+``distributedInfo``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from xprof_core._fast.kineto import KinetoTranscoder
+from xprof_core.errors import DecodeError, ProfileNotFoundError
+from xprof_core.model.xspace import XSpace, decode_xspace
+
+CHUNK_BYTES = 8 << 20
+TRACE_JSON_SUFFIXES = (".json", ".json.gz")
+_TAG_STRING = 1 << 62
+_GZIP_MAGIC = b"\x1f\x8b"
+Progress = Callable[[int, int], None]
+
+
+def is_trace_json_name(path: str) -> bool:
+    """Whether a file name is a Chrome / Kineto trace (``*.json`` or ``*.json.gz``)."""
+    return str(path).endswith(TRACE_JSON_SUFFIXES)
+
+
+def decode_trace_json(buf: Any, host: str = "", progress: Progress | None = None) -> XSpace:
+    """Decode trace JSON held in memory (bytes, bytearray, memoryview, mmap; gzip or plain).
+
+    Raises :class:`xprof_core.DecodeError` with the byte offset in the JSON
+    on bad input.
+    """
+    view = memoryview(buf).cast("B")
+    if bytes(view[:2]) == _GZIP_MAGIC:
+        return _transcode(_gunzip_chunks(_slices(view), "<bytes>"), host, len(view), progress, compressed=True)
+    return _transcode(iter([view]), host, len(view), progress, compressed=False)
+
+
+def load_trace_json(url: str, host: str = "", progress: Progress | None = None) -> XSpace:
+    """Read and decode one trace JSON file (local path or fsspec URL), streaming it in chunks."""
+    from xprof_core.storage.logdir import open_host_stream
+
+    handle, size = open_host_stream(url)
+    with handle:
+        head = handle.read(2)
+        chunks = _prepend(head, _read_chunks(handle))
+        if head == _GZIP_MAGIC:
+            return _transcode(_gunzip_chunks(chunks, url), host, size, progress, compressed=True)
+        return _transcode(chunks, host, size, progress, compressed=False)
+
+
+# --- chunk sources ---
+
+
+def _read_chunks(handle: Any) -> Iterator[bytes]:
+    while True:
+        chunk = handle.read(CHUNK_BYTES)
+        if not chunk:
+            return
+        yield chunk
+
+
+def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest
+
+
+def _slices(view: memoryview) -> Iterator[memoryview]:
+    for lo in range(0, len(view), CHUNK_BYTES):
+        yield view[lo : lo + CHUNK_BYTES]
+
+
+def _gunzip_chunks(chunks: Iterator[Any], url: str) -> Iterator[bytes]:
+    """Gunzip a stream of compressed chunks (concatenated gzip members too), bounded output per piece."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        for chunk in chunks:
+            data = bytes(chunk)
+            while data:
+                out = inflater.decompress(data, CHUNK_BYTES)
+                if out:
+                    yield out
+                data = inflater.unconsumed_tail
+                while inflater.eof and not data and inflater.unused_data:
+                    data = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=31)
+                if inflater.eof and inflater.unused_data and not data:
+                    data = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=31)
+        tail = inflater.flush()
+        if tail:
+            yield tail
+        if not inflater.eof:
+            raise DecodeError(f"{url}: truncated gzip stream", 0, "gzip")
+    except zlib.error as exc:
+        raise DecodeError(f"{url}: not a valid gzip file: {exc}", 0, "gzip") from exc
+
+
+# --- the transcoding loop ---
+
+
+def _transcode(chunks: Iterator[Any], host: str, size: int, progress: Progress | None, compressed: bool) -> XSpace:
+    coder = KinetoTranscoder()
+    pending: Any = b""
+    read = 0
+    for chunk in chunks:
+        read += len(chunk)
+        data = bytes(pending) + bytes(chunk) if len(pending) else chunk
+        used = coder.feed(data, False)
+        if used < 0:
+            _raise(coder)
+        pending = memoryview(data)[used:] if used < len(data) else b""
+        if progress is not None and not compressed:
+            progress(min(read, size), size)
+    if coder.feed(bytes(pending), True) < 0:
+        _raise(coder)
+    if progress is not None:
+        progress(size, size)
+    planes = _layout(coder)
+    return decode_xspace(coder.write(host, planes))
+
+
+def _raise(coder: KinetoTranscoder) -> None:
+    message, offset, path = coder.error()
+    raise DecodeError(message, offset, path)
+
+
+# --- planes and lines ---
+
+
+def _key_sort(key: int) -> tuple[int, int]:
+    return (1, key & ~_TAG_STRING) if key & _TAG_STRING else (0, key)
+
+
+def _top_level(coder: KinetoTranscoder) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in coder.top_items:
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:  # the transcoder validated it; keep the text if Python disagrees
+            out[key] = raw.decode("utf-8", "replace")
+    return out
+
+
+def _host_stats(top: dict[str, Any], coder: KinetoTranscoder) -> list[tuple[str, Any]]:
+    stats: list[tuple[str, Any]] = []
+    for key, value in top.items():
+        if key == "deviceProperties":
+            continue
+        if isinstance(value, (bool, int, float, str)):
+            stats.append((key, value))
+        else:
+            stats.append((key, json.dumps(value, separators=(",", ":"))))
+    info = top.get("distributedInfo")
+    if isinstance(info, dict):
+        for key in ("rank", "world_size", "backend"):
+            if isinstance(info.get(key), (int, str)) and not isinstance(info.get(key), bool):
+                stats.append((key, info[key]))
+    if coder.base_ps:
+        stats.append(("time_base_ps", int(coder.base_ps)))
+    return stats
+
+
+_DEVICE_STATS = {
+    "name": "gpu_device_name",
+    "computeMajor": "compute_cap_major",
+    "computeMinor": "compute_cap_minor",
+    "numSms": "core_count",
+    "totalGlobalMem": "memory_size",
+}
+
+
+def _device_stats(top: dict[str, Any], device: int) -> list[tuple[str, Any]]:
+    props = top.get("deviceProperties")
+    entry: dict[str, Any] = {}
+    if isinstance(props, list):
+        for item in props:
+            if isinstance(item, dict) and item.get("id") == device:
+                entry = item
+                break
+    stats: list[tuple[str, Any]] = []
+    for key, value in entry.items():
+        if isinstance(value, (bool, int, float, str)) and key != "id":
+            stats.append((_DEVICE_STATS.get(key, key), value))
+            if key in _DEVICE_STATS:
+                stats.append((key, value))
+    amd = any(k in top for k in ("roctracer_version", "hip_runtime_version", "hip_driver_version")) or any(
+        word in str(entry.get("name", "")) for word in ("AMD", "Instinct", "Radeon")
+    )
+    if amd:
+        stats.append(("device_vendor", "AMD"))
+    return stats
+
+
+def _layout(coder: KinetoTranscoder) -> list[tuple[int, int, str, list[tuple[int, int, int, str]], list[Any]]]:
+    """The output planes: host, GPUs by index, flows; lines sorted by (pid, tid) / stream."""
+    top = _top_level(coder)
+    thread_names: dict[tuple[int, int], str] = {}
+    for what, pid, tid, value in coder.metadata:
+        if what == "thread_name":
+            thread_names[(pid, tid)] = value
+    by_plane: dict[int, list[tuple[int, int, int, int, int]]] = {}
+    devices: dict[int, int] = {}
+    for index, (plane, device, pid, tid, kind, _n) in enumerate(coder.lines_info()):
+        by_plane.setdefault(plane, []).append((index, pid, tid, kind, _n))
+        if plane >= 2:
+            devices[plane] = device
+    planes: list[tuple[int, int, str, list[tuple[int, int, int, str]], list[Any]]] = []
+
+    def text(key: int) -> str:
+        value = coder.key_text(key)
+        return str(value)
+
+    def numeric(key: int, fallback: int) -> int:
+        return fallback if key & _TAG_STRING else key
+
+    host_lines = []
+    for i, (index, pid, tid, _kind, _n) in enumerate(
+        sorted(by_plane.get(0, []), key=lambda r: (_key_sort(r[1]), _key_sort(r[2])))
+    ):
+        name = thread_names.get((pid, tid)) or (f"thread {text(tid)}" if not tid & _TAG_STRING else text(tid))
+        name = name or f"{text(pid)}"
+        host_lines.append((index, numeric(tid, i), numeric(pid, 0), name))
+    planes.append((0, 0, "/host:CPU", host_lines, _host_stats(top, coder)))
+    for plane in sorted(devices, key=lambda p: devices[p]):
+        device = devices[plane]
+        lines = []
+        rows = sorted(by_plane[plane], key=lambda r: (r[3], _key_sort(r[2])))
+        for i, (index, _pid, tid, kind, _n) in enumerate(rows):
+            stream = text(tid)
+            name = f"Stream #{stream}" if kind == 0 else f"Annotations (Stream #{stream})"
+            lines.append((index, numeric(tid, 1_000_000 + i) + (1 << 32) * kind, device, name))
+        planes.append((plane, device + 1, f"/device:GPU:{device}", lines, _device_stats(top, device)))
+    if by_plane.get(1):
+        flow_lines = []
+        for i, (index, pid, tid, _kind, _n) in enumerate(
+            sorted(by_plane[1], key=lambda r: (_key_sort(r[1]), _key_sort(r[2])))
+        ):
+            flow_lines.append((index, numeric(tid, i), numeric(pid, 0), thread_names.get((pid, tid)) or text(tid)))
+        planes.append((1, 1000, "/host:flows", flow_lines, []))
+    return planes
+
+
+def _exists(path: str) -> None:
+    if not os.path.exists(path):
+        raise ProfileNotFoundError(f"no profile file at {path!r}")
+
+
+__all__ = ["TRACE_JSON_SUFFIXES", "decode_trace_json", "is_trace_json_name", "load_trace_json"]
