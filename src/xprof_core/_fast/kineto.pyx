@@ -777,7 +777,7 @@ cdef class KinetoTranscoder:
         self.n_planes = n + 1
         return <int32_t>n
 
-    cdef int32_t device_plane(self, int64_t device) except -1:
+    cdef int32_t device_plane(self, int64_t device) except -2:
         cdef Py_ssize_t i
         for i in range(2, self.n_planes):
             if self.pdevice[i] == device:
@@ -849,7 +849,7 @@ cdef class KinetoTranscoder:
 
     # ---- errors ----
 
-    cdef int fail(self, const char* msg, const uint8_t* at, const uint8_t* base, str where) except -1:
+    cdef int fail(self, const char* msg, const uint8_t* at, const uint8_t* base, str where) noexcept:
         self.err_msg = msg
         self.err_offset = self.offset + (at - base)
         self.err_path = where
@@ -1228,7 +1228,7 @@ cdef class KinetoTranscoder:
                 return ST_OK
             return tok_fail(t, "expected ',' or '}' in args", q)
 
-    cdef int time_ps(self, Span* s, bint is_start, int64_t* out) except -1:
+    cdef int time_ps(self, Span* s, bint is_start, int64_t* out) except -2:
         """A ts or dur in microseconds as int64 picoseconds (ts shifted by the base); -1 if out of range."""
         cdef uint64_t m
         cdef int e
@@ -1249,7 +1249,7 @@ cdef class KinetoTranscoder:
         out[0] = <int64_t>v
         return 0
 
-    cdef int event(self, Tok* t, const uint8_t* p, const uint8_t* base, const uint8_t** after) except -1:
+    cdef int event(self, Tok* t, const uint8_t* p, const uint8_t* base, const uint8_t** after) except -2:
         """Tokenize one event, then encode it into its line; ST_MORE leaves no trace behind."""
         cdef EvTok ev
         cdef int st = self.tokenize(t, p, &ev, after)
@@ -1269,7 +1269,7 @@ cdef class KinetoTranscoder:
                 return &self.args[i].value
         return NULL
 
-    cdef int encode(self, EvTok* ev, const uint8_t* p, const uint8_t* base) except -1:
+    cdef int encode(self, EvTok* ev, const uint8_t* p, const uint8_t* base) except -2:
         cdef uint8_t ph
         cdef int32_t name_id, cat_id, plane, kind = 0, sid, key_id
         cdef int64_t start_ps = 0, dur_ps = 0, v, dev, corr = 0, pid_key, tid_key
@@ -1677,7 +1677,7 @@ cdef class KinetoTranscoder:
     @property
     def base_ps(self):
         """The shift subtracted from every timestamp (ps): 0, or a multiple of 2^36 us for epoch clocks."""
-        return self.base_us * 1000000
+        return int(self.base_us) * 1000000
 
     # ---- writing the XSpace ----
 

@@ -186,8 +186,8 @@ def _host_stats(top: dict[str, Any], coder: KinetoTranscoder) -> list[tuple[str,
         for key in ("rank", "world_size", "backend"):
             if isinstance(info.get(key), (int, str)) and not isinstance(info.get(key), bool):
                 stats.append((key, info[key]))
-    if coder.base_ps:
-        stats.append(("time_base_ps", int(coder.base_ps)))
+    if coder.base_ps:  # epoch-based clocks: times are relative to this instant (us)
+        stats.append(("time_base_us", int(coder.base_ps) // 1_000_000))
     return stats
 
 
@@ -219,6 +219,8 @@ def _device_stats(top: dict[str, Any], device: int) -> list[tuple[str, Any]]:
     )
     if amd:
         stats.append(("device_vendor", "AMD"))
+    if not entry:
+        stats.append(("gpu_device_name", "GPU"))  # no deviceProperties in the trace (older Kineto)
     return stats
 
 
