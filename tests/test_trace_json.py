@@ -99,7 +99,7 @@ def test_h200_trace_as_xprof_gpu_profile() -> None:
     events = {(e["ts"], e["name"]): e for e in events_of(H200_TORCH) if e.get("cat") == "kernel"}
     rows = xs.select(plane="GPU", line="^Stream")
     kernels = 0
-    for row, stats in zip(rows.tolist(), xs.iter_event_stats(rows), strict=True):
+    for stats in xs.iter_event_stats(rows):
         if stats["cat"] != "kernel":
             continue
         kernels += 1

@@ -32,13 +32,12 @@ of ``/host:CPU``, with ``rank`` and ``world_size`` taken out of
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from xprof_core._fast.kineto import KinetoTranscoder
-from xprof_core.errors import DecodeError, ProfileNotFoundError
+from xprof_core.errors import DecodeError
 from xprof_core.model.xspace import XSpace, decode_xspace
 
 CHUNK_BYTES = 8 << 20
@@ -151,8 +150,8 @@ def _transcode(chunks: Iterator[Any], host: str, size: int, progress: Progress |
 
 
 def _raise(coder: KinetoTranscoder) -> None:
-    message, offset, path = coder.error()
-    raise DecodeError(message, offset, path)
+    error = coder.error() or ("bad trace JSON", 0, "$")
+    raise DecodeError(*error)
 
 
 # --- planes and lines ---
@@ -271,11 +270,6 @@ def _layout(coder: KinetoTranscoder) -> list[tuple[int, int, str, list[tuple[int
             flow_lines.append((index, numeric(tid, i), numeric(pid, 0), thread_names.get((pid, tid)) or text(tid)))
         planes.append((1, 1000, "/host:flows", flow_lines, []))
     return planes
-
-
-def _exists(path: str) -> None:
-    if not os.path.exists(path):
-        raise ProfileNotFoundError(f"no profile file at {path!r}")
 
 
 __all__ = ["TRACE_JSON_SUFFIXES", "decode_trace_json", "is_trace_json_name", "load_trace_json"]
