@@ -32,11 +32,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_trace_json import real_trace_files, trace_ids
 
 import xprof_core
 from xprof_core.tools.collectives import rank_figures
-
-from test_trace_json import real_trace_files, trace_ids
 
 hta_trace_analysis = pytest.importorskip("hta.trace_analysis", reason="HTA (HolisticTraceAnalysis) is not installed")
 
