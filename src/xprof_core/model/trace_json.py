@@ -142,7 +142,7 @@ def _prefetch(chunks: Iterator[Any], depth: int = 3) -> Iterator[Any]:
             if kind == "chunk":
                 yield value
             elif kind == "error":
-                raise value  # type: ignore[misc]
+                raise value
             else:
                 return
     finally:
