@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from test_ui_browser import (  # noqa: F401 - browser and ui are fixtures
     Server,
     UiPage,
