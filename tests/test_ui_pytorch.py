@@ -13,15 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_ui_browser import (  # noqa: F401 - browser and ui are fixtures
-    Server,
-    UiPage,
-    assert_cell,
-    browser,
-    first_row,
-    ui,
-    view_url,
-)
+import test_ui_browser as ui_browser
+from test_ui_browser import Server, UiPage, assert_cell, first_row, view_url
+
+# The browser and page fixtures of the JAX UI tests, shared.
+browser = ui_browser.browser
+ui = ui_browser.ui
 
 RUN = "torch_transformer_h200"
 
