@@ -115,7 +115,8 @@ def _format_summary(s: dict[str, Any]) -> str:
 
 
 def _is_profile_file(target: str) -> bool:
-    return target.endswith((".xplane.pb", ".xplane.pb.gz", ".pb", ".pb.gz")) or os.path.isfile(target)
+    suffixes = (".xplane.pb", ".xplane.pb.gz", ".pb", ".pb.gz", ".json", ".json.gz")
+    return target.endswith(suffixes) or os.path.isfile(target)
 
 
 def _load(path: str, args: argparse.Namespace) -> XSpace:
@@ -276,7 +277,8 @@ def _json_default(value: Any) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="xprof-core", description="Read ML profiler traces (XSpace .xplane.pb) from the command line."
+        prog="xprof-core",
+        description="Read ML profiler traces (XSpace .xplane.pb, PyTorch trace .json) from the command line.",
     )
     parser.add_argument(
         "--progress",
@@ -290,13 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "target",
         nargs="?",
-        help="an .xplane.pb[.gz] file or a logdir (local path or fsspec URL); default: the bundled demo logdir",
+        help="an .xplane.pb[.gz] or trace .json[.gz] file, or a logdir (local path or fsspec URL); "
+        "default: the bundled demo logdir",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("events", help="the events that match, with their stats (JSON lines or CSV)")
-    p.add_argument("file", help="an .xplane.pb[.gz] file (local path or fsspec URL)")
+    p.add_argument("file", help="an .xplane.pb[.gz] or trace .json[.gz] file (local path or fsspec URL)")
     p.add_argument("--plane", help="regex on the plane name, e.g. '/device:GPU'")
     p.add_argument("--line", help="regex on the line name, e.g. 'Stream'")
     p.add_argument("--name", help="regex on the event name")
@@ -307,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("convert", help="run an analysis tool headless and write its output (JSON or CSV)")
-    p.add_argument("source", help="an .xplane.pb[.gz] file, a session or run folder, or a logdir with --run")
+    p.add_argument(
+        "source", help="an .xplane.pb[.gz] or trace .json[.gz] file, a session or run folder, or a logdir with --run"
+    )
     p.add_argument(
         "--tool",
         required=True,
