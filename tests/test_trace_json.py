@@ -263,3 +263,22 @@ def test_tensorboard_plugin_layout(tmp_path: Path) -> None:
     assert overview["hosts"] == ["node_11", "node_12"] and overview["steps"]["count"] == 1
     ranks = [xprof_core.load(h.url).plane("/host:CPU").stats["rank"] for h in Logdir(tmp_path).run("job").hosts]
     assert ranks == [0, 1]
+
+
+def test_instants_counters_and_flows() -> None:
+    events = [
+        {"ph": "C", "name": "gpu mem", "pid": 1, "tid": 1, "ts": 5, "args": {"used": 12, "free": 0.5}},
+        {"ph": "i", "s": "g", "name": "mark", "pid": "Traces", "tid": "T", "ts": 6},
+        {"ph": "s", "cat": "ac2g", "name": "ac2g", "id": 42, "pid": 1, "tid": 1, "ts": 7},
+        {"ph": "f", "cat": "ac2g", "name": "ac2g", "id": 42, "pid": 0, "tid": 7, "ts": 9, "bp": "e"},
+        {"ph": "B", "name": "begin", "pid": 1, "tid": 1, "ts": 1},
+    ]
+    xs = xprof_core.decode_trace_json(json.dumps({"traceEvents": events}).encode())
+    host, flows = xs.plane("/host:CPU"), xs.plane("/host:flows")
+    assert xs.num_events == 4  # B/E pairs are not read (Kineto does not write them)
+    counter = xs.event_stats(int(xs.select(name="gpu mem")[0]))
+    assert counter == {"ph": "C", "used": 12, "free": 0.5}
+    assert xs.event_stats(int(xs.select(name="mark")[0])) == {"ph": "i"}
+    assert host.num_events == 2 and flows.num_events == 2
+    ends = sorted((xs.event_stats(int(r)) for r in xs.select(plane="flows")), key=lambda d: d["ph"])
+    assert ends == [{"cat": "ac2g", "ph": "f", "flow_id": 42, "bp": "e"}, {"cat": "ac2g", "ph": "s", "flow_id": 42}]
