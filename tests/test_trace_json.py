@@ -23,7 +23,7 @@ import pytest
 
 import xprof_core
 from xprof_core.errors import DecodeError
-from xprof_core.model import trace_json
+from xprof_core.model import kineto
 from xprof_core.storage.logdir import Logdir
 
 from conftest import REAL, need
@@ -128,9 +128,9 @@ def test_tiny_chunks_give_the_same_xspace(chunk: int, monkeypatch: pytest.Monkey
     whole = xprof_core.decode_trace_json(gzip.decompress(source.read_bytes()), host="h")
     plain = tmp_path / "h.json"
     plain.write_bytes(gzip.decompress(source.read_bytes()))
-    monkeypatch.setattr(trace_json, "CHUNK_BYTES", chunk)
+    monkeypatch.setattr(kineto, "CHUNK_BYTES", chunk)
     for path in (plain, source):
-        xs = trace_json.load_trace_json(str(path), host="h")
+        xs = kineto.load_trace_json(str(path), host="h")
         assert bytes(xs.buffer) == bytes(whole.buffer)
 
 

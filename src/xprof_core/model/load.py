@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xprof_core.model.trace_json import is_trace_json_name, load_trace_json
+from xprof_core.model.kineto import is_trace_json_name, load_trace_json
 from xprof_core.model.xspace import XSpace, decode_xspace
 
 
@@ -16,7 +16,7 @@ def load(path_or_url: Any, progress: Callable[[int, int], None] | None = None) -
     ``.gz`` files are gunzipped in memory; other fsspec URLs (``gs://``,
     ``s3://``, ``memory://``, ...) are read whole. PyTorch Kineto / Chrome
     trace JSON (``*.json``, ``*.json.gz``, e.g. ``*.pt.trace.json.gz``) is
-    streamed through :mod:`xprof_core.model.trace_json` into the same model.
+    streamed through :mod:`xprof_core.model.kineto` into the same model.
     ``progress(done, total)`` in bytes reports decoding progress on large files.
     """
     from xprof_core.storage.logdir import host_name_of, open_host_bytes  # storage: fsspec on first use

@@ -98,9 +98,9 @@ def rank_figures(xs: XSpace, rows: np.ndarray | None = None) -> dict[str, Any]:
     if len(rows) == 0:
         return out
     md = xs.event_metadata_row[rows]
-    names = xs._metadata_names
-    uniq = np.unique(md)
-    types = {int(m): kernel_type(str(names[m])) for m in uniq.tolist()}
+    uniq, first = np.unique(md, return_index=True)
+    names = dict(zip(uniq.tolist(), xs.event_names(rows[first]).tolist(), strict=True))
+    types = {m: kernel_type(str(names[m])) for m in uniq.tolist()}
     row_type = np.array([types[int(m)] for m in uniq.tolist()], dtype=object)[np.searchsorted(uniq, md)]
     start = xs.start_ps[rows]
     end = start + xs.duration_ps[rows]
