@@ -270,6 +270,7 @@ def test_parse_framework_op_follows_xprof() -> None:
     assert parse_framework_op("ThenExecuteCallback:GetEventForComputeStreamSyncPoint").kind == "tensorflow"
     assert parse_framework_op("LocalDeviceState::WaitFor").kind == "unknown"
     assert parse_framework_op("aten::addmm") == ("aten::addmm", "addmm", "pytorch")
+    assert parse_framework_op("command_buffer::execute").kind == "unknown"  # an XLA runtime scope
     assert parse_framework_op("autograd::engine::evaluate_function: MmBackward0").kind == "unknown"
     assert parse_framework_op("dummy") == ("dummy", "", "unknown")
 

@@ -31,9 +31,13 @@ _TF_TYPE = re.compile(r"[A-Z_][a-zA-Z0-9_]*")
 _JAX_TYPE_ONE_LINE = re.compile(r"[a-z_][a-z0-9_]*(\[.*\])?")
 _JAX_TYPE = re.compile(r"[a-z_][a-z0-9_]*(\[.*\])?", re.DOTALL)
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
-# PyTorch ops: a lower-case namespace and the op (aten::mm, c10d::allreduce_, torchvision::nms);
-# C++ scopes such as LocalDeviceState::WaitFor stay unknown, as in XProf.
-_TORCH_OP = re.compile(r"[a-z_][a-z0-9_]*::[A-Za-z0-9_.]+")
+# PyTorch's own op namespaces (aten::mm, c10d::allreduce_, torchvision::nms). Other "a::b" names
+# (command_buffer::execute, LocalDeviceState::WaitFor) stay unknown, as in XProf; a PyTorch op of
+# another namespace is still a framework op through its tf_op stat, only without a type.
+_TORCH_OP = re.compile(
+    r"(aten|prim|prims|c10d|_c10d_functional|c10d_functional|torchvision|quantized|_quantized|fbgemm|mkldnn)"
+    r"::[A-Za-z0-9_.]+"
+)
 _MEMCPY = (
     ("MEMCPYHToD", "MemcpyHToD"),
     ("MEMCPYDToH", "MemcpyDToH"),
