@@ -276,6 +276,7 @@ def test_instants_counters_and_flows() -> None:
     xs = xprof_core.decode_trace_json(json.dumps({"traceEvents": events}).encode())
     host, flows = xs.plane("/host:CPU"), xs.plane("/host:flows")
     assert xs.num_events == 4  # B/E pairs are not read (Kineto does not write them)
+    assert xs.warnings == ["1 trace events of phases other than X, i, I, C, s, t, f, M were not read"]
     counter = xs.event_stats(int(xs.select(name="gpu mem")[0]))
     assert counter == {"ph": "C", "used": 12, "free": 0.5}
     assert xs.event_stats(int(xs.select(name="mark")[0])) == {"ph": "i"}

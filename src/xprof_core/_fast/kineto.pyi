@@ -22,5 +22,5 @@ class KinetoTranscoder:
     def key_text(self, key: int) -> int | str: ...
     def lines_info(self) -> list[tuple[int, int, int, int, int, int]]:
         """(plane, device, pid key, tid key, kind, events) of each line."""
-    def write(self, hostname: str, planes: list[Any]) -> bytearray:
+    def write(self, hostname: str, planes: list[Any], warnings: list[str] | None = None) -> bytearray:
         """The XSpace wire bytes of everything read."""

@@ -1840,8 +1840,10 @@ cdef class KinetoTranscoder:
                 o.n += 1
                 put_varint(o, <uint64_t>(r.extra + 1))
 
-    def write(self, str hostname, list planes):
+    def write(self, str hostname, list planes, list warnings=None):
         """The XSpace wire bytes (a bytearray) of everything read.
+
+        ``warnings`` (str) become ``XSpace.warnings``.
 
         ``planes`` lists the output planes in order, each
         ``(internal plane, plane id, plane name, lines, stats)`` with
@@ -1906,6 +1908,9 @@ cdef class KinetoTranscoder:
             total += 1 + varint_size(<uint64_t>plane_size) + plane_size
         if host:
             total += 1 + varint_size(len(host)) + len(host)
+        notes = [w.encode("utf-8") for w in (warnings or [])]
+        for raw in notes:
+            total += 1 + varint_size(len(raw)) + len(raw)
         out = PyByteArray_FromStringAndSize(NULL, total)
         o.data = <uint8_t*>PyByteArray_AS_STRING(out)
         o.n = 0
@@ -1950,6 +1955,11 @@ cdef class KinetoTranscoder:
             self.write_metadata(&o, plane, 1, 0x22)
             self.write_metadata(&o, plane, 2, 0x2A)
             raw = stat_bytes[pi]
+            put_bytes(&o, raw, len(raw))
+        for raw in notes:
+            o.data[o.n] = 0x1A  # XSpace.warnings
+            o.n += 1
+            put_varint(&o, len(raw))
             put_bytes(&o, raw, len(raw))
         if host:
             o.data[o.n] = 0x22

@@ -194,7 +194,12 @@ def _transcode(chunks: Iterator[Any], host: str, size: int, progress: Progress |
     if progress is not None:
         progress(size, size)
     planes = _layout(coder)
-    return decode_xspace(coder.write(host, planes))
+    notes = []
+    if coder.skipped:
+        notes.append(f"{coder.skipped} trace events of phases other than X, i, I, C, s, t, f, M were not read")
+    if coder.negative_durations:
+        notes.append(f"{coder.negative_durations} trace events with a negative duration were read as instants")
+    return decode_xspace(coder.write(host, planes, notes))
 
 
 def _raise(coder: KinetoTranscoder) -> None:
