@@ -283,3 +283,17 @@ def test_instants_counters_and_flows() -> None:
     assert host.num_events == 2 and flows.num_events == 2
     ends = sorted((xs.event_stats(int(r)) for r in xs.select(plane="flows")), key=lambda d: d["ph"])
     assert ends == [{"cat": "ac2g", "ph": "f", "flow_id": 42, "bp": "e"}, {"cat": "ac2g", "ph": "s", "flow_id": 42}]
+
+
+def test_many_threads_and_too_many_devices() -> None:
+    """One event per thread stays cheap (line buffers start small); device planes are capped."""
+    many = [{"ph": "X", "name": "a", "pid": 1, "tid": i, "ts": i, "dur": 1} for i in range(50_000)]
+    xs = xprof_core.decode_trace_json(json.dumps({"traceEvents": many}).encode())
+    assert xs.num_lines == 50_000 and xs.num_events == 50_000
+    devices = [
+        {"ph": "X", "cat": "kernel", "name": "k", "pid": d, "tid": 7, "ts": 1, "dur": 1, "args": {"device": d}}
+        for d in range(129)
+    ]
+    with pytest.raises(DecodeError, match="too many GPU devices") as info:
+        xprof_core.decode_trace_json(json.dumps({"traceEvents": devices}).encode())
+    assert info.value.path == "traceEvents[128]"

@@ -78,6 +78,7 @@ cdef enum:
     PLANE_HOST = 0
     PLANE_FLOWS = 1
     MAX_DEPTH = 512
+    MAX_DEVICES = 128       # GPU planes; each keeps a flag byte per interned string
     MAX_NUMBER = 400
     INTERN_MAX_LEN = 4096
     STRING_KEY_TAG = 1
@@ -149,7 +150,7 @@ cdef inline int buf_reserve(Buf* b, Py_ssize_t extra) noexcept nogil:
     cdef uint8_t* p
     if b.n + extra <= b.cap:
         return 0
-    cap = b.cap * 2 if b.cap else 256
+    cap = b.cap * 2 if b.cap else 64
     while cap < b.n + extra:
         cap *= 2
     p = <uint8_t*>realloc(b.data, cap)
@@ -782,7 +783,7 @@ cdef class KinetoTranscoder:
         for i in range(2, self.n_planes):
             if self.pdevice[i] == device:
                 return <int32_t>i
-        if self.n_planes >= 4096:
+        if self.n_planes >= 2 + MAX_DEVICES:
             return -1
         return self.add_plane(device)
 
@@ -1415,7 +1416,7 @@ cdef class KinetoTranscoder:
             flags |= F_DEVICE
         # the event record
         if ln.n == ln.cap:
-            ln.cap = ln.cap * 2 if ln.cap else 64
+            ln.cap = ln.cap * 2 if ln.cap else 4
             ln.ev = <EvRec*>realloc(ln.ev, ln.cap * sizeof(EvRec))
             if ln.ev == NULL:
                 raise MemoryError()
