@@ -778,4 +778,4 @@ def test_pytorch_ops_from_a_kineto_trace() -> None:
     kernel = rows[("Device", "aten::mm")]
     assert fw["total_ps"][kernel] == 7_000_000 and fw["occurrences"][kernel] == 1
     alloc = xs.select(name="^MemoryAllocation$")
-    assert xs.event_stats(int(alloc[0]))["tf_op"] == "aten::mm"
+    assert xs.event_stats(int(alloc[0]))["enclosing_op"] == "aten::mm"

@@ -112,7 +112,11 @@ CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = [
         "sent whole); the default view of the small test profiles now drops sub-pixel events, and counts them",
         _thinned_default,
     ),
-    ("overview_page", "version 3: device_memset category; GPU communication per rank", _overview_communication_and_memset),
+    (
+        "overview_page",
+        "version 3: device_memset category; GPU communication per rank",
+        _overview_communication_and_memset,
+    ),
 ]
 
 

@@ -70,7 +70,7 @@ cdef enum TopState:
 # Event kinds (flags of an encoded event).
 cdef enum EvFlag:
     F_OP = 1           # a framework op (cpu_op): encloses launches and allocations
-    F_MEMORY = 2       # an allocation or free: gets the enclosing op as tf_op
+    F_MEMORY = 2       # an allocation or free: gets the enclosing op as enclosing_op
     F_DEVICE = 4       # a GPU activity with a correlation: gets the launching op as tf_op
 
 # Planes: 0 the host, 1 the flow endpoints, then one per GPU.
@@ -628,7 +628,7 @@ cdef class KinetoTranscoder:
     cdef int64_t ph_counts[256]
     cdef uint8_t stat_tag           # 0x22 (XEvent.stats) or 0x32 (XPlane.stats)
     # well-known string ids
-    cdef int32_t id_correlation_id, id_kernel_details, id_step_num, id_cat, id_tf_op, id_ph
+    cdef int32_t id_correlation_id, id_kernel_details, id_step_num, id_cat, id_tf_op, id_ph, id_enclosing_op
     cdef int32_t id_flow_id, id_bp, id_alloc, id_dealloc, id_bytes_allocated, id_bytes_reserved
     cdef int32_t id_bytes_available, id_allocation_bytes, id_requested_bytes, id_addr, id_allocator_name
     cdef int32_t id_flow_phase[3]
@@ -658,6 +658,7 @@ cdef class KinetoTranscoder:
         self.id_step_num = self.intern_c(b"step_num", 8)
         self.id_cat = self.intern_c(b"cat", 3)
         self.id_tf_op = self.intern_c(b"tf_op", 5)
+        self.id_enclosing_op = self.intern_c(b"enclosing_op", 12)
         self.id_ph = self.intern_c(b"ph", 2)
         self.id_flow_id = self.intern_c(b"flow_id", 7)
         self.id_bp = self.intern_c(b"bp", 2)
@@ -1761,7 +1762,7 @@ cdef class KinetoTranscoder:
                 ln = &self.lines[i]
                 for k in range(ln.n):
                     if ln.ev[k].extra >= 0:
-                        self.mark(ln.plane, self.id_tf_op, 2)
+                        self.mark(ln.plane, self.extra_key(ln.ev[k].flags), 2)
                         self.mark(ln.plane, ln.ev[k].extra, 2)
         finally:
             free(st_end)
@@ -1770,17 +1771,22 @@ cdef class KinetoTranscoder:
             free(cval)
         return 0
 
-    cdef inline Py_ssize_t extra_size(self, int32_t extra) noexcept:
+    cdef inline int32_t extra_key(self, int32_t flags) noexcept:
+        """The stat an event's op goes in: ``tf_op`` for ops and GPU activities; ``enclosing_op`` for
+        allocation records, which the op tables would otherwise count as occurrences of the op."""
+        return self.id_enclosing_op if flags & F_MEMORY else self.id_tf_op
+
+    cdef inline Py_ssize_t extra_size(self, EvRec* r) noexcept:
         cdef Py_ssize_t body
-        if extra < 0:
+        if r.extra < 0:
             return 0
-        body = 1 + varint_size(<uint64_t>(self.id_tf_op + 1)) + 1 + varint_size(<uint64_t>(extra + 1))
+        body = 1 + varint_size(<uint64_t>(self.extra_key(r.flags) + 1)) + 1 + varint_size(<uint64_t>(r.extra + 1))
         return 1 + varint_size(<uint64_t>body) + body
 
     cdef Py_ssize_t line_events_size(self, Line* ln) noexcept:
         cdef Py_ssize_t k, total = 0, n
         for k in range(ln.n):
-            n = ln.ev[k].len + self.extra_size(ln.ev[k].extra)
+            n = ln.ev[k].len + self.extra_size(&ln.ev[k])
             total += 1 + varint_size(<uint64_t>n) + n
         return total
 
@@ -1824,19 +1830,19 @@ cdef class KinetoTranscoder:
         cdef EvRec* r
         for k in range(ln.n):
             r = &ln.ev[k]
-            n = r.len + self.extra_size(r.extra)
+            n = r.len + self.extra_size(r)
             o.data[o.n] = 0x22
             o.n += 1
             put_varint(o, <uint64_t>n)
             put_bytes(o, ln.payload.data + r.off, r.len)
             if r.extra >= 0:
-                body = 1 + varint_size(<uint64_t>(self.id_tf_op + 1)) + 1 + varint_size(<uint64_t>(r.extra + 1))
+                body = 1 + varint_size(<uint64_t>(self.extra_key(r.flags) + 1)) + 1 + varint_size(<uint64_t>(r.extra + 1))
                 o.data[o.n] = 0x22
                 o.n += 1
                 put_varint(o, <uint64_t>body)
                 o.data[o.n] = 0x08
                 o.n += 1
-                put_varint(o, <uint64_t>(self.id_tf_op + 1))
+                put_varint(o, <uint64_t>(self.extra_key(r.flags) + 1))
                 o.data[o.n] = 0x38
                 o.n += 1
                 put_varint(o, <uint64_t>(r.extra + 1))

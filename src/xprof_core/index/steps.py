@@ -26,11 +26,10 @@ second compiled walk of the host lines once the steps are known.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import re
 
 import numpy as np
 

@@ -10,8 +10,9 @@ decodes the bytes with the XSpace decoder. What the tools then see:
   ``thread_name`` metadata; CPU ops, Python functions, runtime calls,
   annotations and instants. ``ProfilerStep#N`` carries ``step_num`` N,
   ``[memory]`` instants become XProf's ``MemoryAllocation`` /
-  ``MemoryDeallocation`` events with its memory stats, every ``cpu_op`` and
-  every launch carries ``tf_op`` (the op itself, the op around the launch).
+  ``MemoryDeallocation`` events with its memory stats and the op they
+  happened in as ``enclosing_op``; every ``cpu_op`` carries ``tf_op`` (its
+  own name).
 * ``/device:GPU:<n>``: one ``Stream #<s>`` line per stream (kernels, memcpy,
   memset) and ``Annotations (Stream #<s>)`` for GPU user annotations. Kernels
   carry ``kernel_details`` (registers, shared memory, grid, block, occupancy
@@ -71,12 +72,18 @@ def decode_trace_json(buf: Any, host: str = "", progress: Progress | None = None
     """
     view = memoryview(buf).cast("B")
     if bytes(view[:2]) == _GZIP_MAGIC:
-        return _transcode(_gunzip_chunks(_slices(view), "<bytes>"), host, len(view), progress, compressed=True)
-    return _transcode(iter([view]), host, len(view), progress, compressed=False)
+        chunks: Iterator[Any] = _gunzip_chunks(_slices(view), "<bytes>")
+        return decode_xspace(_transcode(chunks, host, len(view), progress, compressed=True))
+    return decode_xspace(_transcode(iter([view]), host, len(view), progress, compressed=False))
 
 
 def load_trace_json(url: str, host: str = "", progress: Progress | None = None) -> XSpace:
     """Read and decode one trace JSON file (local path or fsspec URL), streaming it in chunks."""
+    return decode_xspace(transcode_trace_json(url, host, progress))
+
+
+def transcode_trace_json(url: str, host: str = "", progress: Progress | None = None) -> bytearray:
+    """The XSpace wire bytes of one trace JSON file (local path or fsspec URL), streamed in chunks."""
     from xprof_core.storage.logdir import open_host_stream
 
     handle, size = open_host_stream(url)
@@ -176,7 +183,7 @@ def _gunzip_chunks(chunks: Iterator[Any], url: str) -> Iterator[bytes]:
 # --- the transcoding loop ---
 
 
-def _transcode(chunks: Iterator[Any], host: str, size: int, progress: Progress | None, compressed: bool) -> XSpace:
+def _transcode(chunks: Iterator[Any], host: str, size: int, progress: Progress | None, compressed: bool) -> bytearray:
     coder = KinetoTranscoder()
     pending: Any = b""
     read = 0
@@ -199,7 +206,7 @@ def _transcode(chunks: Iterator[Any], host: str, size: int, progress: Progress |
         notes.append(f"{coder.skipped} trace events of phases other than X, i, I, C, s, t, f, M were not read")
     if coder.negative_durations:
         notes.append(f"{coder.negative_durations} trace events with a negative duration were read as instants")
-    return decode_xspace(coder.write(host, planes, notes))
+    return coder.write(host, planes, notes)
 
 
 def _raise(coder: KinetoTranscoder) -> None:
@@ -325,4 +332,4 @@ def _layout(coder: KinetoTranscoder) -> list[tuple[int, int, str, list[tuple[int
     return planes
 
 
-__all__ = ["TRACE_JSON_SUFFIXES", "decode_trace_json", "is_trace_json_name", "load_trace_json"]
+__all__ = ["TRACE_JSON_SUFFIXES", "decode_trace_json", "is_trace_json_name", "load_trace_json", "transcode_trace_json"]

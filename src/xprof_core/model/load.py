@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xprof_core.model.kineto import is_trace_json_name, load_trace_json
+from xprof_core.model.kineto import is_trace_json_name, load_trace_json, transcode_trace_json
 from xprof_core.model.xspace import XSpace, decode_xspace
 
 
@@ -25,3 +25,15 @@ def load(path_or_url: Any, progress: Callable[[int, int], None] | None = None) -
     if is_trace_json_name(url):
         return load_trace_json(url, host=host_name_of(url), progress=progress)
     return decode_xspace(open_host_bytes(url), progress=progress)
+
+
+def host_bytes(url: str) -> Any:
+    """The XSpace wire bytes of one host file: its own bytes, or those a trace JSON transcodes to.
+
+    What the host index walks and the decoder reads, whatever the input format.
+    """
+    from xprof_core.storage.logdir import host_name_of, open_host_bytes
+
+    if is_trace_json_name(url):
+        return transcode_trace_json(url, host=host_name_of(url))
+    return open_host_bytes(url)

@@ -32,9 +32,11 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.index.passes import host_pass_of
+from xprof_core.index.records import device_records
+from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.datatable import datatable
-from xprof_core.tools.steps import device_rows
 
 PS_PER_MS = 1e9
 COMMUNICATION, MEMORY, COMPUTATION, OTHER = "communication", "memory", "computation", "other"
@@ -76,16 +78,8 @@ def union_length(start_ps: np.ndarray, end_ps: np.ndarray) -> int:
     return int((run_end[last] - s[new]).sum())
 
 
-def rank_figures(xs: XSpace, rows: np.ndarray | None = None) -> dict[str, Any]:
-    """The figures of one rank over the device activity ``rows`` (default: every GPU stream event).
-
-    Times in ps: ``kernel_time_ps``, ``idle_ps``, ``compute_ps``,
-    ``non_compute_ps``, ``communication_ps`` (busy with collectives),
-    ``overlap_ps`` (collectives and computation at once), and
-    ``collectives``: ``{name: [kernels, total duration ps]}``.
-    """
-    if rows is None:
-        rows = device_rows(xs)
+def _figures(start: np.ndarray, dur: np.ndarray, key: np.ndarray, name_of: dict[int, str]) -> dict[str, Any]:
+    """The figures of activities (start, duration in ps) named ``name_of[key]``."""
     out: dict[str, Any] = {
         "kernel_time_ps": 0,
         "idle_ps": 0,
@@ -95,15 +89,12 @@ def rank_figures(xs: XSpace, rows: np.ndarray | None = None) -> dict[str, Any]:
         "overlap_ps": 0,
         "collectives": {},
     }
-    if len(rows) == 0:
+    if len(start) == 0:
         return out
-    md = xs.event_metadata_row[rows]
-    uniq, first = np.unique(md, return_index=True)
-    names = dict(zip(uniq.tolist(), xs.event_names(rows[first]).tolist(), strict=True))
-    types = {m: kernel_type(str(names[m])) for m in uniq.tolist()}
-    row_type = np.array([types[int(m)] for m in uniq.tolist()], dtype=object)[np.searchsorted(uniq, md)]
-    start = xs.start_ps[rows]
-    end = start + xs.duration_ps[rows]
+    uniq = np.array(sorted(name_of), dtype=np.int64)
+    types = np.array([kernel_type(name_of[k]) for k in uniq.tolist()], dtype=object)
+    row_type = types[np.searchsorted(uniq, key)]
+    end = start + dur
     comm, comp = row_type == COMMUNICATION, row_type == COMPUTATION
     busy = union_length(start, end)
     compute = union_length(start[comp], end[comp])
@@ -119,28 +110,54 @@ def rank_figures(xs: XSpace, rows: np.ndarray | None = None) -> dict[str, Any]:
         overlap_ps=communication + compute - both,
     )
     collectives: dict[str, list[int]] = {}
-    dur = xs.duration_ps[rows]
-    for m in uniq[[types[int(m)] == COMMUNICATION for m in uniq.tolist()]].tolist():
-        sel = md == m
-        agg = collectives.setdefault(collective_of(str(names[m])), [0, 0])
+    for k, t in zip(uniq.tolist(), types.tolist(), strict=True):
+        if t != COMMUNICATION:
+            continue
+        sel = key == k
+        agg = collectives.setdefault(collective_of(name_of[k]), [0, 0])
         agg[0] += int(sel.sum())
         agg[1] += int(dur[sel].sum())
     out["collectives"] = collectives
     return out
 
 
-def host_rank(xs: XSpace) -> int | None:
+def rank_figures(source: Any, rows: np.ndarray | None = None) -> dict[str, Any]:
+    """The figures of one rank: of the XSpace event ``rows`` given, else of every device activity
+    (the host index's device records: ``Stream #`` lines on GPUs) of an XSpace or host pass.
+
+    Times in ps: ``kernel_time_ps``, ``idle_ps``, ``compute_ps``,
+    ``non_compute_ps``, ``communication_ps`` (busy with collectives),
+    ``overlap_ps`` (collectives and computation at once), and
+    ``collectives``: ``{name: [kernels, total duration ps]}``.
+    """
+    if rows is not None:
+        xs: XSpace = source
+        md = xs.event_metadata_row[rows]
+        uniq, first = np.unique(md, return_index=True)
+        names = dict(zip(uniq.tolist(), (str(n) for n in xs.event_names(rows[first])), strict=True))
+        return _figures(xs.start_ps[rows], xs.duration_ps[rows], md, names)
+    hp = host_pass_of(source)
+    recs = device_records(hp)
+    rec = hp.records
+    md = rec["md_row"][recs].astype(np.int64)
+    uniq = np.unique(md)
+    names = dict(zip(uniq.tolist(), (str(n) for n in hp.md_names(uniq)), strict=True))
+    return _figures(rec["start_ps"][recs].astype(np.int64), rec["duration_ps"][recs].astype(np.int64), md, names)
+
+
+def host_rank(source: Any) -> int | None:
     """The rank a host's profile names (Kineto's ``distributedInfo``), if any."""
-    for plane in xs.planes:
-        if plane.name == "/host:CPU":
+    meta = source if isinstance(source, XSpace) else host_pass_of(source).meta
+    for plane in meta.planes:
+        if plane.kind == PlaneKind.HOST:
             rank = plane.stats.get("rank")
             return int(rank) if isinstance(rank, int) else None
     return None
 
 
-def map_collectives(xs: XSpace) -> dict[str, Any]:
-    """One host's partial: its rank and :func:`rank_figures`."""
-    return {"rank": host_rank(xs), **rank_figures(xs)}
+def map_collectives(source: Any) -> dict[str, Any]:
+    """One host's partial (of an XSpace or its host pass): its rank and :func:`rank_figures`."""
+    return {"rank": host_rank(source), **rank_figures(source)}
 
 
 def reduce_collectives(partials: Sequence[dict[str, Any]], hosts: Sequence[str]) -> dict[str, Any]:
