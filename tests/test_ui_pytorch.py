@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+
 import test_ui_browser as ui_browser
 from test_ui_browser import Server, UiPage, assert_cell, first_row, view_url
 
