@@ -10,6 +10,7 @@ Chromium is missing.
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -76,9 +77,14 @@ def test_pytorch_tables(ui: UiPage, demo_server: Server, tool: str) -> None:
 
 
 def test_pytorch_trace(ui: UiPage, demo_server: Server) -> None:
-    trace = demo_server.api("data", run=RUN, tag="trace_viewer", resolution="0")
-    slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    requests: list[str] = []
+    ui.page.on("request", lambda r: requests.append(r.url))
     ui.goto(view_url(demo_server, RUN, "trace_viewer"), ready="trace_viewer")
+    # What the page shows is what the API answers to the page's own request (a window thinned to its width).
+    asked = [u for u in requests if "tag=trace_viewer" in u and "/data?" in u]
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlparse(asked[0]).query))
+    trace = demo_server.api("data", **query)
+    slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert ui.page.locator(".trace-status").get_attribute("data-returned") == str(len(slices))
     rows = ui.page.evaluate("window.__xprofTrace.timeline.items.filter(i => i.kind === 'thread').map(i => i.name)")
     assert "Stream #7" in rows and "thread 428 (python3)" in rows
