@@ -310,7 +310,7 @@ def _layout(coder: KinetoTranscoder) -> list[tuple[int, int, str, list[tuple[int
         sorted(by_plane.get(0, []), key=lambda r: (_key_sort(r[1]), _key_sort(r[2])))
     ):
         name = thread_names.get((pid, tid)) or (f"thread {text(tid)}" if not tid & _TAG_STRING else text(tid))
-        name = name or f"{text(pid)}"
+        name = name or text(pid) or "(no pid or tid)"
         host_lines.append((index, numeric(tid, i), numeric(pid, 0), name))
     planes.append((0, 0, "/host:CPU", host_lines, _host_stats(top, coder)))
     for plane in sorted(devices, key=lambda p: devices[p]):
