@@ -269,6 +269,9 @@ def test_parse_framework_op_follows_xprof() -> None:
     assert parse_framework_op("XlaModule:")[:2] == ("XlaModule", "XlaModule")
     assert parse_framework_op("ThenExecuteCallback:GetEventForComputeStreamSyncPoint").kind == "tensorflow"
     assert parse_framework_op("LocalDeviceState::WaitFor").kind == "unknown"
+    assert parse_framework_op("aten::addmm") == ("aten::addmm", "addmm", "pytorch")
+    assert parse_framework_op("command_buffer::execute").kind == "unknown"  # an XLA runtime scope
+    assert parse_framework_op("autograd::engine::evaluate_function: MmBackward0").kind == "unknown"
     assert parse_framework_op("dummy") == ("dummy", "", "unknown")
 
 
@@ -731,3 +734,48 @@ def test_gpu_non_xla_kernels_are_framework_ops_only() -> None:
     # XProf: one device op per (framework op, kernel); the framework op occurs as often as its busiest kernel.
     assert (row["host_or_device"], row["type"], row["name"]) == ("Device", "Conv2D", "model/conv/Conv2D")
     assert (row["occurrences"], row["total_ps"], row["self_ps"]) == (2, 22, 22)
+
+
+def test_pytorch_ops_from_a_kineto_trace() -> None:
+    """aten ops are framework ops (self time by nesting), kernels join them through correlation,
+    allocation records inside an op are not occurrences of it."""
+
+    def ev(cat: str, name: str, ts: float, dur: float, pid: int = 1, tid: int = 1, **args: object) -> dict:  # type: ignore[type-arg]
+        return {"ph": "X", "cat": cat, "name": name, "pid": pid, "tid": tid, "ts": ts, "dur": dur, "args": args}
+
+    events = [
+        ev("cpu_op", "aten::linear", 10.0, 50.0),
+        ev("cpu_op", "aten::mm", 20.0, 30.0),
+        ev("cuda_runtime", "cudaLaunchKernel", 25.0, 5.0, correlation=9),
+        {
+            "ph": "i",
+            "s": "t",
+            "cat": "cpu_instant_event",
+            "name": "[memory]",
+            "pid": 1,
+            "tid": 1,
+            "ts": 22.0,
+            "args": {
+                "Bytes": 512,
+                "Total Allocated": 512,
+                "Total Reserved": 2048,
+                "Device Id": 0,
+                "Device Type": 1,
+                "Addr": 4096,
+            },
+        },
+        ev("kernel", "sm90_gemm", 40.0, 7.0, pid=0, tid=7, device=0, stream=7, correlation=9),
+    ]
+    xs = xprof_core.decode_trace_json(json.dumps({"traceEvents": events}).encode())
+    partial = map_op_stats(xs)
+    fw = partial["framework"]
+    rows = {(w, n): i for i, (w, n) in enumerate(zip(fw["host_or_device"], fw["name"], strict=True))}
+    mm = rows[("Host", "aten::mm")]
+    linear = rows[("Host", "aten::linear")]
+    assert fw["type"][mm] == "mm" and fw["occurrences"][mm] == 1
+    assert fw["total_ps"][mm] == 30_000_000 and fw["self_ps"][mm] == 30_000_000
+    assert fw["self_ps"][linear] == 20_000_000  # 50 us minus its child aten::mm
+    kernel = rows[("Device", "aten::mm")]
+    assert fw["total_ps"][kernel] == 7_000_000 and fw["occurrences"][kernel] == 1
+    alloc = xs.select(name="^MemoryAllocation$")
+    assert xs.event_stats(int(alloc[0]))["enclosing_op"] == "aten::mm"

@@ -441,3 +441,28 @@ def test_help_explains_every_flag() -> None:
         ).stdout
         for flag in flags:
             assert flag in out, (module, flag)
+
+
+def test_worker_maps_a_pytorch_trace_and_reports_bad_json(tmp_path: Path) -> None:
+    """Kineto trace JSON goes through the worker like XSpace: decoded while streamed, errors with offsets."""
+    import gzip
+
+    from xprof_core.demo import DEMO_LOGDIR
+
+    run = tmp_path / "logdir" / "job"
+    run.mkdir(parents=True)
+    good = run / "w.1700000000000.pt.trace.json.gz"
+    shutil.copyfile(next((DEMO_LOGDIR / "torch_transformer_h200").glob("*.pt.trace.json.gz")), good)
+    bad = run / "bad.1700000000001.pt.trace.json.gz"
+    bad.write_bytes(gzip.compress(b'{"traceEvents": [{"ph": "X", "ts": 1,}]}'))
+    handle = create_server("127.0.0.1:0", WorkerConfig(logdir_roots=[str(tmp_path / "logdir")]))
+    try:
+        partial, last = call_map(f"127.0.0.1:{handle.port}", "overview_page", str(good))
+        assert partial["steps"]["step_num"].tolist() == [3, 4, 5]
+        assert last.timings.bytes_read > 0 and last.timings.decode_s > 0  # the XSpace bytes the JSON became
+        with pytest.raises(grpc.RpcError) as err:
+            call_map(f"127.0.0.1:{handle.port}", "overview_page", str(bad))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "[offset=37 path=traceEvents[0]]" in err.value.details()  # the "}" after the trailing comma
+    finally:
+        handle.stop(grace_s=0)

@@ -261,3 +261,39 @@ def test_one_pass_breakdown_equals_the_general_path(path: Path, monkeypatch: pyt
     for cat in [*CATEGORIES, UNKNOWN]:
         np.testing.assert_array_equal(fast.breakdown_ps[cat], general.breakdown_ps[cat], err_msg=cat)
     assert fast.breakdown_ps["host_compute"].sum() > 0
+
+
+# --- PyTorch (Kineto) traces ---
+
+
+def _kineto(events: list[dict]) -> bytes:  # type: ignore[type-arg]
+    return json.dumps({"schemaVersion": 1, "traceEvents": events}).encode()
+
+
+def test_pytorch_profiler_steps_and_copy_categories() -> None:
+    """ProfilerStep#N events are one step series; Kineto's memcpy/memset names land in their categories."""
+
+    def host(name: str, ts: float, dur: float, **args: object) -> dict:  # type: ignore[type-arg]
+        return {"ph": "X", "cat": "cpu_op", "name": name, "pid": 1, "tid": 1, "ts": ts, "dur": dur, "args": args}
+
+    def device(cat: str, name: str, ts: float, dur: float, corr: int) -> dict:  # type: ignore[type-arg]
+        args = {"device": 0, "stream": 7, "correlation": corr}
+        return {"ph": "X", "cat": cat, "name": name, "pid": 0, "tid": 7, "ts": ts, "dur": dur, "args": args}
+
+    events = [
+        {**host("ProfilerStep#5", 100.0, 100.0), "cat": "user_annotation"},
+        {**host("ProfilerStep#6", 200.0, 100.0), "cat": "user_annotation"},
+        {**host("cudaLaunchKernel", 110.0, 5.0, correlation=1), "cat": "cuda_runtime"},
+        {**host("cudaMemsetAsync", 120.0, 5.0, correlation=2), "cat": "cuda_runtime"},
+        {**host("cudaMemcpyAsync", 210.0, 5.0, correlation=3), "cat": "cuda_runtime"},
+        device("kernel", "gemm", 130.0, 10.5, 1),
+        device("gpu_memset", "Memset (Device)", 150.0, 2.25, 2),
+        device("gpu_memcpy", "Memcpy HtoD (Pageable -> Device)", 220.0, 3.0, 3),
+    ]
+    xs = xprof_core.decode_trace_json(_kineto(events))
+    table = build_step_table(xs)
+    assert table.source == "step_num" and table.name == "ProfilerStep"
+    assert table.step_num.tolist() == [5, 6]
+    assert table.breakdown_ps["device_compute"].tolist() == [10_500_000, 0]
+    assert table.breakdown_ps["device_memset"].tolist() == [2_250_000, 0]
+    assert table.breakdown_ps["host_to_device"].tolist() == [0, 3_000_000]

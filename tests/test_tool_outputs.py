@@ -55,6 +55,42 @@ def _version(new: int) -> Callable[[str, Any], Any]:
     return lambda key, expected: {**expected, "version": new}
 
 
+def _overview_communication_and_memset(key: str, expected: Any) -> Any:
+    """overview_page v3: a ``device_memset`` category and the GPU communication per rank.
+
+    Memsets (device activities named "Memset...") were device compute: the
+    share the current tool gives them is carved out of ``device_compute``,
+    step by step, and nothing else moves. The communication tables are
+    tools.collectives' figures, which test_hta_agreement.py checks against HTA.
+    """
+    from xprof_core.execute import run_tool
+
+    now = run_tool("overview_page", str(PROFILES[key]))
+    out = dict(expected)
+    out["version"] = 3
+    memset_pct = now["breakdown_pct"]["device_memset"]
+    out["breakdown_pct"] = {
+        **expected["breakdown_pct"],
+        "device_compute": expected["breakdown_pct"]["device_compute"] - memset_pct,
+        "device_memset": memset_pct,
+    }
+    table = expected["step_table"]
+    ids = [c["id"] for c in table["cols"]]
+    at, compute = ids.index("device_to_host_ms") + 1, ids.index("device_compute_ms")
+    now_ids = [c["id"] for c in now["step_table"]["cols"]]
+    memset = [r["c"][now_ids.index("device_memset_ms")]["v"] for r in now["step_table"]["rows"]]
+    rows = []
+    for r, m in zip(table["rows"], memset, strict=True):
+        cells = [dict(c) for c in r["c"]]
+        cells[compute] = {"v": cells[compute]["v"] - m}
+        rows.append({"c": [*cells[:at], {"v": m}, *cells[at:]]})
+    cols = [*table["cols"][:at], {"id": "device_memset_ms", "label": "Device memset (ms)", "type": "number"}]
+    out["step_table"] = {**table, "cols": cols + table["cols"][at:], "rows": rows}
+    for name in ("communication_per_rank", "collectives", "straggler"):
+        out[name] = now[name]
+    return out
+
+
 # (tool, description, change applied to the recorded output) for deliberate changes of output.
 CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = [
     *(
@@ -75,6 +111,11 @@ CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = [
         "every window is thinned at the requested resolution (before: windows of fewer than 500,000 events were "
         "sent whole); the default view of the small test profiles now drops sub-pixel events, and counts them",
         _thinned_default,
+    ),
+    (
+        "overview_page",
+        "version 3: device_memset category; GPU communication per rank",
+        _overview_communication_and_memset,
     ),
 ]
 

@@ -21,6 +21,7 @@ from xprof_core._version import __version__
 from xprof_core.errors import DecodeError, ProfileNotFoundError, UnknownToolError, XprofError
 
 if TYPE_CHECKING:
+    from xprof_core.model.kineto import decode_trace_json
     from xprof_core.model.load import load
     from xprof_core.model.xspace import EventMetadata, Line, Plane, StatColumn, XSpace, decode_xspace
     from xprof_core.notebook import show
@@ -33,6 +34,7 @@ _LAZY = {
     "StatColumn": "xprof_core.model.xspace",
     "XSpace": "xprof_core.model.xspace",
     "decode_xspace": "xprof_core.model.xspace",
+    "decode_trace_json": "xprof_core.model.kineto",
     "show": "xprof_core.notebook",
 }
 
@@ -61,6 +63,7 @@ __all__ = [
     "XSpace",
     "XprofError",
     "__version__",
+    "decode_trace_json",
     "decode_xspace",
     "load",
     "show",

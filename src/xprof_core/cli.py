@@ -25,6 +25,7 @@ from xprof_core.model.load import load
 from xprof_core.model.xspace import XSpace
 from xprof_core.progress import ProgressBar
 from xprof_core.storage.logdir import host_name_of
+from xprof_core.tools.collectives import map_collectives, reduce_collectives
 
 PS_PER_MS = 1_000_000_000
 
@@ -54,6 +55,7 @@ def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str,
     on_device = ("device", "custom")
     devices = sorted({p["device"] for p in planes if p["device"] and p["kind"] in on_device})
     device_planes = [p for p in planes if p["kind"] in on_device and p["events"] > 0]
+    gpu = map_collectives(xs) if any(p["name"].startswith("/device:GPU") for p in device_planes) else None
     return {
         "host": host,
         "hostnames": xs.hostnames,
@@ -67,7 +69,28 @@ def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str,
         "active_device_planes": len(device_planes),
         "errors": xs.errors,
         "warnings": xs.warnings,
+        "gpu": gpu if gpu and gpu["kernel_time_ps"] else None,
     }
+
+
+def _format_gpu(g: dict[str, Any]) -> list[str]:
+    """The GPU time split and communication of one host (see tools.collectives)."""
+    span = g["kernel_time_ps"]
+    out = [
+        f"  gpu: {100 * g['compute_ps'] / span:.2f}% compute, {100 * g['non_compute_ps'] / span:.2f}% non-compute, "
+        f"{100 * g['idle_ps'] / span:.2f}% idle over {span / PS_PER_MS:,.3f} ms"
+        + (f" (rank {g['rank']})" if g.get("rank") is not None else "")
+    ]
+    if g["communication_ps"]:
+        parts = ", ".join(
+            f"{name} {count} kernels {total / PS_PER_MS:,.3f} ms"
+            for name, (count, total) in sorted(g["collectives"].items(), key=lambda kv: -kv[1][1])
+        )
+        out.append(
+            f"  communication: {g['communication_ps'] / PS_PER_MS:,.3f} ms, "
+            f"{100 * g['overlap_ps'] / g['communication_ps']:.2f}% overlapped with computation; {parts}"
+        )
+    return out
 
 
 def _format_summary(s: dict[str, Any]) -> str:
@@ -84,13 +107,16 @@ def _format_summary(s: dict[str, Any]) -> str:
         out.append(
             f"  {p['name']:<{name_w}}  {p['lines']:>6}  {p['events']:>10,}  {p['span_ms']:>12,.3f}  {p['device']}"
         )
+    if s.get("gpu"):
+        out.extend(_format_gpu(s["gpu"]))
     for e in s["errors"]:
         out.append(f"  profiler error: {e}")
     return "\n".join(out)
 
 
 def _is_profile_file(target: str) -> bool:
-    return target.endswith((".xplane.pb", ".xplane.pb.gz", ".pb", ".pb.gz")) or os.path.isfile(target)
+    suffixes = (".xplane.pb", ".xplane.pb.gz", ".pb", ".pb.gz", ".json", ".json.gz")
+    return target.endswith(suffixes) or os.path.isfile(target)
 
 
 def _load(path: str, args: argparse.Namespace) -> XSpace:
@@ -143,7 +169,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         last_run = None
-        for s in results:
+        for i, s in enumerate(results):
             if s["run"] != last_run and s["run"]:
                 print(f"run {s['run']}")
                 last_run = s["run"]
@@ -151,9 +177,20 @@ def cmd_summary(args: argparse.Namespace) -> int:
                 print(f"host {s['host']}: cannot read: {s['error']}")
             else:
                 print(_format_summary(s))
+            if i + 1 == len(results) or results[i + 1]["run"] != s["run"]:
+                _print_straggler([r for r in results if r["run"] == s["run"] and r.get("gpu")])
         for p in problems:
             print(f"skipped: {p}")
     return 2 if failed else 0
+
+
+def _print_straggler(hosts: list[dict[str, Any]]) -> None:
+    """Across the ranks of a run: the one that spends the least time in collectives."""
+    if len(hosts) < 2:
+        return
+    summary = reduce_collectives([h["gpu"] for h in hosts], [h["host"] for h in hosts])
+    if summary["straggler"]:
+        print(f"  straggler: {summary['straggler']} (the rank with the least time in collectives)")
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -240,7 +277,8 @@ def _json_default(value: Any) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="xprof-core", description="Read ML profiler traces (XSpace .xplane.pb) from the command line."
+        prog="xprof-core",
+        description="Read ML profiler traces (XSpace .xplane.pb, PyTorch trace .json) from the command line.",
     )
     parser.add_argument(
         "--progress",
@@ -254,13 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "target",
         nargs="?",
-        help="an .xplane.pb[.gz] file or a logdir (local path or fsspec URL); default: the bundled demo logdir",
+        help="an .xplane.pb[.gz] or trace .json[.gz] file, or a logdir (local path or fsspec URL); "
+        "default: the bundled demo logdir",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("events", help="the events that match, with their stats (JSON lines or CSV)")
-    p.add_argument("file", help="an .xplane.pb[.gz] file (local path or fsspec URL)")
+    p.add_argument("file", help="an .xplane.pb[.gz] or trace .json[.gz] file (local path or fsspec URL)")
     p.add_argument("--plane", help="regex on the plane name, e.g. '/device:GPU'")
     p.add_argument("--line", help="regex on the line name, e.g. 'Stream'")
     p.add_argument("--name", help="regex on the event name")
@@ -271,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("convert", help="run an analysis tool headless and write its output (JSON or CSV)")
-    p.add_argument("source", help="an .xplane.pb[.gz] file, a session or run folder, or a logdir with --run")
+    p.add_argument(
+        "source", help="an .xplane.pb[.gz] or trace .json[.gz] file, a session or run folder, or a logdir with --run"
+    )
     p.add_argument(
         "--tool",
         required=True,

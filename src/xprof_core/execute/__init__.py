@@ -78,7 +78,7 @@ def map_host(tool: str, url: str, params: Params | None = None, timings: dict[st
     host again. ``timings``, when given, receives ``read_s``, ``bytes_read``,
     ``decode_s`` and ``map_s`` (zeros for what a cache answered).
     """
-    from xprof_core.storage.logdir import open_host_bytes
+    from xprof_core.model.load import host_bytes  # trace JSON becomes XSpace wire bytes here
 
     params = params or {}
     phases = timings if timings is not None else {}
@@ -92,7 +92,7 @@ def map_host(tool: str, url: str, params: Params | None = None, timings: dict[st
         if hit is not None:
             return dict(hit)
         t0 = time.perf_counter()
-        buf = open_host_bytes(url)
+        buf = host_bytes(url)
         phases.update(read_s=time.perf_counter() - t0, bytes_read=float(len(buf)))
         partial = map_buffer(t, buf, params, phases)
         if key is not None:
@@ -104,7 +104,7 @@ def map_host(tool: str, url: str, params: Params | None = None, timings: dict[st
         from xprof_core.model.xspace import decode_xspace
 
         t0 = time.perf_counter()
-        buf = open_host_bytes(url)
+        buf = host_bytes(url)
         t1 = time.perf_counter()
         xs = decode_xspace(buf)
         phases.update(read_s=t1 - t0, bytes_read=float(len(buf)), decode_s=time.perf_counter() - t1)

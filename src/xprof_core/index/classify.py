@@ -21,6 +21,7 @@ CATEGORIES: dict[str, str] = {
     "device_to_device": "device-to-device copies",
     "host_to_device": "host-to-device copies",
     "device_to_host": "device-to-host copies",
+    "device_memset": "device memory sets (memset)",
     "host_compile": "compiling on the host",
     "host_wait_input": "the host waiting for input data",
     "host_compute": "other host work",
@@ -43,11 +44,13 @@ _HOST_TO_DEVICE = re.compile(
 )
 _DEVICE_TO_HOST = re.compile(r"MemcpyD2H|DeviceToHost|D2H|TransferFromDevice|ToLiteral", re.IGNORECASE)
 # ... and by the device tracer (device events; stream names "Stream #15(MemcpyH2D)" too).
+# (CUPTI's names as Kineto writes them: "Memcpy HtoD (Pageable -> Device)".)
 _DEVICE_COPY = (
-    (re.compile(r"MemcpyD2D|MemcpyP2P|DeviceToDevice|MemcpyDToD"), "device_to_device"),
-    (re.compile(r"MemcpyH2D|HostToDevice|MemcpyHToD"), "host_to_device"),
-    (re.compile(r"MemcpyD2H|DeviceToHost|MemcpyDToH"), "device_to_host"),
+    (re.compile(r"MemcpyD2D|MemcpyP2P|DeviceToDevice|MemcpyDToD|^Memcpy (DtoD|PtoP)"), "device_to_device"),
+    (re.compile(r"MemcpyH2D|HostToDevice|MemcpyHToD|^Memcpy HtoD"), "host_to_device"),
+    (re.compile(r"MemcpyD2H|DeviceToHost|MemcpyDToH|^Memcpy DtoH"), "device_to_host"),
 )
+_DEVICE_MEMSET = re.compile(r"Memset")  # CUPTI's "Memset (Device)": Kineto's gpu_memset
 _STREAM_COPY = (
     ("MemcpyH2D", "host_to_device"),
     ("MemcpyD2H", "device_to_host"),
@@ -85,6 +88,8 @@ def device_category(name: str) -> int:
     copy = copy_direction(name, on_host=False)
     if copy:
         return CATEGORY_INDEX[copy]
+    if _DEVICE_MEMSET.match(name):
+        return CATEGORY_INDEX["device_memset"]
     if COLLECTIVE.search(name):
         return CATEGORY_INDEX["device_collectives"]
     return CATEGORY_INDEX["device_compute"]

@@ -2,7 +2,7 @@
 
 ``scope/MatMul_1:MatMul`` is a TensorFlow op, ``jit(f)/dot_general:`` (or with
 a ``[params]`` type) a JAX op, ``Iterator::Batch`` a dataset op,
-``MemcpyHToD`` a copy; anything else is not a framework op.
+``MemcpyHToD`` a copy, ``aten::mm`` a PyTorch op; anything else is not a framework op.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import NamedTuple
 class FrameworkOp(NamedTuple):
     """A parsed framework op full name: ``name``, ``type`` and what kind of op it is.
 
-    ``kind`` is "tensorflow", "jax", "dataset", "memcpy" or "unknown" (not a
+    ``kind`` is "tensorflow", "jax", "pytorch", "dataset", "memcpy" or "unknown" (not a
     framework op: XProf leaves such host events out of the host table).
     """
 
@@ -31,6 +31,13 @@ _TF_TYPE = re.compile(r"[A-Z_][a-zA-Z0-9_]*")
 _JAX_TYPE_ONE_LINE = re.compile(r"[a-z_][a-z0-9_]*(\[.*\])?")
 _JAX_TYPE = re.compile(r"[a-z_][a-z0-9_]*(\[.*\])?", re.DOTALL)
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+# PyTorch's own op namespaces (aten::mm, c10d::allreduce_, torchvision::nms). Other "a::b" names
+# (command_buffer::execute, LocalDeviceState::WaitFor) stay unknown, as in XProf; a PyTorch op of
+# another namespace is still a framework op through its tf_op stat, only without a type.
+_TORCH_OP = re.compile(
+    r"(aten|prim|prims|c10d|_c10d_functional|c10d_functional|torchvision|quantized|_quantized|fbgemm|mkldnn)"
+    r"::[A-Za-z0-9_.]+"
+)
 _MEMCPY = (
     ("MEMCPYHToD", "MemcpyHToD"),
     ("MEMCPYDToH", "MemcpyDToH"),
@@ -55,6 +62,8 @@ def _parse(full_name: str, jax_type: re.Pattern[str]) -> FrameworkOp:
     name, op_type = full_name.split(":", 1)
     if name == "Iterator":
         return FrameworkOp(full_name, "Dataset", "dataset")
+    if _TORCH_OP.fullmatch(full_name):
+        return FrameworkOp(full_name, full_name.rsplit("::", 1)[-1], "pytorch")
     if _TF_NAME.fullmatch(name) and _TF_TYPE.fullmatch(op_type):
         return FrameworkOp(name, op_type, "tensorflow")
     derived = op_type if op_type else derive_op_type(name)

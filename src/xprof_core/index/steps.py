@@ -26,6 +26,7 @@ second compiled walk of the host lines once the steps are known.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,6 +145,9 @@ def union_length_by_group(starts: np.ndarray, ends: np.ndarray, group: np.ndarra
     return out
 
 
+_STEP_SUFFIX = re.compile(r"#\d+$")
+
+
 # --- categories of device records ---
 
 
@@ -202,7 +206,8 @@ def _step_markers(hp: HostPass) -> tuple[str, str, np.ndarray, np.ndarray, np.nd
         recs = host[(rec["flags"][host] & flag) != 0]
         if not len(recs):
             continue
-        names = hp.md_names(rec["md_row"][recs])
+        # PyTorch numbers its step events in the name (ProfilerStep#3, #4, ...): one name for all.
+        names = np.array([_STEP_SUFFIX.sub("", n) for n in hp.md_names(rec["md_row"][recs]).astype(str)], dtype=object)
         uniq, counts = np.unique(names.astype(str), return_counts=True)
         name = str(uniq[np.argmax(counts)])
         recs = recs[names == name]

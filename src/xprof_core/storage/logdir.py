@@ -4,6 +4,15 @@ A logdir holds profiles laid out the way JAX, TensorFlow and XProf write them::
 
     <logdir>/[<sub>/...]plugins/profile/<session>/<host>.xplane.pb[.gz]
 
+or the way PyTorch's profiler writes them for TensorBoard (Kineto trace JSON)::
+
+    <logdir>/<run>/<worker>[.<timestamp>].pt.trace.json[.gz]
+
+where a *run* is any directory holding ``*.pt.trace.json[.gz]`` files, named by its path
+relative to the logdir, and each worker file (one per rank of a multi-rank job) is a host named
+``<worker>`` (the millisecond timestamp the TensorBoard handler appends is dropped unless two
+files of one run would then share a name).
+
 A *run* is one session directory. Its name follows XProf's "frontend run name": the path of the
 directory holding ``plugins/`` relative to the logdir, joined with the session name
 (``train/2024_01_02_03_04_05``), or just the session name when ``plugins/profile`` sits directly
@@ -50,11 +59,16 @@ __all__ = [
     "Run",
     "RunNotFoundError",
     "host_name_from_file",
+    "is_kineto_file",
     "open_host_bytes",
+    "open_host_stream",
 ]
 
 #: File name endings of host profiles, uncompressed first (it wins when both exist).
-HOST_SUFFIXES: tuple[str, ...] = (".xplane.pb", ".xplane.pb.gz")
+HOST_SUFFIXES: tuple[str, ...] = (".xplane.pb", ".xplane.pb.gz", ".pt.trace.json", ".pt.trace.json.gz")
+#: Endings of PyTorch (Kineto) trace files, which make their directory a run.
+KINETO_SUFFIXES: tuple[str, ...] = (".pt.trace.json", ".pt.trace.json.gz")
+_WORKER_TIMESTAMP = re.compile(r"\.\d{10,}$")
 
 #: What a bytes-like host profile is: a read-only memory map for local files, bytes otherwise.
 HostBytes = bytes | mmap.mmap
@@ -141,18 +155,32 @@ class _Entry:
     size: int
 
 
-def host_name_from_file(file_name: str) -> str | None:
-    """Return the host name of a profile file name, or None when it is not a host profile."""
+def host_name_from_file(file_name: str, keep_timestamp: bool = False) -> str | None:
+    """Return the host name of a profile file name, or None when it is not a host profile.
+
+    PyTorch trace files ``<worker>.<timestamp ms>.pt.trace.json`` name the worker; the
+    timestamp stays with ``keep_timestamp``.
+    """
     for suffix in HOST_SUFFIXES:
         if file_name.endswith(suffix) and len(file_name) > len(suffix):
-            return file_name[: -len(suffix)]
+            stem = file_name[: -len(suffix)]
+            if suffix in KINETO_SUFFIXES and not keep_timestamp:
+                stem = _WORKER_TIMESTAMP.sub("", stem) or stem
+            return stem
     return None
 
 
 def host_name_of(path: str) -> str:
     """The host name of a profile path or URL: its file name without the profile suffix."""
     base = posixpath.basename(str(path).replace("\\", "/").rstrip("/"))
+    if base.endswith((".json", ".json.gz")) and not base.endswith(KINETO_SUFFIXES):
+        return base.removesuffix(".gz").removesuffix(".json") or base
     return host_name_from_file(base) or base
+
+
+def is_kineto_file(file_name: str) -> bool:
+    """Whether a file name is a PyTorch (Kineto) trace in TensorBoard's naming."""
+    return file_name.endswith(KINETO_SUFFIXES) and host_name_from_file(file_name) is not None
 
 
 class Logdir:
@@ -237,6 +265,11 @@ class Logdir:
             path = posixpath.join(self.root, parts[0])
         else:
             path = posixpath.join(self.root, *parts[:-1], _PLUGINS_DIR, _PROFILE_DIR, parts[-1])
+            kineto = posixpath.join(self.root, *parts)
+            if not self._isdir(path) and self._is_inside_root(kineto) and self._isdir(kineto):
+                entries = self._list(kineto, [])
+                if entries and any(e.kind == "file" and is_kineto_file(e.name) for e in entries):
+                    return self._read_session("/".join(parts), kineto, entries)  # TensorBoard's PyTorch layout
         if not self._is_inside_root(path) or not self._isdir(path):
             raise RunNotFoundError(f"no run {name!r} in {self.url!r}")
         return self._read_session("/".join(parts), path)
@@ -284,6 +317,8 @@ class Logdir:
                 entries = self._list(path, problems)
                 if entries is None:
                     continue
+            if rel and any(e.kind == "file" and is_kineto_file(e.name) for e in entries):
+                runs.append(self._read_session("/".join(rel), path, entries))  # TensorBoard's PyTorch layout
             children = sorted((e for e in entries if e.kind == "directory"), key=lambda e: e.name)
             for child in reversed(children):  # reversed: the stack pops them in name order
                 if rel and rel[-1] == _PLUGINS_DIR and child.name == _PROFILE_DIR:
@@ -323,10 +358,18 @@ class Logdir:
             if entries is None:
                 return run
         hosts: dict[str, Host] = {}
+        stems: dict[str, set[str]] = {}  # host name -> the files' stems, to keep timestamps that tell workers apart
+        for entry in entries:
+            if is_kineto_file(entry.name):
+                stems.setdefault(str(host_name_from_file(entry.name)), set()).add(
+                    str(host_name_from_file(entry.name.removesuffix(".gz"), keep_timestamp=True))
+                )
         for entry in entries:
             host_name = host_name_from_file(entry.name)
             if host_name is None:
                 continue
+            if len(stems.get(host_name, ())) > 1:
+                host_name = str(host_name_from_file(entry.name, keep_timestamp=True))
             url = self._url(entry.path)
             if entry.kind == "missing":
                 _report(run.problems, f"{url}: broken link")
@@ -433,6 +476,34 @@ def open_host_bytes(
     except FileNotFoundError as exc:
         raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
     return _gunzip(data, text) if compressed else data
+
+
+def open_host_stream(
+    url: str | os.PathLike[str],
+    *,
+    fs: AbstractFileSystem | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> tuple[Any, int]:
+    """Open one profile file for streaming reads: ``(binary file object, size in bytes)``.
+
+    For inputs read in chunks (trace JSON), so that a large file is never in
+    memory whole. Raises :class:`~xprof_core.errors.ProfileNotFoundError`
+    when the file does not exist.
+    """
+    text = os.fspath(url)
+    local_path = _local_path(text) if fs is None or _is_local_fs(fs) else None
+    try:
+        if local_path is not None:
+            handle = open(local_path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+            return handle, os.fstat(handle.fileno()).st_size
+        if fs is None:
+            fs, path = _filesystem_for(text, storage_options)
+        else:
+            path = fs._strip_protocol(text)
+        size = int(fs.size(path) or 0)
+        return fs.open(path, "rb"), size
+    except FileNotFoundError as exc:
+        raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
 
 
 def _gunzip(data: bytes, url: str) -> bytes:

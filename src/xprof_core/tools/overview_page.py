@@ -27,6 +27,7 @@ from xprof_core.index.steps import StepTable, align_steps, host_step_table, unio
 from xprof_core.model.planes import PlaneKind
 from xprof_core.tools.attribution import kernel_ops
 from xprof_core.tools.base import Params, Partial, ToolParam
+from xprof_core.tools.collectives import map_collectives, reduce_collectives
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.index_sections import section
 from xprof_core.tools.registry import register
@@ -90,14 +91,15 @@ def overview_section(hp: HostPass) -> dict[str, Any]:
         "device_idle_fraction": idle,
         "top_ops": top_device_ops(hp),
         "hostnames": hp.meta.hostnames,
+        "collectives": map_collectives(hp),
     }
 
 
 @dataclass(frozen=True)
 class OverviewPage:
     name: str = "overview_page"
-    version: int = 2  # 2: top ops are HLO ops (attributed), not kernel names
-    description: str = "steps, step-time breakdown, device idle share, top ops, run environment"
+    version: int = 3  # 2: top ops are HLO ops (attributed), not kernel names; 3: communication per rank
+    description: str = "steps, step-time breakdown, device idle share, top ops, run environment, communication per rank"
 
     needs: str = "index"
     params: tuple[ToolParam, ...] = ()
@@ -148,6 +150,7 @@ class OverviewPage:
         columns += [(np.asarray(breakdown[c][:n], dtype=np.float64) / PS_PER_MS).tolist() for c in cats]
         step_rows = [list(r) for r in zip(*columns, strict=True)] if n else []
         device_types = sorted({p["device_type"] for p in partials})
+        communication = reduce_collectives([p.get("collectives") or {} for p in partials], hosts)
         return {
             "version": self.version,
             "hosts": hosts,
@@ -181,6 +184,10 @@ class OverviewPage:
                 [[name, c, t / PS_PER_MS, 100.0 * t / all_time] for name, (c, t) in top_rows],
             ),
             "step_table": datatable(step_cols, step_rows),
+            # GPU time split, comm/comp overlap and collectives per rank (tools.collectives).
+            "communication_per_rank": communication["per_rank"],
+            "collectives": communication["collectives"],
+            "straggler": communication["straggler"],
         }
 
 

@@ -14,6 +14,7 @@ export const CATEGORY_COLORS = {
   device_to_device: "#12a4af",
   host_to_device: "#f29900",
   device_to_host: "#fbbc04",
+  device_memset: "#ff8a65",
   host_compile: "#a1887f",
   host_wait_input: "#d93025",
   host_compute: "#1e8e3e",

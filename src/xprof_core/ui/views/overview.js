@@ -55,6 +55,18 @@ export async function mount(ctx) {
     parts.push(dataTable({ name: "step_table", table: data.step_table, title: "Steps", csvUrl: ctx.csvUrl("step_table"),
       pageSize: 25 }));
   }
+  if (data.communication_per_rank && data.communication_per_rank.rows.length) {
+    if (data.straggler) {
+      parts.push(h("p.note", { dataset: { straggler: data.straggler },
+        text: `Straggler: ${data.straggler} (the rank with the least time in collectives: the others wait for it)` }));
+    }
+    parts.push(dataTable({ name: "communication_per_rank", table: data.communication_per_rank,
+      title: "GPU time and communication per rank", csvUrl: ctx.csvUrl("communication_per_rank"), pageSize: 25 }));
+    if (data.collectives && data.collectives.rows.length) {
+      parts.push(dataTable({ name: "collectives", table: data.collectives, title: "Collectives",
+        csvUrl: ctx.csvUrl("collectives"), pageSize: 25 }));
+    }
+  }
   replaceChildren(ctx.container, h("section.view", { dataset: { view: "overview_page" } }, parts));
   return null;
 }
