@@ -339,7 +339,9 @@ def open_input(path: Path, scratch_dir: Path) -> Iterator[Any]:
         try:
             yield mm
         finally:
-            mm.close()
+            # A failure's traceback may still hold views of the map: then it closes when they go.
+            with contextlib.suppress(BufferError):
+                mm.close()
 
 
 def scale_profile(
@@ -408,20 +410,22 @@ def _scale(buf: Any, dst: Path, times: int, gap_us: float) -> ScaleReport:
     # Pass 2: sizes, then the bytes.
     tmp = dst.with_name(dst.name + ".tmp")
     written = 0
-    with open(tmp, "wb", buffering=1 << 20) as out:
-        view = memoryview(buf) if len(buf) else memoryview(b"")
-        planes_iter = iter(zip(planes, plane_lines, plane_families, step_names, strict=True))
-        for item in space:
-            if item[0] == "bytes":
-                out.write(view[item[1] : item[2]])
-                written += item[2] - item[1]
-                continue
-            plane, lines, families, named = next(planes_iter)
-            written += _write_plane(out, buf, view, plane, lines, families, named, steps, times)
-    size = tmp.stat().st_size
-    if size != written:
-        raise AssertionError(f"wrote {size} bytes, sized {written}")
-    os.replace(tmp, dst)
+    try:
+        with open(tmp, "wb", buffering=1 << 20) as out, memoryview(buf if len(buf) else b"") as view:
+            planes_iter = iter(zip(planes, plane_lines, plane_families, step_names, strict=True))
+            for item in space:
+                if item[0] == "bytes":
+                    out.write(view[item[1] : item[2]])
+                    written += item[2] - item[1]
+                    continue
+                plane, lines, families, named = next(planes_iter)
+                written += _write_plane(out, buf, view, plane, lines, families, named, steps, times)
+        size = tmp.stat().st_size
+        if size != written:
+            raise AssertionError(f"wrote {size} bytes, sized {written}")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     return ScaleReport(times, len(buf), size, events_in, shift_ps, {k: v for k, v in steps.items() if k != "time"})
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 import xprof_core
+from xprof_core.errors import DecodeError
 from xprof_core.execute import run_tool
 from xprof_core.protos import xplane_pb2
 
@@ -324,10 +325,18 @@ def test_synthetic_profile_every_rule(tmp_path: Path) -> None:
     assert xprof_core.load(out).num_events == 3 * 4
 
 
-def test_truncated_input_is_refused(tmp_path: Path) -> None:
+def test_bad_input_is_refused(tmp_path: Path) -> None:
     data = (JAX / "cpu_mlp_train.xplane.pb").read_bytes()
     src = tmp_path / "cut.xplane.pb"
     src.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError):
         scaler.scale_profile(src, tmp_path / "out.xplane.pb", 2)
-    assert not (tmp_path / "out.xplane.pb").exists()
+    # A stat inside an event whose string runs past its stat: the compiled pass names the byte.
+    good = _synthetic().SerializeToString()
+    at = good.index(b"regs:32") - 1
+    assert good[at] == len("regs:32")
+    src.write_bytes(good[:at] + b"\x7f" + good[at + 1 :])
+    with pytest.raises(DecodeError, match="runs past the end") as caught:
+        scaler.scale_profile(src, tmp_path / "out.xplane.pb", 2)
+    assert caught.value.offset == at
+    assert list(tmp_path.iterdir()) == [src]
