@@ -22,7 +22,9 @@ is the request's wall time as the client sees it (JSON body read, not parsed).
   time (target < 100 ms), the events returned, and events per row per pixel
   (a row is a pid/tid; a pixel is the window span / 2000; an event counts in
   the pixel where it starts): the maximum over all rows and pixels, the same
-  per nesting depth (depth recomputed from the returned events), and the mean
+  per nesting depth (depth recomputed from the returned events, as a viewer
+  lays them out: an event whose parent was thinned away moves up a level, so
+  this can exceed the engine's own per-depth bound), and the mean
   over non-empty (row, pixel) cells. Target: about 2 per pixel per row and
   depth at most.
 """
@@ -277,12 +279,13 @@ def _density(events: list[dict[str, Any]], start_us: float, span_us: float, reso
     width = span_us / resolution
     for row, evs in by_row.items():
         evs.sort(key=lambda x: (x[0], -x[1]))
-        open_ends: list[float] = []
+        # The nesting depth as the engine defines it, over the returned events: one more than the
+        # deepest earlier event still open (0 when none).
+        open_events: list[tuple[float, int]] = []  # (end, depth)
         for ts, dur in evs:
-            while open_ends and open_ends[-1] <= ts:
-                open_ends.pop()
-            depth = len(open_ends)
-            open_ends.append(ts + dur)
+            open_events = [(end, d) for end, d in open_events if end > ts]
+            depth = 1 + max((d for _, d in open_events), default=-1)
+            open_events.append((ts + dur, depth))
             pixel = min(max(int((ts - start_us) // width), 0), resolution - 1)
             per_pixel[(*row, pixel)] += 1
             per_depth[(*row, depth, pixel)] += 1
