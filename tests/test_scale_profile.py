@@ -54,7 +54,8 @@ scaler = _load_scaler()
 
 
 def _case(path: Path, why: str) -> Any:
-    return pytest.param(path, id=path.name.split(".")[0], marks=pytest.mark.skipif(not path.exists(), reason=why))
+    name = path.name.removesuffix(".gz").removesuffix(".xplane.pb")
+    return pytest.param(path, id=name, marks=pytest.mark.skipif(not path.exists(), reason=why))
 
 
 NO_H200 = "no ../shared/data/h200 (H200 JAX profiles)"
