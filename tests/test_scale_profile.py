@@ -64,6 +64,7 @@ STEP_FILES = [
     _case(JAX / "cpu_mlp_train.xplane.pb", "missing"),
     _case(JAX / "gpu_mlp_train.xplane.pb", "missing"),
     _case(JAX / "gpu_mlp_train_pytrace.xplane.pb", "missing"),
+    _case(JAX / "gpu_mlp_train_long.xplane.pb", "missing"),
     _case(H200 / "jax_dev_nocmdbuf.xplane.pb.gz", NO_H200),
     _case(H200 / "jax_dev_cmdbuf.xplane.pb.gz", NO_H200),
     _case(TF_GPU, NO_REAL),
