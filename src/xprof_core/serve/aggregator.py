@@ -423,7 +423,7 @@ class ProfileService:
 
         try:
             result, used = diff_answer(run_tool, run_name, host, hosts, params)
-        except ValueError as exc:
+        except ParamError as exc:
             raise HttpError(400, str(exc)) from None
         return ToolAnswer(result, used)
 
