@@ -449,8 +449,7 @@ def test_worker_killed_mid_request_is_retried_elsewhere(ns: NetworkNamespace, tm
         cluster.workers[victim].send_signal(signal.SIGKILL)
         status, body = pending.result(timeout=120)
     # The victim died holding a map task, yet every host's partial arrived: the task ran again on
-    # another worker (the channel's retry policy retries UNAVAILABLE transparently while no reply has
-    # come; the executor's own loop retries once one has).
+    # another worker (the executor retries UNAVAILABLE, and round robin picks a live worker).
     assert status == 200, body[:500]
     page = json.loads(body)
     assert page["run_environment"]["host_count"] == hosts and page["steps"]["count"] == 120

@@ -12,10 +12,12 @@ schema tests ``kubernetes-validate``; they skip with the reason when it is missi
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import json
 import re
 import sys
+import types
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,7 +26,7 @@ import pytest
 
 from xprof_core import __version__
 from xprof_core.deploy import entrypoint
-from xprof_core.deploy.__main__ import build_parser, main
+from xprof_core.deploy.__main__ import build_parser, main, options_from_args
 from xprof_core.deploy.options import (
     RUN_AS_USER,
     Autoscaling,
@@ -738,7 +740,97 @@ def test_deploy_package_imports_without_the_kubernetes_client() -> None:
     assert result.stdout.strip() == "4"
 
 
+def test_serving_limits_reach_the_servers_flags(manifests: ModuleType) -> None:
+    from xprof_core.serve import aggregator, worker
+
+    assert DeployOptions().aggregator_limit_flags() == [] and DeployOptions().worker_limit_flags() == []
+    argv = [
+        "render",
+        "--show-capture-profile-button",
+        "--capture-allow=10.0.0.0/8,192.168.1.7",
+        "--capture-max-mb=64",
+        "--max-hosts=256",
+        "--max-connections=500",
+        "--http-header-timeout=5",
+        "--worker-keepalive=3",
+        "--max-gunzip-ratio=50",
+    ]
+    opts = options_from_args(build_parser().parse_args(argv))
+    docs = manifests.manifest_dicts(opts)
+    by_name = {d["metadata"]["name"]: d for d in docs}
+    agg_args = by_name["xprof-aggregator-deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    worker_args = by_name["xprof-worker-deployment"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert agg_args[3:] == [
+        "--capture_allow=10.0.0.0/8,192.168.1.7",
+        "--capture_max_mb=64",
+        "--max_hosts=256",
+        "--max_connections=500",
+        "--http_header_timeout=5",
+        "--worker_keepalive=3",
+        "--max_gunzip_ratio=50",
+    ]
+    assert worker_args == ["--port=9999", "-gp=8891", "--max_gunzip_ratio=50"]
+    # The servers accept them, with these values.
+    config = aggregator.config_from_args(aggregator.build_parser().parse_args(agg_args))
+    assert config.max_hosts == 256 and config.capture.max_bytes == 64 << 20 and config.worker_keepalive_s == 3
+    assert [str(n) for n in config.capture.allow] == ["10.0.0.0/8", "192.168.1.7/32"]
+    assert worker.config_from_args(worker.build_parser().parse_args(worker_args)).max_gunzip_ratio == 50
+    for bad, message in (
+        ({"capture_allow": ("10.0.0.0/8",)}, "apply only when the capture button is shown"),
+        ({"hide_capture_profile_button": False, "capture_allow": ("nope",)}, "not an address or CIDR"),
+        ({"max_hosts": 0}, "max_hosts must be an integer >= 1"),
+        ({"max_gunzip_ratio": -1.0}, "max_gunzip_ratio must be a positive number"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            DeployOptions(**bad)  # type: ignore[arg-type]
+
+
 # --- apply and delete against an in-memory cluster ---------------------------------------------
+
+
+# Lists the API server merges item by item, by this key (strategic merge patch and server-side
+# apply alike); every other list is replaced whole.
+KEYED_LISTS = {
+    "containers": "name",
+    "env": "name",
+    "envFrom": None,
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+}
+
+
+def merge_object(live: Any, owned: Any, new: Any, key: str | None = None) -> Any:
+    """How the API server updates ``live`` with ``new``.
+
+    A strategic merge patch (``owned`` None) changes the fields ``new`` names and keeps every
+    other one, keyed list items included. A server-side apply (``owned``: what the same field
+    manager applied last time) also removes what that manager applied before and no longer
+    sends; fields nobody applied (set by others) stay.
+    """
+    if isinstance(live, dict) and isinstance(new, dict):
+        out = {}
+        for k, v in live.items():
+            if k in new:
+                out[k] = merge_object(v, (owned or {}).get(k) if isinstance(owned, dict) else None, new[k], k)
+            elif not (isinstance(owned, dict) and k in owned):
+                out[k] = v
+        out.update({k: v for k, v in new.items() if k not in live})
+        return out
+    item_key = KEYED_LISTS.get(key or "")
+    if isinstance(live, list) and isinstance(new, list) and item_key:
+
+        def by_key(items: Any) -> dict[Any, Any]:
+            return {i.get(item_key): i for i in items or [] if isinstance(i, dict)}
+
+        live_items, owned_items, new_items = by_key(live), by_key(owned), by_key(new)
+        out_list = [
+            merge_object(v, owned_items.get(k), new_items[k]) if k in new_items else v
+            for k, v in live_items.items()
+            if k in new_items or k not in owned_items
+        ]
+        return out_list + [v for k, v in new_items.items() if k not in live_items]
+    return new
 
 
 class FakeCluster:
@@ -746,7 +838,10 @@ class FakeCluster:
 
     Reads of a missing object and patches or deletes of one raise ``ApiException(404)``,
     a create of an existing one ``ApiException(409)``, as the API server does; a
-    ``dry_run`` request changes nothing. Every call is logged as (verb, kind, name).
+    ``dry_run`` request changes nothing. A patch is a strategic merge patch, or a
+    server-side apply when sent as ``application/apply-patch+yaml`` (it then creates a
+    missing object, 201, and needs a field manager); see :func:`merge_object`. Every
+    call is logged as (verb, kind, name).
     """
 
     API_CLASSES = ("CoreV1Api", "AppsV1Api", "PolicyV1Api", "AutoscalingV2Api")
@@ -755,6 +850,7 @@ class FakeCluster:
         from kubernetes.client import ApiClient
 
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.applied: dict[tuple[str, str, str], dict[str, Any]] = {}  # last server-side apply, by object
         self.calls: list[tuple[str, str, str]] = []
         self._serializer = ApiClient()
 
@@ -773,9 +869,14 @@ class FakeCluster:
 
             def __getattr__(self, attr: str) -> Any:
                 verb, _, resource = attr.partition("_namespaced_")
+                with_info = resource.endswith("_with_http_info")
+                resource = resource.removesuffix("_with_http_info")
                 if verb not in ("read", "create", "patch", "delete") or not resource:
                     raise AttributeError(f"{api_class} fake has no {attr}")
-                return functools.partial(getattr(cluster, verb), resource)
+                call = functools.partial(getattr(cluster, verb), resource)
+                if not with_info:
+                    return lambda *a, **kw: call(*a, **kw)[0] if verb == "patch" else call(*a, **kw)
+                return lambda *a, **kw: types.SimpleNamespace(data=(r := call(*a, **kw))[0], status_code=r[1])
 
         FakeApi.__name__ = api_class
         return FakeApi
@@ -811,15 +912,23 @@ class FakeCluster:
             self.objects[(resource, namespace, name)] = stored
         return stored
 
-    def patch(self, resource: str, name: str, namespace: str, body: Any, **kwargs: Any) -> dict[str, Any]:
+    def patch(self, resource: str, name: str, namespace: str, body: Any, **kwargs: Any) -> tuple[dict[str, Any], int]:
         assert self._kind_key(body.kind) == resource and body.metadata.name == name
-        self.calls.append(("patch", resource, name))
-        if (resource, namespace, name) not in self.objects:
+        apply = kwargs.get("_content_type") == "application/apply-patch+yaml"
+        if apply:
+            assert kwargs.get("field_manager") and kwargs.get("force") is True
+        self.calls.append(("apply" if apply else "patch", resource, name))
+        key = (resource, namespace, name)
+        sent = self._serializer.sanitize_for_serialization(body)
+        live = self.objects.get(key)
+        if live is None and not apply:
             raise self._error(404, f"{resource} {name!r} not found")
-        stored = self._serializer.sanitize_for_serialization(body)
+        result = sent if live is None else merge_object(live, self.applied.get(key) if apply else None, sent)
         if kwargs.get("dry_run") != "All":
-            self.objects[(resource, namespace, name)] = stored
-        return stored
+            self.objects[key] = result
+            if apply:
+                self.applied[key] = copy.deepcopy(sent)  # what this manager set, apart from the live object
+        return result, 201 if live is None else 200
 
     def delete(self, resource: str, name: str, namespace: str, **kwargs: Any) -> None:
         self.calls.append(("delete", resource, name))
@@ -827,6 +936,7 @@ class FakeCluster:
             raise self._error(404, f"{resource} {name!r} not found")
         if kwargs.get("dry_run") != "All":
             del self.objects[(resource, namespace, name)]
+            self.applied.pop((resource, namespace, name), None)
 
 
 @pytest.fixture
@@ -858,6 +968,36 @@ def test_apply_creates_then_patches_then_delete_removes(manifests: ModuleType, f
     assert {c.action for c in removed if c.ref.kind != "HorizontalPodAutoscaler"} == {"deleted"}
     assert fake_cluster.objects == {}
     assert {c.action for c in cluster.delete(opts)} == {"absent"}  # deleting twice is not an error
+
+
+def test_apply_removes_what_the_options_no_longer_set(manifests: ModuleType, fake_cluster: FakeCluster) -> None:
+    """An env var, volume and mount dropped from the options leave the Deployment (server-side apply),
+    where a strategic merge patch would keep them (lists merge by name); fields set by others stay."""
+    from xprof_core.deploy import cluster
+
+    with_key = DeployOptions(logdir=ObjectStoreLogdir("gs://bucket/logs", secret="gcs-key"))
+    cluster.apply(with_key)
+    key = ("deployment", "default", "xprof-worker-deployment")
+    pod = fake_cluster.objects[key]["spec"]["template"]
+    assert [e["name"] for e in pod["spec"]["containers"][0]["env"]] == ["GOOGLE_APPLICATION_CREDENTIALS"]
+    # Someone else (kubectl rollout restart) annotates the pod template.
+    pod["metadata"].setdefault("annotations", {})["kubectl.kubernetes.io/restartedAt"] = "2026-01-01T00:00:00Z"
+    changes = cluster.apply(DeployOptions(logdir=ObjectStoreLogdir("gs://bucket/logs")))
+    assert "deployment/xprof-worker-deployment patched" in [str(c) for c in changes]
+    pod = fake_cluster.objects[key]["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    plain = manifests.manifest_dicts(DeployOptions(logdir=ObjectStoreLogdir("gs://bucket/logs")))[1]
+    plain_pod = plain["spec"]["template"]["spec"]
+    assert "env" not in container, container["env"]
+    assert container["volumeMounts"] == plain_pod["containers"][0]["volumeMounts"]  # the key's mount is gone
+    assert pod["spec"]["volumes"] == plain_pod["volumes"]
+    assert pod["metadata"]["annotations"] == {"kubectl.kubernetes.io/restartedAt": "2026-01-01T00:00:00Z"}
+    assert container["args"] == plain_pod["containers"][0]["args"]
+    assert {verb for verb, *_ in fake_cluster.calls} == {
+        "read",
+        "apply",
+        "delete",
+    }  # delete: the pruning of a switched-off HPA
 
 
 def test_apply_prunes_a_switched_off_autoscaler(manifests: ModuleType, fake_cluster: FakeCluster) -> None:

@@ -24,9 +24,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from xprof_core.errors import DecodeError
 from xprof_core.execute import run_tool
 from xprof_core.protos import worker_pb2, worker_pb2_grpc
-from xprof_core.serve.executor import GrpcExecutor, MapTask, normalize_target, service_config
+from xprof_core.serve.executor import RETRYABLE, GrpcExecutor, MapTask, error_from_rpc, normalize_target, service_config
+from xprof_core.serve.map_task import ERROR_METADATA_KEY
 from xprof_core.serve.partials import decode_partial
 from xprof_core.serve.worker import WorkerConfig, create_server, is_under_roots
 
@@ -131,7 +133,14 @@ def test_worker_reports_bad_bytes_with_offset_and_path(logdir: Path) -> None:
         with pytest.raises(grpc.RpcError) as err:
             call_map(f"127.0.0.1:{handle.port}", "overview_page", str(session / "bad.xplane.pb"))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "[offset=1 path=XSpace]" in err.value.details()
+        assert err.value.details().endswith("(byte 1, at XSpace)")
+        # The offset and path travel as fields in the trailing metadata, not parsed from the message.
+        [raw] = [v for k, v in err.value.trailing_metadata() if k == ERROR_METADATA_KEY]
+        fields = json.loads(raw)
+        assert (fields["type"], fields["offset"], fields["path"]) == ("DecodeError", "1", "XSpace")
+        error = error_from_rpc(err.value, MapTask("overview_page", "bad", "x"), 60)
+        assert isinstance(error, DecodeError) and (error.offset, error.path) == (1, "XSpace")
+        assert error.reason == "length-delimited field runs past the end of its message"
     finally:
         handle.stop(grace_s=0)
 
@@ -176,8 +185,9 @@ def test_channel_config_and_targets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert normalize_target("a:1,b:2") == "ipv4:a:1,b:2"
     assert normalize_target("dns:///svc.ns.svc.cluster.local:8891") == "dns:///svc.ns.svc.cluster.local:8891"
     assert service_config("round_robin")["loadBalancingConfig"] == [{"round_robin": {}}]
-    retry = service_config("round_robin")["methodConfig"][0]["retryPolicy"]["retryableStatusCodes"]
-    assert set(retry) == {"UNAVAILABLE", "RESOURCE_EXHAUSTED"}
+    # One retry mechanism: the executor's own (transient codes only); the channel has no retryPolicy.
+    assert "methodConfig" not in service_config("round_robin")
+    assert {c.name for c in RETRYABLE} == {"UNAVAILABLE", "RESOURCE_EXHAUSTED"}
     monkeypatch.setenv("GRPC_LB_POLICY", "pick_first")
     executor = GrpcExecutor("127.0.0.1:1")
     try:

@@ -18,7 +18,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from xprof_core._version import __version__
-from xprof_core.errors import DecodeError, ProfileNotFoundError, UnknownToolError, XprofError
+from xprof_core.errors import DecodeError, ParamError, ProfileNotFoundError, UnknownToolError, XprofError
 
 if TYPE_CHECKING:
     from xprof_core.model.kineto import decode_trace_json
@@ -56,6 +56,7 @@ __all__ = [
     "DecodeError",
     "EventMetadata",
     "Line",
+    "ParamError",
     "Plane",
     "ProfileNotFoundError",
     "StatColumn",

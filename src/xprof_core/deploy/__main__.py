@@ -127,6 +127,13 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
         probes=not args.no_probes,
         pdb_max_unavailable=None if args.no_pdb else args.pdb_max_unavailable,
         autoscaling=_autoscaling(args),
+        capture_allow=None if args.capture_allow is None else tuple(a for a in args.capture_allow.split(",") if a),
+        capture_max_mb=args.capture_max_mb,
+        max_hosts=args.max_hosts,
+        max_connections=args.max_connections,
+        http_header_timeout_s=args.http_header_timeout,
+        worker_keepalive_s=args.worker_keepalive,
+        max_gunzip_ratio=args.max_gunzip_ratio,
     )
 
 
@@ -297,6 +304,37 @@ def _add_option_flags(parser: argparse.ArgumentParser) -> None:
         help="target average CPU utilisation, percent of the CPU request (default: 70)",
     )
 
+    g = parser.add_argument_group(
+        "serving limits", "passed to the servers as their flags of the same names (default: the servers' defaults)"
+    )
+    g.add_argument(
+        "--capture-allow",
+        metavar="CIDRS",
+        help="addresses and CIDR networks the aggregator may capture from, comma-separated "
+        "(with --show-capture-profile-button; the aggregator's default: its own pod)",
+    )
+    g.add_argument(
+        "--capture-max-mb", type=int, metavar="N", help="largest profile one capture may receive from a service"
+    )
+    g.add_argument("--max-hosts", type=int, metavar="N", help="hosts one request may select")
+    g.add_argument("--max-connections", type=int, metavar="N", help="open HTTP connections to the aggregator")
+    g.add_argument(
+        "--http-header-timeout", type=float, metavar="S", help="seconds a connection has to send a request's headers"
+    )
+    g.add_argument(
+        "--worker-keepalive",
+        type=float,
+        metavar="S",
+        help="seconds between the aggregator's pings to each worker; a worker silent that long again "
+        "leaves the rotation",
+    )
+    g.add_argument(
+        "--max-gunzip-ratio",
+        type=float,
+        metavar="R",
+        help="a .gz host file may inflate to R times its size (both roles)",
+    )
+
 
 def _add_cluster_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("cluster")
@@ -329,9 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     apply = commands.add_parser(
         "apply",
-        help="create or patch the objects in the cluster",
-        description="Create each object, or patch it when it exists (idempotent), in the kubeconfig's "
-        "current context; also removes a PodDisruptionBudget or autoscaler switched off since.",
+        help="create or update the objects in the cluster (server-side apply)",
+        description="Server-side apply each object under the field manager xprof-core (idempotent), in the "
+        "kubeconfig's current context: what earlier options set and these do not is removed; also removes "
+        "a PodDisruptionBudget or autoscaler switched off since.",
     )
     _add_option_flags(apply)
     _add_cluster_flags(apply)

@@ -1,10 +1,14 @@
 """Apply the manifests to a cluster, or delete them, through the ``kubernetes`` client.
 
-``apply`` is idempotent: each object is read first; a missing one (404) is
-created, an existing one is patched (a strategic merge patch, like
-``kubectl apply`` without its last-applied annotation). A create that loses a race
-to another writer (409) falls back to the patch. ``delete`` removes every object
-the options describe and ignores the ones already gone.
+``apply`` is server-side apply (``kubectl apply --server-side --force-conflicts``):
+each object is sent whole as an apply patch under the field manager
+``xprof-core``. The API server creates it when missing and otherwise makes it
+equal to what was sent in every field this manager set: a field, list item or
+env var that an earlier apply set and this one leaves out is removed (a
+strategic merge patch would keep it, merging lists by name), while fields other
+managers own (a ``kubectl rollout restart`` annotation, status) stay. Conflicts
+with other managers are forced: the options win. ``delete`` removes every
+object the options describe and ignores the ones already gone.
 
 Objects that the options switch off (the PodDisruptionBudget, the autoscaler) are
 removed by ``apply`` when a previous apply created them: a stale autoscaler would
@@ -26,8 +30,10 @@ from kubernetes.client.exceptions import ApiException
 
 from xprof_core.deploy.manifests import Manifest, build_manifests
 from xprof_core.deploy.options import DeployOptions
+from xprof_core.errors import ClusterError
 
 FIELD_MANAGER: Final = "xprof-core"
+APPLY_PATCH: Final = "application/apply-patch+yaml"
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class ResourceApi:
     """Which client class and method suffix serve one (apiVersion, kind)."""
 
     api_class: str  # an attribute of kubernetes.client, e.g. "AppsV1Api"
-    suffix: str  # read_<suffix>, create_<suffix>, patch_<suffix>, delete_<suffix>
+    suffix: str  # read_<suffix>, patch_<suffix>_with_http_info, delete_<suffix>
 
 
 RESOURCE_APIS: Final[dict[tuple[str, str], ResourceApi]] = {
@@ -70,10 +76,6 @@ class Change:
 
     def __str__(self) -> str:
         return f"{self.ref} {self.action}"  # kubectl's style: "deployment/x created"
-
-
-class ClusterError(RuntimeError):
-    """The API server refused an operation; the message names the object and the server's reason."""
 
 
 def ref_of(obj: Manifest) -> ObjectRef:
@@ -111,12 +113,12 @@ def _reason(exc: ApiException) -> str:
 
 
 def apply_objects(objects: Iterable[Manifest], api_client: Any = None, *, dry_run: bool = False) -> list[Change]:
-    """Create each object that does not exist and patch each one that does, in order.
+    """Server-side apply each object, in order: "created" when it was new, else "patched".
 
     ``dry_run`` asks the server to validate and admit each request without storing
-    it. Raises ``ClusterError`` on any other API error.
+    it. Raises ``ClusterError`` on any API error.
     """
-    extra: dict[str, Any] = {"field_manager": FIELD_MANAGER}
+    extra: dict[str, Any] = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY_PATCH}
     if dry_run:
         extra["dry_run"] = "All"
     changes = []
@@ -126,24 +128,26 @@ def apply_objects(objects: Iterable[Manifest], api_client: Any = None, *, dry_ru
         try:
             try:
                 getattr(api, f"read_{suffix}")(ref.name, ref.namespace)
-                exists = True
+                existed = True
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                exists = False
-            if not exists:
-                try:
-                    getattr(api, f"create_{suffix}")(ref.namespace, obj, **extra)
-                    changes.append(Change(ref, "created"))
-                    continue
-                except ApiException as exc:
-                    if exc.status != 409:  # 409: created meanwhile by someone else; patch it instead
-                        raise
-            getattr(api, f"patch_{suffix}")(ref.name, ref.namespace, obj, **extra)
-            changes.append(Change(ref, "patched"))
+                existed = False
+            reply = getattr(api, f"patch_{suffix}_with_http_info")(ref.name, ref.namespace, obj, **extra)
+            created = not existed and _status_code(reply) == 201  # 200: someone created it meanwhile
+            changes.append(Change(ref, "created" if created else "patched"))
         except ApiException as exc:
             raise ClusterError(f"cannot apply {ref} in namespace {ref.namespace}: {_reason(exc)}") from exc
     return changes
+
+
+def _status_code(reply: Any) -> int | None:
+    """The HTTP status of a ``*_with_http_info`` reply: an ApiResponse (client 35 and later) or a
+    (data, status, headers) tuple (earlier clients)."""
+    status = getattr(reply, "status_code", None)
+    if status is None and isinstance(reply, tuple) and len(reply) > 1:
+        status = reply[1]
+    return int(status) if status is not None else None
 
 
 def delete_objects(refs: Iterable[ObjectRef], api_client: Any = None, *, dry_run: bool = False) -> list[Change]:

@@ -223,6 +223,7 @@ def worker_deployment(options: DeployOptions) -> k8s.V1Deployment:
     args = [f"--port={options.worker_http_port}", f"-gp={grpc_port}"]
     if options.hide_capture_profile_button:
         args.append("--hide_capture_profile_button")
+    args += options.worker_limit_flags()
     container, volumes = _container(
         options,
         name=WORKER_CONTAINER,
@@ -334,6 +335,7 @@ def aggregator_deployment(options: DeployOptions) -> k8s.V1Deployment:
     ]
     if options.hide_capture_profile_button:
         args.append("--hide_capture_profile_button")
+    args += options.aggregator_limit_flags()
     container, volumes = _container(
         options,
         name=AGGREGATOR_CONTAINER,

@@ -13,6 +13,7 @@ the ``deploy`` package, and the runtime image does not carry the ``k8s`` extra.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -214,6 +215,35 @@ class DeployOptions:
     probes: bool = True
     pdb_max_unavailable: int | None = 1
     autoscaling: Autoscaling | None = None
+    # Serving limits, passed as the servers' flags of the same names; None leaves a flag out (its default).
+    capture_allow: tuple[str, ...] | None = None  # aggregator --capture_allow (needs the capture button shown)
+    capture_max_mb: int | None = None  # aggregator --capture_max_mb
+    max_hosts: int | None = None  # aggregator --max_hosts
+    max_connections: int | None = None  # aggregator --max_connections
+    http_header_timeout_s: float | None = None  # aggregator --http_header_timeout
+    worker_keepalive_s: float | None = None  # aggregator --worker_keepalive
+    max_gunzip_ratio: float | None = None  # aggregator and workers --max_gunzip_ratio
+
+    def aggregator_limit_flags(self) -> list[str]:
+        """The aggregator's flags for the serving limits that are set."""
+        flags = []
+        if self.capture_allow is not None:
+            flags.append(f"--capture_allow={','.join(self.capture_allow)}")
+        for flag, value in (
+            ("--capture_max_mb", self.capture_max_mb),
+            ("--max_hosts", self.max_hosts),
+            ("--max_connections", self.max_connections),
+            ("--http_header_timeout", self.http_header_timeout_s),
+            ("--worker_keepalive", self.worker_keepalive_s),
+            ("--max_gunzip_ratio", self.max_gunzip_ratio),
+        ):
+            if value is not None:
+                flags.append(f"{flag}={value:g}" if isinstance(value, float) else f"{flag}={value}")
+        return flags
+
+    def worker_limit_flags(self) -> list[str]:
+        """The workers' flags for the serving limits that are set."""
+        return [] if self.max_gunzip_ratio is None else [f"--max_gunzip_ratio={self.max_gunzip_ratio:g}"]
 
     def __post_init__(self) -> None:
         found = self.problems()
@@ -374,6 +404,35 @@ class DeployOptions:
                 f"(got {self.pdb_max_unavailable!r}; 0 would block every node drain)"
             )
         found += self._autoscaling_problems()
+        found += self._limit_problems()
+        return found
+
+    def _limit_problems(self) -> list[str]:
+        found = []
+        if self.capture_allow is not None:
+            if not isinstance(self.capture_allow, tuple) or not all(isinstance(a, str) for a in self.capture_allow):
+                found.append(
+                    f"capture_allow must be a tuple of addresses or CIDR networks (got {self.capture_allow!r})"
+                )
+            else:
+                for item in self.capture_allow:
+                    try:
+                        ipaddress.ip_network(item.strip("[]"), strict=False)
+                    except ValueError:
+                        found.append(f"capture_allow: {item!r} is not an address or CIDR network")
+        if self.hide_capture_profile_button and (self.capture_allow is not None or self.capture_max_mb is not None):
+            found.append(
+                "capture_allow and capture_max_mb apply only when the capture button is shown "
+                "(hide_capture_profile_button=False): a hidden button refuses every capture"
+            )
+        for name in ("capture_max_mb", "max_hosts", "max_connections"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                found.append(f"{name} must be an integer >= 1 (got {value!r})")
+        for name in ("http_header_timeout_s", "worker_keepalive_s", "max_gunzip_ratio"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value > 0):
+                found.append(f"{name} must be a positive number (got {value!r})")
         return found
 
     def _autoscaling_problems(self) -> list[str]:

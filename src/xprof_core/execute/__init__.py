@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from xprof_core.errors import ParamError
 from xprof_core.execute.sharding import INTERNAL_TASKS, map_internal
 from xprof_core.tools import get_tool
 from xprof_core.tools.base import Params, Partial, Tool
@@ -36,7 +37,7 @@ def resolve_hosts(source: Any) -> list[tuple[str, str]]:
         runs = Logdir(text).runs()
         if len(runs) != 1:
             names = [r.name for r in runs]
-            raise ValueError(f"{text} holds {len(runs)} runs {names}: pass (logdir, run) to choose one")
+            raise ParamError(f"{text} holds {len(runs)} runs {names}: pass (logdir, run) to choose one")
         return [(h.name, h.url) for h in runs[0].hosts]
     return [(host_name_of(text), text)]
 
@@ -77,6 +78,10 @@ def map_host(tool: str, url: str, params: Params | None = None, timings: dict[st
     by the size of the columns), so a zoomed trace window does not decode the
     host again. ``timings``, when given, receives ``read_s``, ``bytes_read``,
     ``decode_s`` and ``map_s`` (zeros for what a cache answered).
+
+    The file is read into memory (:func:`~xprof_core.storage.logdir.read_host_bytes`),
+    not mapped: a file truncated while it is read or decoded, or while its decoded
+    columns are cached, is then an error (or the copy read), never a SIGBUS.
     """
     from xprof_core.model.load import host_bytes  # trace JSON becomes XSpace wire bytes here
 
@@ -109,7 +114,7 @@ def map_host(tool: str, url: str, params: Params | None = None, timings: dict[st
         xs = decode_xspace(buf)
         phases.update(read_s=t1 - t0, bytes_read=float(len(buf)), decode_s=time.perf_counter() - t1)
         if key is not None:
-            XSPACE_CACHE.put(key, xs, cost=_columns_bytes(xs))
+            XSPACE_CACHE.put(key, xs, cost=_columns_bytes(xs) + len(buf))  # the columns and their bytes
     t2 = time.perf_counter()
     partial = t.map(xs, params)
     phases["map_s"] = time.perf_counter() - t2
@@ -213,7 +218,7 @@ def _map_all(tool: str, source: Any, hosts: Iterable[str] | None, params: dict[s
         pairs = [p for p in pairs if p[0] in wanted]
         missing = wanted - {p[0] for p in pairs}
         if missing:
-            raise ValueError(f"unknown hosts {sorted(missing)}")
+            raise ParamError(f"unknown hosts {sorted(missing)}")
     partials = []
     for name, url in pairs:
         partial = map_host(tool, url, params)

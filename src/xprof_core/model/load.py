@@ -30,10 +30,12 @@ def load(path_or_url: Any, progress: Callable[[int, int], None] | None = None) -
 def host_bytes(url: str) -> Any:
     """The XSpace wire bytes of one host file: its own bytes, or those a trace JSON transcodes to.
 
-    What the host index walks and the decoder reads, whatever the input format.
+    What the host index walks and the decoder reads, whatever the input format. A local file is
+    read into memory (:func:`~xprof_core.storage.logdir.read_host_bytes`), not mapped: a file
+    truncated while it is read is an error, never a SIGBUS in a server.
     """
-    from xprof_core.storage.logdir import host_name_of, open_host_bytes
+    from xprof_core.storage.logdir import host_name_of, read_host_bytes
 
     if is_trace_json_name(url):
         return transcode_trace_json(url, host=host_name_of(url))
-    return open_host_bytes(url)
+    return read_host_bytes(url)

@@ -40,11 +40,31 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from xprof_core._version import __version__
-from xprof_core.errors import DecodeError, ProfileNotFoundError, UnknownToolError
-from xprof_core.serve.capture import add_capture_routes
-from xprof_core.serve.executor import GrpcExecutor, LocalExecutor, MapResult, MapTask, RemoteMapError
+from xprof_core.errors import (
+    DecodeError,
+    HttpError,
+    InternalError,
+    ParamError,
+    RemoteMapError,
+    RunNotFoundError,
+    UnknownToolError,
+    XprofError,
+    error_status,
+)
+from xprof_core.serve.capture import (
+    DEFAULT_CAPTURE_ALLOW,
+    DEFAULT_CAPTURE_MAX_MB,
+    DEFAULT_CAPTURE_MAX_TARGETS,
+    DEFAULT_CAPTURES_PER_CLIENT,
+    DEFAULT_CAPTURES_PER_MINUTE,
+    CapturePolicy,
+    add_capture_routes,
+    parse_networks,
+)
+from xprof_core.serve.executor import GrpcExecutor, LocalExecutor, MapResult, MapTask
+from xprof_core.serve.http_limits import ConnectionGate, GatedProtocol
 from xprof_core.serve.partials import decode_partial, encode_partial
-from xprof_core.storage.logdir import Logdir, Run
+from xprof_core.storage.logdir import MAX_GUNZIP_RATIO, Logdir, Run
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +89,6 @@ UI_CONTENT_TYPES = {
 UI_NOSCRIPT_MARKER = "<!-- xprof:noscript -->"
 
 
-class HttpError(Exception):
-    """An error with an HTTP status and a JSON body."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = {"error": message, **extra}
-
-
 @dataclass
 class AggregatorConfig:
     logdir: str | None = None
@@ -90,6 +101,13 @@ class AggregatorConfig:
     cache_dir: str | None = None
     map_timeout_s: float = 300.0
     local_workers: int | None = None
+    max_hosts: int = 1024  # hosts one request may select
+    max_gunzip_ratio: float = MAX_GUNZIP_RATIO
+    worker_keepalive_s: float = 10.0
+    http_header_timeout_s: float = 15.0
+    max_connections: int = 1024
+    shutdown_timeout_s: float = 10.0
+    capture: CapturePolicy = field(default_factory=CapturePolicy)
 
 
 class PartialCache:
@@ -171,8 +189,97 @@ class ToolAnswer:
     body: bytes | None = None  # the result as JSON bytes, for tools that render it directly
 
 
+class RunIndex:
+    """The logdir's runs, listed at most once at a time and kept for ``ttl_s``.
+
+    Listing a logdir of thousands of runs takes seconds, so requests never wait
+    for one they do not need: a stale listing is served while a background scan
+    refreshes it, and a run missing from the listing is looked up by name
+    (one directory, not the whole tree) instead of forcing a rescan. A caller that
+    needs a fresh listing (``/runs``, after a capture) waits for a scan that started
+    after it asked; concurrent callers share that scan.
+    """
+
+    def __init__(self, logdir: Logdir, ttl_s: float = RUNS_TTL_S) -> None:
+        self.logdir = logdir
+        self.ttl_s = ttl_s
+        self.scans = 0  # full listings done, for metrics and tests
+        self._runs: list[Run] = []
+        self._by_name: dict[str, Run] = {}
+        self._listed_at: float | None = None  # when the last scan started (monotonic)
+        self._lock = threading.Lock()  # the fields above
+        self._scan_lock = threading.Lock()  # one scan at a time
+        self._refreshing = False
+
+    def _scan(self, asked_at: float) -> list[Run]:
+        """A listing from a scan that started at or after ``asked_at`` (one scan at a time)."""
+        with self._scan_lock:
+            with self._lock:
+                if self._listed_at is not None and self._listed_at >= asked_at:
+                    return list(self._runs)
+            started = time.monotonic()
+            runs = self.logdir.runs()
+            with self._lock:
+                self.scans += 1
+                self._runs = runs
+                self._by_name = {r.name: r for r in runs}
+                self._listed_at = started
+            return list(runs)
+
+    def _refresh_in_background(self) -> None:
+        def refresh() -> None:
+            try:
+                self._scan(time.monotonic())
+            except Exception:  # noqa: BLE001 - a failed refresh keeps the old listing; the next one retries
+                log.exception("listing the runs of %s failed", self.logdir.url)
+            finally:
+                with self._lock:
+                    self._refreshing = False
+
+        with self._lock:
+            if self._refreshing:
+                return
+            self._refreshing = True
+        threading.Thread(target=refresh, name="xprof-runs", daemon=True).start()
+
+    def runs(self, fresh: bool = False) -> list[Run]:
+        """Every run: from a scan started now when ``fresh``, else the cached listing (refreshed
+        in the background once older than the TTL; the first call waits for a scan)."""
+        now = time.monotonic()
+        if fresh:
+            return self._scan(now)
+        with self._lock:
+            listed_at, runs = self._listed_at, list(self._runs)
+        if listed_at is None:
+            return self._scan(now)
+        if now - listed_at > self.ttl_s:
+            self._refresh_in_background()
+        return runs
+
+    def run(self, name: str) -> Run:
+        """The run called ``name``: from the listing, else looked up on its own; RunNotFoundError."""
+        self.runs()  # a first listing, or a background refresh when stale
+        with self._lock:
+            found = self._by_name.get(name)
+        if found is not None:
+            return found
+        run = self.logdir.run(name)  # RunNotFoundError for names that are not runs (cheap: one directory)
+        with self._lock:
+            self._by_name.setdefault(run.name, run)
+        return run
+
+    def names(self, limit: int) -> list[str]:
+        with self._lock:
+            return [r.name for r in self._runs][:limit]
+
+
 class ProfileService:
-    """What the HTTP routes call: runs, hosts and tool results, with caching. No HTTP here."""
+    """What the HTTP routes call: runs, hosts and tool results, with caching.
+
+    Its errors are :class:`~xprof_core.errors.HttpError` (status and JSON body) or
+    another XprofError, whose status the one table in :mod:`xprof_core.errors` gives;
+    anything else is a bug, answered 500 with its traceback logged.
+    """
 
     def __init__(self, config: AggregatorConfig, executor: LocalExecutor | GrpcExecutor, metrics: Metrics) -> None:
         self.config = config
@@ -180,29 +287,20 @@ class ProfileService:
         self.executor = executor
         self.metrics = metrics
         self.cache = PartialCache(config.cache_bytes, config.cache_dir)
-        self._runs: list[Run] = []
-        self._runs_at = 0.0
-        self._lock = threading.Lock()
+        self.index = RunIndex(self.logdir)
 
     def runs(self, refresh: bool = False) -> list[Run]:
-        with self._lock:
-            if refresh or time.monotonic() - self._runs_at > RUNS_TTL_S:
-                self._runs = self.logdir.runs()
-                self._runs_at = time.monotonic()
-            return list(self._runs)
+        return self.index.runs(fresh=refresh)
 
     def run(self, name: str | None) -> Run:
         if not name:
             raise HttpError(400, "missing parameter 'run'")
         if len(name) > 1024:
             raise HttpError(400, "parameter 'run' is too long")
-        for r in self.runs():
-            if r.name == name:
-                return r
-        for r in self.runs(refresh=True):
-            if r.name == name:
-                return r
-        raise HttpError(404, f"unknown run {name!r}", runs=[r.name for r in self._runs][:100])
+        try:
+            return self.index.run(name)
+        except RunNotFoundError:
+            raise HttpError(404, f"unknown run {name[:200]!r}", runs=self.index.names(100)) from None
 
     def tools(self) -> list[str]:
         from xprof_core.tools import tool_names
@@ -210,21 +308,32 @@ class ProfileService:
         return tool_names()
 
     def select_hosts(self, run: Run, host: str | None, hosts: str | None) -> list[tuple[str, str]]:
+        """The (name, url) of each host asked for, each once, in the order asked (all hosts, sorted,
+        by default); at most ``--max_hosts`` of them."""
         known = {h.name: h.url for h in run.hosts}
         if hosts:
-            wanted = [h for h in hosts.split(",") if h]
+            wanted = list(dict.fromkeys(h for h in hosts.split(",") if h))  # each host once
         elif host and host not in ("ALL_HOSTS", "*"):
             wanted = [host]
         else:
             wanted = sorted(known)
         missing = [h for h in wanted if h not in known]
         if missing:
-            raise HttpError(404, f"unknown host {missing[0]!r} in run {run.name!r}", hosts=sorted(known))
+            raise HttpError(404, f"unknown host {missing[0][:200]!r} in run {run.name!r}", hosts=sorted(known)[:1000])
         if not wanted:
             raise HttpError(404, f"run {run.name!r} has no hosts")
+        if len(wanted) > self.config.max_hosts:
+            raise HttpError(
+                400,
+                f"{len(wanted)} hosts selected, more than --max_hosts={self.config.max_hosts} per request: "
+                f"name fewer with 'hosts'",
+            )
         return [(h, known[h]) for h in wanted]
 
     def _cache_key(self, task: MapTask, tool: Any) -> str:
+        """A partial's identity: the file (and its size and mtime when local), shard, and what the map made
+        of it: the host index for table tools, else the tool, its version and the parameters its map reads
+        (others do not change the partial)."""
         try:
             st = os.stat(task.url)
             identity = f"{st.st_size}:{st.st_mtime_ns}"
@@ -249,6 +358,7 @@ class ProfileService:
         as_dict: bool = False,
     ) -> ToolAnswer:
         from xprof_core.tools import get_tool
+        from xprof_core.tools.params import map_params, tool_params
 
         if not tool_name:
             raise HttpError(400, "missing parameter 'tag' (the tool name)")
@@ -260,10 +370,11 @@ class ProfileService:
             raise HttpError(404, str(exc), tools=self.tools()) from None
         run = self.run(run_name)
         selected = self.select_hosts(run, host, hosts)
+        params = tool_params(tool, params)  # what the tool reads; the rest is dropped
         partials: dict[str, Any] = {}
         tasks: list[tuple[MapTask, str]] = []
         for name, url in selected:
-            task = MapTask(tool_name, name, url, params)
+            task = MapTask(tool_name, name, url, map_params(tool, params))
             key = self._cache_key(task, tool)
             data = self.cache.get(key)
             if data is not None:
@@ -275,13 +386,19 @@ class ProfileService:
         workers: dict[str, str] = {}
         if tasks:
             results: list[MapResult] = self.executor.map([t for t, _ in tasks], timeout_s=self.config.map_timeout_s)
+            failed = None
             for (task, key), res in zip(tasks, results, strict=True):
+                if res.abandoned:
+                    continue
                 self.metrics.map_tasks.labels(tool_name, res.worker_id, "ok" if res.ok else "error").inc()
                 if not res.ok:
-                    raise _http_error_for(task.host, res.error)
+                    failed = failed or (task.host, res.error)
+                    continue
                 workers[task.host] = res.worker_id
-                self.cache.put(key, encode_partial(res.partial))
+                self.cache.put(key, encode_partial(res.partial))  # kept even when another host failed
                 partials[task.host] = res.partial
+            if failed is not None:
+                raise _http_error_for(*failed)
         ordered = []
         for name, _ in selected:
             p = dict(partials[name])
@@ -293,7 +410,7 @@ class ProfileService:
             if render is not None and not as_dict:
                 return ToolAnswer(None, [h for h, _ in selected], workers, body=render(ordered, params))
             result = tool.reduce(ordered, params)
-        except ValueError as exc:
+        except ParamError as exc:
             raise HttpError(400, str(exc)) from None
         return ToolAnswer(result, [h for h, _ in selected], workers)
 
@@ -306,35 +423,28 @@ class ProfileService:
 
         try:
             result, used = diff_answer(run_tool, run_name, host, hosts, params)
-        except ValueError as exc:
+        except ParamError as exc:
             raise HttpError(400, str(exc)) from None
         return ToolAnswer(result, used)
 
 
 def _http_error_for(host: str, error: Exception | None) -> HttpError:
+    """A map task's error as the HTTP answer: status from the one table, the host named."""
+    if error is None:
+        error = InternalError("no result")
+    status = error_status(error)
     if isinstance(error, DecodeError):
         return HttpError(
-            422,
+            status.http,
             f"host {host!r}: the profile is not a valid XSpace: {error.reason}",
             host=host,
             offset=error.offset,
             path=error.path,
         )
-    if isinstance(error, ProfileNotFoundError):
-        return HttpError(404, f"host {host!r}: {error}", host=host)
-    if isinstance(error, RemoteMapError):
-        status = {
-            "INVALID_ARGUMENT": 400,
-            "PERMISSION_DENIED": 403,
-            "NOT_FOUND": 404,
-            "DEADLINE_EXCEEDED": 504,
-            "UNAVAILABLE": 503,
-            "RESOURCE_EXHAUSTED": 503,
-        }.get(error.code, 502)
-        return HttpError(status, f"host {host!r}: {error.message}", host=host, code=error.code)
-    if isinstance(error, ValueError):
-        return HttpError(400, f"host {host!r}: {error}", host=host)
-    return HttpError(500, f"host {host!r}: {error}", host=host)
+    message = error.message if isinstance(error, RemoteMapError) else str(error)
+    if status.http >= 500:
+        log.error("host %s: %s: %s", host, type(error).__name__, message)
+    return HttpError(status.http, f"host {host!r}: {message}", host=host, code=status.grpc)
 
 
 # --- HTTP ---
@@ -376,15 +486,26 @@ class Aggregator:
             log.info("no --logdir given: serving the bundled demo logdir %s", config.logdir)
         if executor is None:
             executor = (
-                GrpcExecutor(config.worker_service_address, deadline_s=config.map_timeout_s)
+                GrpcExecutor(
+                    config.worker_service_address,
+                    deadline_s=config.map_timeout_s,
+                    keepalive_s=config.worker_keepalive_s,
+                )
                 if config.worker_service_address
-                else LocalExecutor(config.local_workers)
+                else LocalExecutor(
+                    config.local_workers, roots=[config.logdir], max_gunzip_ratio=config.max_gunzip_ratio
+                )
             )
         self.executor = executor
         self.metrics = Metrics()
         self.service = ProfileService(config, executor, self.metrics)
         self.app = web.Application(middlewares=[self._middleware], client_max_size=1 << 20)
         self._routes()
+        # Before aiohttp waits for the requests in flight: their map tasks end now (503), not at their deadline.
+        self.app.on_shutdown.append(self._close_executor)
+
+    async def _close_executor(self, app: web.Application) -> None:
+        self.executor.close()
 
     def _routes(self) -> None:
         r = self.app.router
@@ -397,7 +518,9 @@ class Aggregator:
         r.add_get(f"{API}/data_csv", self.data_csv)
         r.add_get(f"{API}/config", self.config_route)
         r.add_get(f"{API}/version", self.version)
-        add_capture_routes(self.app, lambda: self.service.logdir, lambda: self.service.runs(refresh=True))
+        add_capture_routes(
+            self.app, lambda: self.service.logdir, lambda: self.service.runs(refresh=True), self.config.capture
+        )
         r.add_get("/openapi.json", self.openapi)
         r.add_get("/healthz", self.healthz)
         r.add_get("/readyz", self.readyz)
@@ -411,6 +534,8 @@ class Aggregator:
             response = await handler(request)
         except HttpError as exc:
             response = _json(exc.body, exc.status)
+        except XprofError as exc:  # ours, with a status from the one table
+            response = _json({"error": str(exc)}, error_status(exc).http)
         except web.HTTPNotFound:
             response = _json({"error": f"no route {request.path}", "see": "/openapi.json"}, 404)
         except web.HTTPException as exc:
@@ -547,7 +672,9 @@ class Aggregator:
         rel = request.match_info["path"]
         parts = rel.split("/")
         content_type = UI_CONTENT_TYPES.get(os.path.splitext(rel)[1].lower())
-        if content_type is None or any(p in ("", ".", "..") or p.startswith(".") or "\\" in p for p in parts):
+        if content_type is None or any(
+            p in ("", ".", "..") or p.startswith(".") or "\\" in p or "\0" in p for p in parts
+        ):
             raise HttpError(404, f"no UI file {rel[:200]!r}")
         path = (UI_DIR / rel).resolve()
         if not path.is_relative_to(UI_DIR) or not path.is_file():
@@ -601,7 +728,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hide_capture_profile_button",
         action="store_true",
-        help="hide the capture button in the UI (reported by /data/plugin/profile/config)",
+        help="hide the capture button in the UI (reported by /data/plugin/profile/config) and refuse "
+        "capture_profile requests (403): without it, anyone who reaches this server may capture from the "
+        "addresses --capture_allow permits, into the logdir",
+    )
+    p.add_argument(
+        "--capture_allow",
+        default=",".join(DEFAULT_CAPTURE_ALLOW),
+        help="addresses and CIDR networks, comma-separated, that capture_profile may contact; a name must "
+        "resolve only into them (default: this machine, 127.0.0.0/8,::1; 0.0.0.0/0,::/0 allows any)",
+    )
+    p.add_argument(
+        "--capture_max_mb",
+        type=int,
+        default=DEFAULT_CAPTURE_MAX_MB,
+        help=f"largest profile a capture may receive from one service, in MB (default {DEFAULT_CAPTURE_MAX_MB})",
+    )
+    p.add_argument(
+        "--capture_max_targets",
+        type=int,
+        default=DEFAULT_CAPTURE_MAX_TARGETS,
+        help=f"service addresses one capture may name (default {DEFAULT_CAPTURE_MAX_TARGETS})",
+    )
+    p.add_argument(
+        "--capture_per_client",
+        type=int,
+        default=DEFAULT_CAPTURES_PER_CLIENT,
+        help=f"captures one client address may run at once (default {DEFAULT_CAPTURES_PER_CLIENT}; "
+        f"at most {DEFAULT_CAPTURES_PER_MINUTE} a minute)",
     )
     p.add_argument(
         "--cache_dir", default=None, help="also keep computed partials in this directory (never inside the logdir)"
@@ -616,6 +770,39 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="processes for local map tasks when there are no workers (default: the cores)",
     )
+    p.add_argument(
+        "--max_hosts",
+        type=int,
+        default=1024,
+        help="hosts one request may select (repeated names count once; default 1024)",
+    )
+    p.add_argument(
+        "--max_gunzip_ratio",
+        type=float,
+        default=MAX_GUNZIP_RATIO,
+        help="a .xplane.pb.gz host file may inflate to this many times its size (and always to 64 MiB); "
+        f"larger ones are refused as a gzip bomb (default {MAX_GUNZIP_RATIO:g})",
+    )
+    p.add_argument(
+        "--worker_keepalive",
+        type=float,
+        default=10.0,
+        help="seconds between pings to each worker; one that does not answer within as long again is taken "
+        "out of rotation and its map tasks go to another worker (default 10)",
+    )
+    p.add_argument(
+        "--http_header_timeout",
+        type=float,
+        default=15.0,
+        help="seconds a connection has to send a complete request's headers, from when it opens or its last "
+        "answer ends; idle and half-sent connections are closed after it (default 15)",
+    )
+    p.add_argument(
+        "--max_connections",
+        type=int,
+        default=1024,
+        help="open HTTP connections at most; more are closed at once (default 1024)",
+    )
     p.add_argument("--log_level", default="INFO", help="logging level (default INFO)")
     return p
 
@@ -626,6 +813,28 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
 
 
 def config_from_args(args: argparse.Namespace) -> AggregatorConfig:
+    """The configuration the flags describe; SystemExit with the reason for flags that cannot work."""
+    try:
+        allow = parse_networks(args.capture_allow)
+    except ValueError as exc:
+        raise SystemExit(f"--capture_allow: {exc}") from None
+    for flag, value in (
+        ("--max_hosts", args.max_hosts),
+        ("--max_connections", args.max_connections),
+        ("--capture_max_mb", args.capture_max_mb),
+        ("--capture_max_targets", args.capture_max_targets),
+        ("--capture_per_client", args.capture_per_client),
+    ):
+        if value < 1:
+            raise SystemExit(f"{flag} must be at least 1 (got {value})")
+    for flag, number in (
+        ("--max_gunzip_ratio", args.max_gunzip_ratio),
+        ("--worker_keepalive", args.worker_keepalive),
+        ("--http_header_timeout", args.http_header_timeout),
+        ("--map_timeout", args.map_timeout),
+    ):
+        if not number > 0:
+            raise SystemExit(f"{flag} must be positive (got {number})")
     if args.cache_dir and args.logdir and "://" not in args.logdir:
         cache, logdir = os.path.realpath(args.cache_dir), os.path.realpath(args.logdir)
         if cache == logdir or cache.startswith(logdir + os.sep):
@@ -641,14 +850,38 @@ def config_from_args(args: argparse.Namespace) -> AggregatorConfig:
         cache_dir=args.cache_dir,
         map_timeout_s=args.map_timeout,
         local_workers=args.local_workers,
+        max_hosts=args.max_hosts,
+        max_gunzip_ratio=args.max_gunzip_ratio,
+        worker_keepalive_s=args.worker_keepalive,
+        http_header_timeout_s=args.http_header_timeout,
+        max_connections=args.max_connections,
+        capture=CapturePolicy(
+            enabled=not args.hide_capture_profile_button,
+            allow=allow,
+            max_targets=args.capture_max_targets,
+            max_bytes=args.capture_max_mb << 20,
+            per_client=args.capture_per_client,
+        ),
     )
 
 
 async def _serve(aggregator: Aggregator, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(aggregator.app, access_log=None)
+    config = aggregator.config
+    # keepalive_timeout: a connection gets this long, from when it opens or its last answer ends, to
+    # deliver a complete request's headers (see http_limits).
+    runner = web.AppRunner(
+        aggregator.app,
+        access_log=None,
+        keepalive_timeout=config.http_header_timeout_s,
+        shutdown_timeout=config.shutdown_timeout_s,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, aggregator.config.host, aggregator.config.port)
-    await site.start()
+    assert runner.server is not None
+    http_server = runner.server
+    gate = ConnectionGate(config.max_connections)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: GatedProtocol(http_server, gate), config.host, config.port, reuse_address=True, backlog=1024
+    )
     shown = "localhost" if aggregator.config.host in ("0.0.0.0", "::") else aggregator.config.host
     print(
         f"xprof-core aggregator: open http://{shown}:{aggregator.config.port}/ "
@@ -656,32 +889,85 @@ async def _serve(aggregator: Aggregator, stop: asyncio.Event) -> None:
         flush=True,
     )
     await stop.wait()
-    await runner.cleanup()
+    server.close()
+    await runner.cleanup()  # closes the executor first, then waits for requests (shutdown_timeout_s at most)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
+    config.max_connections = _fit_connections(config.max_connections)
     aggregator = Aggregator(config)
     worker = None
     if config.grpc_port is not None:
         from xprof_core.serve.worker import WorkerConfig, create_server
 
-        worker = create_server(f"{config.host}:{config.grpc_port}", WorkerConfig(logdir_roots=[str(config.logdir)]))
+        worker = create_server(
+            f"{config.host}:{config.grpc_port}",
+            WorkerConfig(logdir_roots=[str(config.logdir)], max_gunzip_ratio=config.max_gunzip_ratio),
+        )
         log.info("worker service on gRPC port %d", worker.port)
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    t0 = 0.0
     try:
         loop.run_until_complete(_serve(aggregator, stop))
+        t0 = time.monotonic()
     finally:
         if worker is not None:
             worker.stop(grace_s=5.0)
         aggregator.executor.close()
         loop.close()
+    _exit_when_threads_linger(LINGER_S)
+    log.info("aggregator stopped in %.1f s", time.monotonic() - t0 if t0 else 0.0)
     return 0
+
+
+def _fit_connections(limit: int) -> int:
+    """``--max_connections``, within what this process may open: the soft file limit is raised as far as
+    the hard one allows, else the connection limit is lowered to leave room for files and workers."""
+    import resource
+
+    spare = 256  # profiles, the cache directory, gRPC channels, the map processes' pipes
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < limit + spare:
+        raised = limit + spare if hard == resource.RLIM_INFINITY else min(limit + spare, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < limit + spare:
+        fitted = max(16, soft - spare)
+        log.warning("--max_connections=%d lowered to %d: this process may open %d files", limit, fitted, soft)
+        return fitted
+    return limit
+
+
+#: After shutdown, how long threads still working (a reduce, a listing) may delay the exit.
+LINGER_S = 3.0
+
+
+def _exit_when_threads_linger(timeout_s: float) -> None:
+    """Give threads still running a moment; then leave without them (the interpreter's exit would
+    join them, however long they take)."""
+    deadline = time.monotonic() + timeout_s
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+    lingering = [
+        t.name for t in threading.enumerate() if t.is_alive() and not t.daemon and t is not threading.main_thread()
+    ]
+    if lingering:
+        log.warning("exiting with %d threads still running: %s", len(lingering), ", ".join(lingering[:5]))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ names it). How the data comes back: we set ``ProfileRequest.emit_xspace`` and cu
 servers (jaxlib 0.10 verified) answer with the serialised XSpace in
 ``ProfileResponse.xspace`` and write nothing themselves; we store those bytes verbatim.
 Servers that predate ``emit_xspace`` ignore it and write the file on *their*
-filesystem under ``repository_root/session_id``; we point that at our staging
-directory, so a server on the same machine (or sharing the logdir's storage) still
-lands its file in the run, and otherwise we say where it went.
+filesystem under ``repository_root/session_id``; :func:`capture` points that at our
+staging directory, so a server on the same machine (or sharing the logdir's storage)
+still lands its file in the run, and otherwise we say where it went. The HTTP route
+never sends a path of this machine to a service (``send_paths=False``).
 
 A local run appears atomically: the files are written into a hidden staging directory
 next to ``plugins/profile`` and the directory is renamed into place once every host is
@@ -22,30 +23,51 @@ in, so a reader never sees a half-written run. On object stores (``gs://``, ``s3
 each host file is one object upload, which is atomic by itself.
 
 :func:`add_capture_routes` serves ``/data/plugin/profile/capture_profile`` (XProf's
-route and parameter names) on the aggregator.
+route and parameter names) on the aggregator, under a :class:`CapturePolicy`: off with
+``--hide_capture_profile_button``, only to addresses in ``--capture_allow`` (this machine
+by default), a few targets and a bounded answer per request, a few captures per client,
+and one uniform error for whatever a target did.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import ipaddress
 import logging
 import os
 import posixpath
 import re
 import shutil
+import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
-from xprof_core.errors import XprofError
+from xprof_core.errors import (
+    CaptureCancelledError,
+    CaptureDisabledError,
+    CaptureError,
+    CaptureLimitError,
+    CaptureNotAllowedError,
+    CaptureParamError,
+    CaptureTargetError,
+    CaptureTimeoutError,
+    CaptureTooLargeError,
+    EmptyTraceError,
+    LogdirNotWritableError,
+    ProfilerBusyError,
+    ProfilerServiceError,
+    http_status,
+)
 from xprof_core.storage.logdir import HOST_SUFFIXES, Logdir, host_name_from_file
 
 if TYPE_CHECKING:
@@ -60,6 +82,8 @@ __all__ = [
     "CaptureCancelledError",
     "CaptureError",
     "CaptureParamError",
+    "CapturePolicy",
+    "CaptureTransport",
     "CaptureResult",
     "CaptureTargetError",
     "CaptureTimeoutError",
@@ -69,6 +93,7 @@ __all__ = [
     "add_capture_routes",
     "capture",
     "host_file_stem",
+    "parse_networks",
     "parse_service_addresses",
 ]
 
@@ -94,53 +119,6 @@ _ADDRESS = re.compile(r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa
 # Codes worth another try (TSL's client retries the same): the server restarting, or a
 # profiling session of the program still closing.
 _RETRY_CODES = frozenset({"UNAVAILABLE", "ALREADY_EXISTS"})
-
-
-# --- errors ---------------------------------------------------------------------------------------
-
-
-class CaptureError(XprofError):
-    """A capture that could not be done."""
-
-
-class CaptureParamError(CaptureError, ValueError):
-    """A capture parameter out of range or malformed (duration, levels, service address)."""
-
-
-class CaptureTargetError(CaptureError):
-    """The logdir cannot take a new run (see :class:`LogdirNotWritableError`)."""
-
-    def __init__(self, message: str, logdir: str) -> None:
-        super().__init__(message)
-        self.logdir = logdir
-
-
-class LogdirNotWritableError(CaptureTargetError, PermissionError):
-    """The logdir cannot be written (read-only mount, permissions, not a directory, the bundled demo)."""
-
-
-class ProfilerServiceError(CaptureError, ConnectionError):
-    """The profiler service failed: unreachable, refused the request, or sent nothing usable.
-
-    ``code`` is the gRPC status code name (``UNAVAILABLE``, ``INTERNAL``, ...) or ``None``.
-    """
-
-    def __init__(self, message: str, service_addr: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.service_addr = service_addr
-        self.code = code
-
-
-class CaptureTimeoutError(ProfilerServiceError, TimeoutError):
-    """The service did not answer within the deadline."""
-
-
-class EmptyTraceError(ProfilerServiceError):
-    """The service answered, but collected no trace events."""
-
-
-class CaptureCancelledError(ProfilerServiceError):
-    """The capture was cancelled (the aggregator is shutting down)."""
 
 
 # --- parameters -----------------------------------------------------------------------------------
@@ -294,6 +272,24 @@ class CaptureResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class CaptureTransport:
+    """How the services are reached and what is taken from them.
+
+    ``connect_to`` maps a service address to the gRPC target to dial (the HTTP route
+    dials the address it checked against ``--capture_allow``, not a second DNS answer);
+    ``max_bytes`` is the largest answer accepted (None: no limit), refused by gRPC before
+    it is stored; ``send_paths`` tells a server that predates ``emit_xspace`` where to
+    write its file, a path on this machine (the HTTP route never sends one);
+    ``keepalive_s`` closes the call to a service that stops answering pings.
+    """
+
+    connect_to: Mapping[str, str] = field(default_factory=dict)
+    max_bytes: int | None = None
+    send_paths: bool = True
+    keepalive_s: float = 10.0
+
+
 def capture(
     service_addr: str,
     duration_ms: int,
@@ -306,6 +302,8 @@ def capture(
     num_retry: int = 0,
     delay_ms: int = 0,
     cancel: threading.Event | None = None,
+    max_bytes: int | None = None,
+    send_paths: bool = True,
 ) -> CaptureResult:
     """Trace the program(s) at ``service_addr`` for ``duration_ms`` and store a new run in ``logdir``.
 
@@ -314,6 +312,9 @@ def capture(
     ``timeout_s`` is the deadline of each service's answer (default: the trace plus 60 s);
     ``num_retry`` retries a service that is unavailable or returned no events; ``delay_ms``
     starts tracing that much later. Setting ``cancel`` stops waiting and cancels the trace.
+    ``max_bytes`` refuses larger answers (:class:`CaptureTooLargeError`); ``send_paths=False``
+    never tells a service a path on this machine (old servers that write the file themselves
+    then cannot deliver it).
 
     Raises :class:`CaptureParamError` for bad parameters (nothing is contacted),
     :class:`LogdirNotWritableError` / :class:`CaptureTargetError` when the logdir cannot take
@@ -333,14 +334,16 @@ def capture(
         delay_ms,
     )
     target = logdir if isinstance(logdir, Logdir) else Logdir(logdir)
-    return _capture(options, target, cancel)
+    return _capture(options, target, cancel, CaptureTransport(max_bytes=max_bytes, send_paths=send_paths))
 
 
-def _capture(options: CaptureOptions, logdir: Logdir, cancel: threading.Event | None) -> CaptureResult:
+def _capture(
+    options: CaptureOptions, logdir: Logdir, cancel: threading.Event | None, transport: CaptureTransport
+) -> CaptureResult:
     t0 = time.monotonic()
     writer: _RunWriter = _LocalRunWriter(logdir) if logdir.is_local else _RemoteRunWriter(logdir)
     try:
-        results = _profile_all(options, writer, cancel)
+        results = _profile_all(options, writer, cancel, transport)
         stored = {addr: size for addr, size in results.items() if isinstance(size, int)}
         errors = {addr: err for addr, err in results.items() if isinstance(err, ProfilerServiceError)}
         if not stored:
@@ -380,23 +383,24 @@ def _most_telling(errors: dict[str, ProfilerServiceError]) -> ProfilerServiceErr
 
 
 def _profile_all(
-    options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None
+    options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None, transport: CaptureTransport
 ) -> dict[str, int | ProfilerServiceError]:
     """Ask every service at once (they trace the same window); store each answer as it comes."""
     if len(options.service_addrs) == 1:
         addr = options.service_addrs[0]
-        return {addr: _profile_and_store(addr, options, writer, cancel)}
+        return {addr: _profile_and_store(addr, options, writer, cancel, transport)}
     with concurrent.futures.ThreadPoolExecutor(
         min(len(options.service_addrs), 16), thread_name_prefix="xprof-capture"
     ) as pool:
         futures = {
-            addr: pool.submit(_profile_and_store, addr, options, writer, cancel) for addr in options.service_addrs
+            addr: pool.submit(_profile_and_store, addr, options, writer, cancel, transport)
+            for addr in options.service_addrs
         }
         return {addr: fut.result() for addr, fut in futures.items()}
 
 
 def _profile_and_store(
-    addr: str, options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None
+    addr: str, options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None, transport: CaptureTransport
 ) -> int | ProfilerServiceError:
     """One service: its profile's size in bytes once stored, or why there is none."""
     host = host_file_stem(addr)
@@ -404,8 +408,8 @@ def _profile_and_store(
     error: ProfilerServiceError | None = None
     for attempt in range(attempts):
         try:
-            data = _profile_one(addr, options, writer, cancel)
-        except (EmptyTraceError, CaptureCancelledError, CaptureTimeoutError) as exc:
+            data = _profile_one(addr, options, writer, cancel, transport)
+        except (EmptyTraceError, CaptureCancelledError, CaptureTimeoutError, CaptureTooLargeError) as exc:
             error = exc
             if isinstance(exc, EmptyTraceError) and attempt + 1 < attempts:
                 continue
@@ -420,6 +424,12 @@ def _profile_and_store(
             size = writer.stored_size(host)
             if size is not None:
                 return size
+            if not transport.send_paths:
+                return ProfilerServiceError(
+                    f"{addr} did not return the XSpace in its answer (it predates ProfileRequest.emit_xspace): "
+                    f"upgrade jax/jaxlib or TensorFlow",
+                    addr,
+                )
             return ProfilerServiceError(
                 f"{addr} saved its profile on its own filesystem under {writer.repository_root!r} "
                 f"(the server predates returning the XSpace in its answer, ProfileRequest.emit_xspace): "
@@ -432,42 +442,53 @@ def _profile_and_store(
 
 
 def _profile_one(
-    addr: str, options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None
+    addr: str, options: CaptureOptions, writer: _RunWriter, cancel: threading.Event | None, transport: CaptureTransport
 ) -> bytes | None:
     """One Profile RPC. Returns the XSpace bytes, or None when the server says it wrote them itself."""
     import grpc
 
     from xprof_core.protos import profiler_service_pb2, profiler_service_pb2_grpc
 
-    request = _profile_request(profiler_service_pb2, addr, options, writer)
+    request = _profile_request(profiler_service_pb2, addr, options, writer, transport.send_paths)
+    keepalive_ms = max(1000, int(transport.keepalive_s * 1000))
     channel_options = [
-        ("grpc.max_receive_message_length", -1),  # an XSpace is often far above gRPC's 4 MiB default
+        # An XSpace is often far above gRPC's 4 MiB default; a larger answer than allowed is refused
+        # (RESOURCE_EXHAUSTED) by gRPC itself.
+        ("grpc.max_receive_message_length", -1 if transport.max_bytes is None else transport.max_bytes + 4096),
         ("grpc.enable_http_proxy", 0),  # the program is on our network; never tunnel to it via a proxy
         ("grpc.min_reconnect_backoff_ms", 5000),  # also caps a connection attempt to a dead host
+        # A service that accepted the call and then stopped answering (a frozen process) is given up
+        # after two keepalive periods instead of the trace's whole deadline.
+        ("grpc.keepalive_time_ms", keepalive_ms),
+        ("grpc.keepalive_timeout_ms", keepalive_ms),
+        ("grpc.http2.ping_timeout_ms", keepalive_ms),  # what bounds the wait for a ping's answer
+        ("grpc.http2.max_pings_without_data", 0),
     ]
-    with grpc.insecure_channel(addr, options=channel_options) as channel:
+    with grpc.insecure_channel(transport.connect_to.get(addr, addr), options=channel_options) as channel:
         stub = profiler_service_pb2_grpc.ProfilerServiceStub(channel)
         call = stub.Profile.future(request, timeout=options.timeout_s)
         try:
             response = _wait(call, cancel, addr)
         except grpc.RpcError as exc:
-            raise _service_error(exc, addr, options) from None
+            raise _service_error(exc, addr, options, transport) from None
     if response.empty_trace:
         raise EmptyTraceError(
             f"{addr} collected no trace events in {options.duration_ms} ms "
             f"(is the program running work while it is traced?)",
             addr,
         )
-    if response.xspace:
-        return bytes(response.xspace)
+    xspace: bytes = response.xspace  # read once: each read of a bytes field copies it
+    if xspace:
+        return xspace
     for tool in response.tool_data:  # very old servers answer with named tool files
         if tool.name == "xplane.pb" or tool.name.endswith(".xplane.pb"):
-            return bytes(tool.data)
+            data: bytes = tool.data
+            return data
     return None
 
 
 def _profile_request(
-    pb: Any, addr: str, options: CaptureOptions, writer: _RunWriter
+    pb: Any, addr: str, options: CaptureOptions, writer: _RunWriter, send_paths: bool = True
 ) -> profiler_service_pb2.ProfileRequest:
     start_ns = time.time_ns() + options.delay_ms * 1_000_000 if options.delay_ms else 0
     opts = pb.ProfileOptions(
@@ -483,8 +504,8 @@ def _profile_request(
         max_events=1_000_000,  # what TSL's client asks for; servers that emit the XSpace ignore it
         tools=["xplane.pb"],
         opts=opts,
-        repository_root=writer.repository_root,
-        session_id=writer.server_session_id,
+        repository_root=writer.repository_root if send_paths else "",
+        session_id=writer.server_session_id if send_paths else "",
         host_name=addr,
         emit_xspace=True,
     )
@@ -505,10 +526,20 @@ def _wait(call: Any, cancel: threading.Event | None, addr: str) -> Any:
                 raise CaptureCancelledError(f"capture from {addr} cancelled", addr, "CANCELLED") from None
 
 
-def _service_error(exc: grpc.RpcError, addr: str, options: CaptureOptions) -> ProfilerServiceError:
+def _service_error(
+    exc: grpc.RpcError, addr: str, options: CaptureOptions, transport: CaptureTransport
+) -> ProfilerServiceError:
     code = exc.code() if hasattr(exc, "code") else None
     name = code.name if code is not None else None
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+    if name == "RESOURCE_EXHAUSTED" and transport.max_bytes is not None and "message larger than max" in details:
+        return CaptureTooLargeError(
+            f"{addr} answered with more than {transport.max_bytes} bytes (--capture_max_mb): nothing was stored",
+            addr,
+            name,
+        )
+    if name == "ALREADY_EXISTS":
+        return ProfilerBusyError(f"{addr} refused the capture ({name}): {details}", addr, name)
     if name == "DEADLINE_EXCEEDED":
         return CaptureTimeoutError(
             f"{addr} did not answer within {options.timeout_s:g} s (tracing {options.duration_ms} ms)", addr, name
@@ -675,7 +706,7 @@ class _LocalRunWriter(_RunWriter):
                     raise self._not_writable(f"publishing the run: {exc.strerror or exc}") from None
                 self.staging = ""
                 self.session_url = final
-                return _run_name(session)
+                return session  # the run's name: Logdir lists sessions under plugins/profile by name
             raise CaptureTargetError(f"no free session name for {base!r} in {self.profile_root}", self.logdir.url)
 
     def discard(self) -> None:
@@ -729,93 +760,224 @@ class _RemoteRunWriter(_RunWriter):
             return None
 
     def publish(self) -> str:
-        return _run_name(self.session)
+        return self.session
 
     def discard(self) -> None:
         pass
 
 
-def _run_name(session: str) -> str:
-    """The run's name as :class:`~xprof_core.storage.logdir.Logdir` lists it: sessions sit at the top level."""
-    return session
-
-
 # --- HTTP -----------------------------------------------------------------------------------------
 
-#: Captures allowed at once per aggregator; each holds a thread for its whole trace.
-MAX_CONCURRENT_CAPTURES = 4
+#: Networks the HTTP route may capture from unless ``--capture_allow`` says otherwise: this machine.
+DEFAULT_CAPTURE_ALLOW = ("127.0.0.0/8", "::1/128")
+DEFAULT_CAPTURE_MAX_MB = 256
+DEFAULT_CAPTURE_MAX_TARGETS = 8
+#: Captures one client may run at once, start per minute, and all clients together at once.
+DEFAULT_CAPTURES_PER_CLIENT = 1
+DEFAULT_CAPTURES_PER_MINUTE = 10
+MAX_CONCURRENT_CAPTURES = 16
+#: Seconds a POST body may take to arrive.
+BODY_TIMEOUT_S = 10.0
 
 
 def http_status_for(error: CaptureError) -> int:
-    """The HTTP status of a capture error."""
-    if isinstance(error, CaptureParamError):
-        return 400
-    if isinstance(error, CaptureTargetError):
-        return 409
-    if isinstance(error, CaptureTimeoutError):
-        return 504
-    if isinstance(error, ProfilerServiceError) and error.code == "ALREADY_EXISTS":
-        return 409
-    if isinstance(error, CaptureCancelledError):
-        return 503
-    return 502
+    """The HTTP status of a capture error (the one table in :mod:`xprof_core.errors`)."""
+    return http_status(error)
+
+
+def parse_networks(text: str | Sequence[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """``--capture_allow``: addresses or CIDR networks, comma-separated. ValueError names a bad one."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    networks = []
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item.strip("[]"), strict=False))
+        except ValueError:
+            raise ValueError(f"not an address or CIDR network: {item!r}") from None
+    return tuple(networks)
+
+
+@dataclass(frozen=True)
+class CapturePolicy:
+    """Who may capture what through the HTTP route.
+
+    ``enabled`` is False with ``--hide_capture_profile_button``: the route then refuses
+    every request (403), as the button is hidden. ``allow``: the networks a service
+    address must resolve into (every address it resolves to), checked before anything is
+    contacted. ``max_targets`` addresses per request, ``max_bytes`` per answer.
+    ``per_client`` captures at once and ``per_minute`` started per client (by its IP
+    address), ``max_concurrent`` in all.
+    """
+
+    enabled: bool = True
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        default_factory=lambda: parse_networks(DEFAULT_CAPTURE_ALLOW)
+    )
+    max_targets: int = DEFAULT_CAPTURE_MAX_TARGETS
+    max_bytes: int = DEFAULT_CAPTURE_MAX_MB << 20
+    per_client: int = DEFAULT_CAPTURES_PER_CLIENT
+    per_minute: int = DEFAULT_CAPTURES_PER_MINUTE
+    max_concurrent: int = MAX_CONCURRENT_CAPTURES
+    keepalive_s: float = 10.0
+
+    def connect_targets(self, addrs: Sequence[str]) -> dict[str, str]:
+        """The gRPC target to dial for each address, once every one is allowed.
+
+        A name is resolved here, every address it resolves to must be allowed, and the
+        call dials the address checked (a later DNS answer cannot redirect it). Refusals are
+        one message whatever the reason (not allowed, no such name), so the route cannot be
+        used to learn about the network; nothing has been contacted when it raises.
+        """
+        targets = {}
+        for addr in addrs:
+            host, _, port = addr.rpartition(":")
+            name = host[1:-1] if host.startswith("[") else host
+            try:
+                infos = socket.getaddrinfo(name, int(port), type=socket.SOCK_STREAM)
+            except (OSError, UnicodeError):
+                infos = []
+            ips = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+            if not ips or not all(any(ip in net for net in self.allow) for ip in ips):
+                raise CaptureNotAllowedError(
+                    f"capturing from {addr} is not allowed: the aggregator captures only from addresses "
+                    f"in --capture_allow"
+                )
+            ip = ips[0]
+            targets[addr] = f"ipv6:[{ip}]:{port}" if ip.version == 6 else f"ipv4:{ip}:{port}"
+        return targets
+
+
+class _ClientLimits:
+    """Captures per client: running now, and started in the last minute."""
+
+    def __init__(self, policy: CapturePolicy) -> None:
+        self.policy = policy
+        self._running: dict[str, int] = {}
+        self._started: dict[str, collections.deque[float]] = {}
+        self._total = 0
+
+    def admit(self, client: str) -> None:
+        """Count a capture for ``client`` or raise CaptureLimitError (the caller must :meth:`release`)."""
+        now = time.monotonic()
+        started = self._started.setdefault(client, collections.deque())
+        while started and now - started[0] > 60.0:
+            started.popleft()
+        if self._running.get(client, 0) >= self.policy.per_client:
+            raise CaptureLimitError(f"{self.policy.per_client} capture(s) of yours already running; try again later")
+        if len(started) >= self.policy.per_minute:
+            raise CaptureLimitError(f"more than {self.policy.per_minute} captures a minute; try again later")
+        if self._total >= self.policy.max_concurrent:
+            raise CaptureLimitError(f"{self._total} captures are already running; try again when one ends")
+        started.append(now)
+        self._running[client] = self._running.get(client, 0) + 1
+        self._total += 1
+
+    def release(self, client: str) -> None:
+        self._total -= 1
+        left = self._running.get(client, 1) - 1
+        if left:
+            self._running[client] = left
+        else:
+            self._running.pop(client, None)
+            if not self._started.get(client):
+                self._started.pop(client, None)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+def _uniform(addrs: Sequence[str]) -> str:
+    """What a client is told when services gave no profile: the same whatever happened at the target."""
+    return (
+        f"cannot reach a profiler server at {', '.join(addrs)} or get a profile from it (it refused, failed, "
+        f"timed out, collected nothing, or answered over --capture_max_mb); the aggregator's log says which"
+    )
+
+
 class CaptureRoute:
     """``GET|POST /data/plugin/profile/capture_profile``: a capture into the aggregator's logdir.
 
     Answers ``{"result", "run", "hosts"}`` (plus ``failures`` when some services gave nothing);
-    errors as ``{"error": ...}`` with 400 (parameters), 409 (the logdir cannot take a run),
-    429 (too many captures at once), 502 (service unreachable or failed), 504 (timeout).
+    errors as ``{"error": ...}`` with 400 (parameters), 403 (capture disabled, or an address
+    outside ``--capture_allow``), 409 (the logdir cannot take a run), 429 (this client's
+    captures), 502 (no profile: one uniform answer, whatever the service did; the log has the
+    reason), 503 (shutting down).
     """
 
-    def __init__(self, logdir: Callable[[], Logdir], refresh_runs: Callable[[], Any]) -> None:
+    def __init__(
+        self, logdir: Callable[[], Logdir], refresh_runs: Callable[[], Any], policy: CapturePolicy | None = None
+    ) -> None:
         self._logdir = logdir
         self._refresh_runs = refresh_runs
-        self._pool = concurrent.futures.ThreadPoolExecutor(MAX_CONCURRENT_CAPTURES, thread_name_prefix="xprof-capture")
+        self.policy = policy or CapturePolicy()
+        self._limits = _ClientLimits(self.policy)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.policy.max_concurrent, thread_name_prefix="xprof-capture"
+        )
         self._cancel = threading.Event()
-        self._running = 0
 
     async def handle(self, request: web.Request) -> web.Response:
-        params: dict[str, str] = dict(request.query)
         try:
-            if request.method == "POST" and request.can_read_body:
-                params.update(await _body_params(request))
-            options = CaptureOptions.from_query(params)
-        except CaptureParamError as exc:
-            return _json({"error": str(exc)}, 400)
-        if self._running >= MAX_CONCURRENT_CAPTURES:
-            return _json({"error": f"{self._running} captures are already running; try again when one ends"}, 429)
-        self._running += 1
-        try:
-            loop = asyncio.get_running_loop()
-            result: CaptureResult = await loop.run_in_executor(self._pool, self._capture, options)
+            return await self._handle(request)
         except CaptureError as exc:
             body: dict[str, Any] = {"error": str(exc)}
             if isinstance(exc, CaptureTargetError):
                 body["logdir"] = exc.logdir
-            if isinstance(exc, ProfilerServiceError):
-                body["service_addr"] = exc.service_addr
-                if exc.code:
-                    body["code"] = exc.code
-            return _json(body, http_status_for(exc))
+            return _json(body, http_status(exc))
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if not self.policy.enabled:
+            raise CaptureDisabledError("capture is disabled on this server (--hide_capture_profile_button)")
+        params: dict[str, str] = dict(request.query)
+        if request.method == "POST" and request.can_read_body:
+            try:
+                params.update(await asyncio.wait_for(_body_params(request), BODY_TIMEOUT_S))
+            except asyncio.TimeoutError:
+                raise CaptureParamError(f"the request body did not arrive within {BODY_TIMEOUT_S:g} s") from None
+        options = CaptureOptions.from_query(params)
+        if len(options.service_addrs) > self.policy.max_targets:
+            raise CaptureParamError(
+                f"too many service addresses ({len(options.service_addrs)} > {self.policy.max_targets}, "
+                f"--capture_max_targets)"
+            )
+        loop = asyncio.get_running_loop()
+        client = request.remote or "unknown"
+        self._limits.admit(client)  # before any lookup: names that resolve slowly count too
+        try:
+            targets = await loop.run_in_executor(self._pool, self.policy.connect_targets, options.service_addrs)
+            transport = CaptureTransport(
+                connect_to=targets,
+                max_bytes=self.policy.max_bytes,
+                send_paths=False,
+                keepalive_s=self.policy.keepalive_s,
+            )
+            result: CaptureResult = await loop.run_in_executor(self._pool, self._capture, options, transport)
+        except ProfilerServiceError as exc:
+            if isinstance(exc, CaptureCancelledError):
+                raise
+            log.warning("capture from %s gave no profile: %s", ",".join(options.service_addrs), exc)
+            return _json(
+                {"error": _uniform(options.service_addrs), "service_addr": exc.service_addr, "code": "UNAVAILABLE"},
+                502,
+            )
         finally:
-            self._running -= 1
+            self._limits.release(client)
         answer: dict[str, Any] = {
             "result": f"Captured {options.duration_ms} ms from {len(result.hosts)} host(s) into run {result.run!r}.",
             "run": result.run,
             "hosts": result.hosts,
         }
         if result.failures:
-            answer["failures"] = result.failures
+            for addr, reason in result.failures.items():
+                log.warning("capture from %s gave no profile: %s", addr, reason)
+            answer["failures"] = {addr: _uniform([addr]) for addr in result.failures}
         return _json(answer)
 
-    def _capture(self, options: CaptureOptions) -> CaptureResult:
-        result = _capture(options, self._logdir(), self._cancel)
+    def _capture(self, options: CaptureOptions, transport: CaptureTransport) -> CaptureResult:
+        result = _capture(options, self._logdir(), self._cancel, transport)
         try:
             self._refresh_runs()  # the aggregator caches its run list; show the new run right away
         except Exception:  # noqa: BLE001 - the capture is stored; a failed listing must not hide that
@@ -843,13 +1005,17 @@ async def _body_params(request: web.Request) -> dict[str, str]:
 
 
 def add_capture_routes(
-    app: web.Application, logdir: Callable[[], Logdir], refresh_runs: Callable[[], object]
+    app: web.Application,
+    logdir: Callable[[], Logdir],
+    refresh_runs: Callable[[], object],
+    policy: CapturePolicy | None = None,
 ) -> CaptureRoute:
     """Serve ``capture_profile`` (GET and POST) on ``app``, writing new runs into ``logdir()``.
 
-    ``refresh_runs()`` is called after a capture so the new run is listed at once.
+    ``refresh_runs()`` is called after a capture so the new run is listed at once;
+    ``policy`` says who may capture what (default: :class:`CapturePolicy`).
     """
-    route = CaptureRoute(logdir, refresh_runs)
+    route = CaptureRoute(logdir, refresh_runs, policy)
     app.router.add_get(CAPTURE_ROUTE, route.handle)
     app.router.add_post(CAPTURE_ROUTE, route.handle)
     # on_shutdown runs before aiohttp waits for open requests: a running capture ends now, not at its deadline.

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from xprof_core.errors import ParamError
 from xprof_core.tools.base import param_int
 from xprof_core.tools.diff import DEFAULT_TOP, INPUT_TOOLS, diff_results
 
@@ -31,15 +32,15 @@ def diff_answer(
 ) -> tuple[dict[str, Any], list[str]]:
     """Run the input tools on both runs and diff B against A: (the diff, the hosts of A and B).
 
-    Bad parameters raise ValueError; the service's own errors (an unknown run or
+    Bad parameters raise ParamError; the service's own errors (an unknown run or
     host, a corrupted file) pass through from ``run_tool``.
     """
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:
-        raise ValueError(f"unknown diff parameter {unknown[0]!r}; the diff takes {', '.join(PARAMS)}")
+        raise ParamError(f"unknown diff parameter {unknown[0]!r}; the diff takes {', '.join(PARAMS)}")
     run_b = params.get("run2")
     if not run_b:
-        raise ValueError("missing parameter 'run2' (the run to compare with 'run')")
+        raise ParamError("missing parameter 'run2' (the run to compare with 'run')")
     top = param_int(params, "top", DEFAULT_TOP, lo=1, hi=1000)
     metric = params.get("metric", "mean")
     sides: list[dict[str, Any]] = []

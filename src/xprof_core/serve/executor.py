@@ -1,8 +1,11 @@
-"""Running map tasks: in this process's pool, or on remote workers over gRPC.
+"""Running map tasks: in this machine's own processes, or on remote workers over gRPC.
 
 Both executors take a list of :class:`MapTask` and return, in the same order,
 a :class:`MapResult` per task (the partial, or the error that task hit), so
-one bad host never hides the others.
+one bad host never hides the others. Every task has a deadline, enforced end
+to end: a task that has not answered by then is a
+:class:`~xprof_core.errors.MapTimeoutError` (504) and its computation is
+stopped (the local process is killed; the worker's call is cancelled).
 
 The gRPC executor builds its channel from a target such as
 ``dns:///xprof-worker-service.default.svc.cluster.local:8891``, ``ipv4:10.0.0.1:8891,10.0.0.2:8891``
@@ -10,6 +13,19 @@ or ``host1:8891,host2:8891``. Load balancing comes from ``GRPC_LB_POLICY``
 when set, else round_robin, and is written into the channel's service config:
 grpcio does not read that variable itself, and without it every call would go
 to the first address the resolver returned.
+
+Retries are the executor's own and only (the channel has no ``retryPolicy``):
+a call that fails with UNAVAILABLE or RESOURCE_EXHAUSTED (a worker died, is
+draining, or is full) is tried again, on another worker since round robin
+only picks connected ones, after a short backoff, never past the deadline and
+never for a bad request. When every attempt finds no worker the task fails
+with :class:`~xprof_core.errors.WorkersUnavailableError` (503) within about
+two seconds. (gRPC's own retries were dropped because a server-streaming call
+under a ``retryPolicy`` could wait far past its deadline once every worker was
+killed.) Keepalive pings find workers that stopped answering without closing
+their connections (a stopped or frozen process): their connection is closed
+after ``keepalive_s`` without an answer, their calls fail UNAVAILABLE and are
+retried elsewhere, and round robin leaves them out until they answer again.
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -26,15 +43,41 @@ from typing import Any
 
 import grpc
 
-from xprof_core.errors import DecodeError, ProfileNotFoundError, XprofError
-from xprof_core.serve.partials import decode_partial, encode_partial
+from xprof_core.errors import (
+    MapTimeoutError,
+    RemoteMapError,
+    WorkersUnavailableError,
+    XprofError,
+    error_from_fields,
+)
+from xprof_core.serve.local_pool import ChildPool
+from xprof_core.serve.map_task import ERROR_METADATA_KEY
+from xprof_core.serve.partials import decode_partial
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "ERROR_METADATA_KEY",
+    "RETRYABLE",
+    "Executor",
+    "GrpcExecutor",
+    "LocalExecutor",
+    "MapResult",
+    "MapTask",
+    "RemoteMapError",
+    "normalize_target",
+    "service_config",
+]
 
 MiB = 1 << 20
 # Status codes worth another try (on another worker): the worker was down,
 # overloaded or went away mid-call. Never INVALID_ARGUMENT and friends.
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED)
+#: Backoff before retry n (seconds): 0.1, 0.2, 0.4, 0.8, capped at 1 s; five attempts span about 1.5 s.
+_BACKOFF_S = 0.1
+_BACKOFF_MAX_S = 1.0
+#: What a caller may wait past a deadline before it stops waiting for the thread doing the call.
+_DEADLINE_SLACK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,90 +100,109 @@ class MapResult:
     seconds: float = 0.0
     attempts: int = 1
     timings: dict[str, float] = field(default_factory=dict)
+    abandoned: bool = False  # not run (or cut short) because another task of the same map failed
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
 
-class RemoteMapError(XprofError):
-    """A worker refused or failed a map task; ``code`` is the gRPC status name."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+def _abandoned(task: MapTask) -> MapResult:
+    return MapResult(task, error=WorkersUnavailableError("not run: another host's map task failed"), abandoned=True)
 
 
-def _run_local(task: MapTask) -> tuple[bytes, float]:
-    """Worker-process body: map one host and return the encoded partial."""
-    from xprof_core.execute import map_host
+class _Batch:
+    """One ``map`` call: once a task fails, the request fails, so the others are abandoned
+    (not started, and gRPC calls in flight cancelled) instead of running to no purpose."""
 
-    t0 = time.perf_counter()
-    params = dict(task.params)
-    if task.shard is not None:
-        params["shard_index"], params["shard_count"] = str(task.shard[0]), str(task.shard[1])
-    partial = map_host(task.tool, task.url, params)
-    return encode_partial(partial), time.perf_counter() - t0
+    def __init__(self) -> None:
+        self.failed = threading.Event()
+        self._calls: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def track(self, call: Any) -> None:
+        with self._lock:
+            self._calls.add(call)
+        if self.failed.is_set():
+            call.cancel()
+
+    def untrack(self, call: Any) -> None:
+        with self._lock:
+            self._calls.discard(call)
+
+    def done(self, result: MapResult) -> MapResult:
+        if not result.ok and not result.abandoned and not self.failed.is_set():
+            self.failed.set()
+            with self._lock:
+                calls = list(self._calls)
+            for call in calls:
+                call.cancel()
+        return result
+
+
+def _timeout_error(task: MapTask, timeout_s: float) -> MapTimeoutError:
+    return MapTimeoutError(f"the {task.tool} map task did not finish within {timeout_s:g} s (--map_timeout)")
 
 
 class LocalExecutor:
-    """Map tasks in a process pool on this machine (the aggregator's embedded default)."""
+    """Map tasks in child processes on this machine (the aggregator's embedded default).
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    ``roots`` are the logdir roots the children may read (the aggregator's
+    logdir): a host file that is a symlink out of them is refused, as a worker
+    refuses it.
+    """
+
+    def __init__(
+        self, max_workers: int | None = None, roots: Sequence[str] = (), max_gunzip_ratio: float | None = None
+    ) -> None:
         self.max_workers = max_workers or max(1, os.cpu_count() or 1)
-        self._pool: futures.ProcessPoolExecutor | None = None
+        self._pool = ChildPool(self.max_workers, roots, max_gunzip_ratio)
+        self._threads = futures.ThreadPoolExecutor(self.max_workers, thread_name_prefix="xprof-local")
         self.description = f"in-process pool of {self.max_workers} processes"
 
-    def _get_pool(self) -> futures.ProcessPoolExecutor:
-        if self._pool is None:
-            import multiprocessing
+    def _run(self, task: MapTask, deadline: float, timeout_s: float, batch: _Batch) -> MapResult:
+        if batch.failed.is_set():
+            return _abandoned(task)
+        return batch.done(self._run_one(task, deadline, timeout_s))
 
-            # forkserver/spawn: safe with the aggregator's threads and event loop.
-            ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-            self._pool = futures.ProcessPoolExecutor(max_workers=self.max_workers, mp_context=ctx)
-        return self._pool
+    def _run_one(self, task: MapTask, deadline: float, timeout_s: float) -> MapResult:
+        t0 = time.perf_counter()
+        try:
+            out = self._pool.run(task.tool, task.url, task.params, deadline)
+        except MapTimeoutError:
+            return MapResult(task, error=_timeout_error(task, timeout_s), seconds=time.perf_counter() - t0)
+        except XprofError as exc:
+            return MapResult(task, error=exc, seconds=time.perf_counter() - t0)
+        timings = {"read_s": out.read_s, "decode_s": out.decode_s, "map_s": out.map_s, "encode_s": out.encode_s}
+        return MapResult(task, decode_partial(out.data), seconds=time.perf_counter() - t0, timings=timings)
 
     def map(self, tasks: Sequence[MapTask], timeout_s: float | None = None) -> list[MapResult]:
-        pool = self._get_pool()
-        submitted = [(t, pool.submit(_run_local, t)) for t in tasks]
-        results = []
-        for task, fut in submitted:
-            try:
-                data, seconds = fut.result(timeout=timeout_s)
-                results.append(MapResult(task, decode_partial(data), seconds=seconds))
-            except (XprofError, ValueError, OSError) as exc:  # DecodeError is a ValueError
-                results.append(MapResult(task, error=exc))
-            except futures.process.BrokenProcessPool as exc:
-                self._pool = None  # a crashed child poisons the pool: start afresh next time
-                results.append(MapResult(task, error=RemoteMapError("UNAVAILABLE", f"map process died: {exc}")))
-            except futures.TimeoutError:
-                results.append(MapResult(task, error=RemoteMapError("DEADLINE_EXCEEDED", "map task timed out")))
-        return results
+        timeout = timeout_s or 300.0
+        deadline = time.monotonic() + timeout
+        batch = _Batch()
+        futs = [self._threads.submit(self._run, t, deadline, timeout, batch) for t in tasks]
+        return [_result_by(f, t, deadline, timeout) for f, t in zip(futs, tasks, strict=True)]
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        """Stop the children (a running task's is killed) and the threads; returns within seconds."""
+        self._pool.close()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+def _result_by(fut: futures.Future[MapResult], task: MapTask, deadline: float, timeout_s: float) -> MapResult:
+    """The future's result, waiting no longer than the deadline (and a little slack)."""
+    try:
+        return fut.result(timeout=max(0.0, deadline - time.monotonic()) + _DEADLINE_SLACK_S)
+    except futures.TimeoutError:
+        fut.cancel()
+        return MapResult(task, error=_timeout_error(task, timeout_s))
+    except futures.CancelledError:
+        return MapResult(task, error=WorkersUnavailableError("the aggregator is shutting down"))
 
 
 def service_config(lb_policy: str) -> dict[str, Any]:
-    """The channel's service config: load-balancing policy plus transparent retries of transient codes."""
-    return {
-        "loadBalancingConfig": [{lb_policy: {}}],
-        "methodConfig": [
-            {
-                "name": [{"service": "xprof_core.v1.Worker"}],
-                "retryPolicy": {
-                    "maxAttempts": 4,
-                    "initialBackoff": "0.1s",
-                    "maxBackoff": "2s",
-                    "backoffMultiplier": 2,
-                    "retryableStatusCodes": [c.name for c in RETRYABLE],
-                },
-            }
-        ],
-    }
+    """The channel's service config: the load-balancing policy. No ``retryPolicy``: the executor retries."""
+    return {"loadBalancingConfig": [{lb_policy: {}}]}
 
 
 def normalize_target(target: str) -> str:
@@ -153,6 +215,27 @@ def normalize_target(target: str) -> str:
     return target
 
 
+def error_from_rpc(exc: grpc.RpcError, task: MapTask, timeout_s: float) -> Exception:
+    """Turn a worker's status back into the error it came from: the class and fields it sent in
+    the trailing metadata, else a MapTimeoutError for a passed deadline, else RemoteMapError."""
+    code = exc.code()
+    details = exc.details() or ""
+    for key, value in exc.trailing_metadata() or ():
+        if key == ERROR_METADATA_KEY:
+            try:
+                fields = json.loads(value)
+            except ValueError:
+                break
+            if isinstance(fields, dict):
+                error = error_from_fields({str(k): str(v) for k, v in fields.items()}, details)
+                if error is not None:
+                    return error
+            break
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return _timeout_error(task, timeout_s)
+    return RemoteMapError(code.name, details)
+
+
 class GrpcExecutor:
     """Map tasks on remote workers over one load-balanced gRPC channel."""
 
@@ -161,21 +244,32 @@ class GrpcExecutor:
         target: str,
         lb_policy: str | None = None,
         deadline_s: float = 300.0,
-        attempts: int = 3,
+        attempts: int = 5,
         max_message_bytes: int = 16 * MiB,
         max_parallel: int = 64,
+        keepalive_s: float = 10.0,
     ) -> None:
         self.target = normalize_target(target)
         self.lb_policy = lb_policy or os.environ.get("GRPC_LB_POLICY") or "round_robin"
         self.deadline_s = deadline_s
-        self.attempts = attempts
+        self.attempts = max(1, attempts)
+        keepalive_ms = max(1000, int(keepalive_s * 1000))
         options = [
             ("grpc.service_config", json.dumps(service_config(self.lb_policy))),
-            ("grpc.enable_retries", 1),
+            ("grpc.enable_retries", 0),  # one retry mechanism: the executor's
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             # Re-resolve DNS often enough to find new worker pods.
             ("grpc.dns_min_time_between_resolutions_ms", 5000),
+            # Ping every connection, busy or idle; one that does not answer within keepalive_s is
+            # closed, its calls fail UNAVAILABLE (and are retried elsewhere), and it leaves the rotation.
+            ("grpc.keepalive_time_ms", keepalive_ms),
+            ("grpc.keepalive_timeout_ms", keepalive_ms),
+            ("grpc.http2.ping_timeout_ms", keepalive_ms),  # what bounds the wait for a ping's answer
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+            # A connection attempt to a worker that does not answer gives up after this long.
+            ("grpc.min_reconnect_backoff_ms", 5000),
         ]
         self.channel = grpc.insecure_channel(self.target, options=options)
         from xprof_core.protos import worker_pb2_grpc
@@ -184,8 +278,49 @@ class GrpcExecutor:
         self._pool = futures.ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="xprof-grpc")
         self.description = f"gRPC workers at {self.target} ({self.lb_policy})"
         self._warm = False
+        self._closed = False
 
-    def _call(self, task: MapTask, deadline: float) -> MapResult:
+    def _attempt(
+        self, request: Any, task: MapTask, remaining: float, attempt: int, t0: float, batch: _Batch
+    ) -> MapResult:
+        chunks = []
+        final = None
+        call = self.stub.Map(request, timeout=remaining, wait_for_ready=False)
+        batch.track(call)
+        try:
+            for chunk in call:
+                chunks.append(chunk.data)
+                if chunk.last:
+                    final = chunk
+        finally:
+            batch.untrack(call)
+        if final is None:
+            raise RemoteMapError("DATA_LOSS", "stream ended without its last chunk")
+        data = b"".join(chunks)
+        if final.total_bytes != len(data):
+            raise RemoteMapError("DATA_LOSS", f"got {len(data)} of {final.total_bytes} bytes")
+        t = final.timings
+        return MapResult(
+            task,
+            decode_partial(data),
+            worker_id=final.worker_id,
+            seconds=time.perf_counter() - t0,
+            attempts=attempt,
+            timings={
+                "queue_s": t.queue_s,
+                "read_s": t.read_s,
+                "decode_s": t.decode_s,
+                "map_s": t.map_s,
+                "encode_s": t.encode_s,
+            },
+        )
+
+    def _call(self, task: MapTask, deadline: float, timeout_s: float, batch: _Batch) -> MapResult:
+        if batch.failed.is_set():
+            return _abandoned(task)
+        return batch.done(self._call_one(task, deadline, timeout_s, batch))
+
+    def _call_one(self, task: MapTask, deadline: float, timeout_s: float, batch: _Batch) -> MapResult:
         from xprof_core.protos import worker_pb2
 
         request = worker_pb2.MapRequest(
@@ -194,63 +329,40 @@ class GrpcExecutor:
         if task.shard is not None:
             request.shard.index, request.shard.count = task.shard
         t0 = time.perf_counter()
-        last_error: Exception | None = None
-        for attempt in range(1, self.attempts + 1):
+        why = "no attempt was made"
+        attempt = 0
+        while attempt < self.attempts and not self._closed:
+            attempt += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            if batch.failed.is_set():
+                return _abandoned(task)
             try:
-                chunks = []
-                final = None
-                for chunk in self.stub.Map(request, timeout=remaining, wait_for_ready=attempt > 1):
-                    chunks.append(chunk.data)
-                    if chunk.last:
-                        final = chunk
-                if final is None:
-                    raise RemoteMapError("DATA_LOSS", "stream ended without its last chunk")
-                data = b"".join(chunks)
-                if final.total_bytes != len(data):
-                    raise RemoteMapError("DATA_LOSS", f"got {len(data)} of {final.total_bytes} bytes")
-                t = final.timings
-                return MapResult(
-                    task,
-                    decode_partial(data),
-                    worker_id=final.worker_id,
-                    seconds=time.perf_counter() - t0,
-                    attempts=attempt,
-                    timings={
-                        "queue_s": t.queue_s,
-                        "read_s": t.read_s,
-                        "decode_s": t.decode_s,
-                        "map_s": t.map_s,
-                        "encode_s": t.encode_s,
-                    },
-                )
+                return self._attempt(request, task, remaining, attempt, t0, batch)
             except grpc.RpcError as exc:
                 code = exc.code()
-                if code in RETRYABLE and attempt < self.attempts:
-                    # A worker died or is overloaded mid-call: round robin sends the retry elsewhere.
-                    log.warning("map %s on %s: %s (attempt %d), retrying", task.tool, task.host, code.name, attempt)
-                    last_error = exc
-                    time.sleep(min(0.1 * 2 ** (attempt - 1), 1.0))
-                    continue
-                return MapResult(
-                    task,
-                    error=_error_from_status(code, exc.details() or ""),
-                    attempts=attempt,
-                    seconds=time.perf_counter() - t0,
-                )
-            except RemoteMapError as exc:
-                last_error = exc
-                continue
-        if isinstance(last_error, grpc.RpcError):
-            last_error = _error_from_status(last_error.code(), last_error.details() or "")
-        return MapResult(
-            task,
-            error=last_error or RemoteMapError("DEADLINE_EXCEEDED", "no time left to retry"),
-            attempts=self.attempts,
-            seconds=time.perf_counter() - t0,
-        )
+                if code == grpc.StatusCode.CANCELLED and batch.failed.is_set():
+                    return _abandoned(task)
+                if code not in RETRYABLE:
+                    error = error_from_rpc(exc, task, timeout_s)
+                    if self._closed and code == grpc.StatusCode.CANCELLED:
+                        error = WorkersUnavailableError("the aggregator is shutting down")
+                    return MapResult(task, error=error, attempts=attempt, seconds=time.perf_counter() - t0)
+                why = f"{code.name}: {exc.details() or ''}"
+            except RemoteMapError as exc:  # a stream cut short: the worker went away mid-answer
+                why = str(exc)
+            if attempt < self.attempts:
+                # A worker died, is draining or is full: round robin sends the next try to another one.
+                log.warning("map %s on %s: %s (attempt %d), retrying", task.tool, task.host, why, attempt)
+                time.sleep(max(0.0, min(_BACKOFF_S * 2 ** (attempt - 1), _BACKOFF_MAX_S, deadline - time.monotonic())))
+        seconds = time.perf_counter() - t0
+        if self._closed:
+            return MapResult(task, error=WorkersUnavailableError("the aggregator is shutting down"), attempts=attempt)
+        if time.monotonic() >= deadline:
+            return MapResult(task, error=_timeout_error(task, timeout_s), attempts=attempt, seconds=seconds)
+        error = WorkersUnavailableError(f"no worker could take the {task.tool} map task ({attempt} attempts): {why}")
+        return MapResult(task, error=error, attempts=attempt, seconds=seconds)
 
     def _warm_up(self) -> None:
         """Before the first fan-out, let the balancer connect to the workers it resolved.
@@ -262,37 +374,25 @@ class GrpcExecutor:
             return
         self._warm = True
         try:
-            grpc.channel_ready_future(self.channel).result(timeout=5.0)
+            grpc.channel_ready_future(self.channel).result(timeout=2.0)
         except grpc.FutureTimeoutError:
-            return  # no worker yet: calls wait for one (wait_for_ready on retries)
+            return  # no worker yet: calls fail over to the retry loop
         time.sleep(0.3)  # the other subchannels connect in parallel; give them a moment
 
     def map(self, tasks: Sequence[MapTask], timeout_s: float | None = None) -> list[MapResult]:
-        deadline = time.monotonic() + (timeout_s or self.deadline_s)
+        timeout = timeout_s or self.deadline_s
+        deadline = time.monotonic() + timeout
         if len(tasks) > 1:
             self._warm_up()
-        futs = [self._pool.submit(self._call, t, deadline) for t in tasks]
-        return [f.result() for f in futs]
+        batch = _Batch()
+        futs = [self._pool.submit(self._call, t, deadline, timeout, batch) for t in tasks]
+        return [_result_by(f, t, deadline, timeout) for f, t in zip(futs, tasks, strict=True)]
 
     def close(self) -> None:
-        self._pool.shutdown(cancel_futures=True)
+        """Cancel every call in flight and stop; returns at once (the calls' threads end on their cancel)."""
+        self._closed = True
         self.channel.close()
-
-
-def _error_from_status(code: grpc.StatusCode, details: str) -> Exception:
-    """Turn a worker's status back into the core error it came from, where one fits."""
-    if code == grpc.StatusCode.INVALID_ARGUMENT and "[offset=" in details:
-        # "<message> (byte N, at PATH) [offset=N path=PATH]"
-        try:
-            tail = details.rsplit("[offset=", 1)[1].rstrip("]")
-            off, path = tail.split(" path=", 1)
-            message = details.rsplit(" (byte ", 1)[0]
-            return DecodeError(message, int(off), path)
-        except (IndexError, ValueError):
-            pass
-    if code == grpc.StatusCode.NOT_FOUND:
-        return ProfileNotFoundError(details)
-    return RemoteMapError(code.name, details)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 Executor = LocalExecutor | GrpcExecutor

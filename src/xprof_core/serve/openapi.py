@@ -225,7 +225,7 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
                         }
                     },
                 },
-                (400, 403, 404, 422, 503, 504),
+                (400, 403, 404, 409, 422, 500, 503, 504),
             ),
             f"{api}/data_csv": _get(
                 "A tool's table as CSV",
@@ -242,10 +242,13 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
                     },
                 ],
                 {"description": "CSV", "content": {"text/csv": {}}},
-                (400, 404, 422),
+                (400, 403, 404, 409, 422, 500, 503, 504),
             ),
             f"{api}/capture_profile": _get(
-                "Capture a profile from a live program's profiler service into a new run (GET or POST)",
+                "Capture a profile from a live program's profiler service into a new run (GET or POST). "
+                "403 when capture is off (--hide_capture_profile_button) or the address is outside "
+                "--capture_allow; 429 when this client already runs its share of captures; 502, one answer "
+                "whatever the service did, when no profile came back",
                 [
                     {
                         "name": "service_addr",
@@ -270,7 +273,7 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
                     ),
                 ],
                 json_ok,
-                (400, 409, 429, 502, 503, 504),
+                (400, 403, 409, 429, 502, 503),
             ),
             f"{api}/config": _get("UI configuration", [], json_ok),
             f"{api}/version": _get("Server version", [], {"description": "version", "content": {"text/plain": {}}}),
@@ -291,6 +294,7 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
                         "host": {"type": "string"},
                         "offset": {"type": "integer", "description": "byte offset of a decode error"},
                         "path": {"type": "string", "description": "message path of a decode error"},
+                        "code": {"type": "string", "description": "the gRPC status name of a map task's error"},
                     },
                 },
             }

@@ -17,32 +17,13 @@ import struct
 from typing import Any
 
 import numpy as np
+import orjson
 
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is a dependency; stdlib json is the fallback
-    _orjson = None  # type: ignore[assignment]
-import json
+from xprof_core.errors import SerializationError
 
 MAGIC = b"XPC1"
 _ALIGN = 8
 _NUMERIC_KINDS = set("biufcmM")
-
-
-class SerializationError(ValueError):
-    """Bytes that are not a valid encoded partial, or a value that cannot be encoded."""
-
-
-def _dumps(obj: Any) -> bytes:
-    if _orjson is not None:
-        return _orjson.dumps(obj)
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-def _loads(data: bytes | memoryview) -> Any:
-    if _orjson is not None:
-        return _orjson.loads(bytes(data))
-    return json.loads(bytes(data))
 
 
 def encode_partial(partial: Any) -> bytes:
@@ -83,7 +64,7 @@ def encode_partial(partial: Any) -> bytes:
         pos = (pos + _ALIGN - 1) // _ALIGN * _ALIGN
         offsets.append([pos, b.nbytes])
         pos += b.nbytes
-    header = _dumps({"tree": tree, "buffers": offsets})
+    header = orjson.dumps({"tree": tree, "buffers": offsets})
     start = len(MAGIC) + 4 + len(header)
     pad = (-start) % _ALIGN
     out = bytearray(start + pad + pos)
@@ -106,14 +87,19 @@ def decode_partial(data: bytes | bytearray | memoryview) -> Any:
     if start > view.nbytes:
         raise SerializationError("truncated partial header")
     try:
-        header = _loads(view[8:start])
-    except ValueError as exc:
+        header = orjson.loads(bytes(view[8:start]))
+    except orjson.JSONDecodeError as exc:
         raise SerializationError(f"corrupt partial header: {exc}") from None
     base = start + (-start) % _ALIGN
+    if not isinstance(header, dict) or "tree" not in header:
+        raise SerializationError("corrupt partial header: not an object with a tree")
     spans = header.get("buffers", [])
-    for off, n in spans:
-        if off < 0 or n < 0 or base + off + n > view.nbytes:
-            raise SerializationError("partial buffer outside the data")
+    try:
+        for off, n in spans:
+            if off < 0 or n < 0 or base + off + n > view.nbytes:
+                raise SerializationError("partial buffer outside the data")
+    except (TypeError, ValueError):
+        raise SerializationError("corrupt partial header: bad buffer spans") from None
 
     def walk(v: Any) -> Any:
         if isinstance(v, dict):
@@ -134,4 +120,7 @@ def decode_partial(data: bytes | bytearray | memoryview) -> Any:
             return [walk(x) for x in v]
         return v
 
-    return walk(header["tree"])
+    try:
+        return walk(header["tree"])
+    except (KeyError, IndexError, TypeError, ValueError) as exc:  # a tree that does not match its buffers
+        raise SerializationError(f"corrupt partial: {type(exc).__name__}: {exc}") from None

@@ -14,15 +14,14 @@ Run it as ``python -m xprof_core.worker --port=9999 -gp=8891``: gRPC on
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-import posixpath
 import signal
 import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -33,9 +32,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from xprof_core.errors import DecodeError, ProfileNotFoundError, UnknownToolError
+from xprof_core.errors import (
+    MapTimeoutError,
+    WorkersUnavailableError,
+    XprofError,
+    error_fields,
+    grpc_code_name,
+)
 from xprof_core.protos import worker_pb2, worker_pb2_grpc
-from xprof_core.serve.partials import encode_partial
+from xprof_core.serve.map_task import ERROR_METADATA_KEY, check_task, run_map_task
+from xprof_core.storage import access
+from xprof_core.storage.logdir import MAX_GUNZIP_RATIO, set_max_gunzip_ratio
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +72,7 @@ class WorkerConfig:
     max_connection_age_s: float = 60.0  # clients re-resolve DNS and find new pods
     max_connection_age_grace_s: float = 30.0
     grace_s: float = 20.0  # drain window on SIGTERM
+    max_gunzip_ratio: float | None = None  # None: storage's default (MAX_GUNZIP_RATIO)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
 
@@ -90,77 +98,84 @@ class WorkerMetrics:
         return generate_latest(self.registry)
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def _local(path: str) -> str:
-    return path[len("file://") :] if path.startswith("file://") else path
-
-
 def is_under_roots(url: str, roots: Sequence[str]) -> bool:
-    """True when ``url`` lies inside one of ``roots`` (symlinks resolved for local paths)."""
-    if not url or "\0" in url:
-        return False
-    if _is_url(url):
-        proto, _, rest = url.partition("://")
-        if ".." in rest.split("/"):
-            return False
-        norm = posixpath.normpath(rest)
-        for root in roots:
-            if not _is_url(root):
-                continue
-            r_proto, _, r_rest = root.partition("://")
-            r_norm = posixpath.normpath(r_rest)
-            if r_proto == proto and (norm == r_norm or norm.startswith(r_norm.rstrip("/") + "/")):
-                return True
-        return False
-    real = os.path.realpath(_local(url))
-    for root in roots:
-        if _is_url(root):
-            continue
-        real_root = os.path.realpath(_local(root))
-        if real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep):
-            return True
-    return False
+    """True when ``url`` lies inside one of ``roots`` (see :func:`xprof_core.storage.access.resolve_under_roots`)."""
+    return access.is_under_roots(url, roots)
 
 
 class WorkerService(worker_pb2_grpc.WorkerServicer):
-    """The Map RPC. One instance per server; thread-safe."""
+    """The Map RPC. One instance per server; thread-safe.
 
-    def __init__(self, config: WorkerConfig, metrics: WorkerMetrics | None = None) -> None:
+    Health (``grpc.health.v1``) for the service name ``xprof_core.v1.Worker``
+    says NOT_SERVING while every slot is busy (a new call would queue) and while
+    draining; the overall status (``""``, what the probes ask) stays SERVING
+    until the worker drains, so a busy worker is not restarted.
+    """
+
+    def __init__(
+        self, config: WorkerConfig, metrics: WorkerMetrics | None = None, health: health.HealthServicer | None = None
+    ) -> None:
         self.config = config
         self.metrics = metrics or WorkerMetrics()
+        self.health = health
         self._slots = threading.BoundedSemaphore(config.max_concurrency)
+        self._busy = 0
+        self._busy_lock = threading.Lock()
         self._draining = threading.Event()
+
+    @property
+    def busy(self) -> int:
+        """Map tasks running now."""
+        with self._busy_lock:
+            return self._busy
 
     def drain(self) -> None:
         """Refuse new calls (UNAVAILABLE, so clients retry elsewhere); running ones finish."""
         self._draining.set()
+        self._set_health()
 
-    def _abort(self, context: grpc.ServicerContext, code: grpc.StatusCode, tool: str, message: str) -> None:
+    def _set_health(self) -> None:
+        if self.health is None:
+            return
+        with self._busy_lock:
+            saturated = self._busy >= self.config.max_concurrency
+        serving = not saturated and not self._draining.is_set()
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        self.health.set(SERVICE_NAME, status)
+
+    def _take_slot(self) -> None:
+        with self._busy_lock:
+            self._busy += 1
+        self._set_health()
+
+    def _give_slot(self) -> None:
+        with self._busy_lock:
+            self._busy -= 1
+        self._slots.release()
+        self._set_health()
+
+    def _abort(self, context: grpc.ServicerContext, tool: str, error: BaseException) -> None:
+        """End the call with ``error``'s status from the one table; its class and fields travel in
+        the trailing metadata, so the caller rebuilds the same error (a DecodeError's offset and path)."""
+        code = getattr(grpc.StatusCode, grpc_code_name(error), grpc.StatusCode.INTERNAL)
+        message = str(error)
+        if not isinstance(error, XprofError):
+            log.error("map %s failed: %s", tool, message, exc_info=error)
+            message = f"internal error in {tool}: {type(error).__name__}: {error}"
         self.metrics.errors.labels(code.name).inc()
         self.metrics.tasks.labels(tool, "error").inc()
+        context.set_trailing_metadata(((ERROR_METADATA_KEY, json.dumps(error_fields(error)).encode()),))
         context.abort(code, message)
 
     def Map(self, request: worker_pb2.MapRequest, context: grpc.ServicerContext) -> Iterator[worker_pb2.MapChunk]:
-        from xprof_core.tools import get_tool
-
         t0 = time.perf_counter()
         tool_name = request.tool
-        if self._draining.is_set():
-            self._abort(context, grpc.StatusCode.UNAVAILABLE, tool_name, "worker is shutting down")
         try:
-            tool = get_tool(tool_name)
-        except UnknownToolError as exc:
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, tool_name, str(exc))
-        if not is_under_roots(request.host_url, self.config.logdir_roots):
-            self._abort(
-                context,
-                grpc.StatusCode.PERMISSION_DENIED,
-                tool_name,
-                f"{request.host_url!r} is outside this worker's logdir roots",
-            )
+            if self._draining.is_set():
+                raise WorkersUnavailableError("worker is shutting down")
+            path = check_task(tool_name, request.host_url, self.config.logdir_roots)
+        except XprofError as exc:
+            self._abort(context, tool_name, exc)
         # Wait for a slot, but give up when the caller does.
         self.metrics.queued.inc()
         try:
@@ -170,48 +185,43 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
                     return
                 remaining = context.time_remaining()
                 if remaining is not None and remaining <= 0:
-                    self._abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, tool_name, "deadline passed in queue")
+                    self._abort(context, tool_name, MapTimeoutError("deadline passed in the worker's queue"))
         finally:
             self.metrics.queued.dec()
+        self._take_slot()
         self.metrics.in_flight.inc()
         try:
-            yield from self._run(request, context, tool, t0)
+            yield from self._run(request, path, context, t0)
         finally:
             self.metrics.in_flight.dec()
-            self._slots.release()
+            self._give_slot()
 
     def _run(
-        self, request: worker_pb2.MapRequest, context: grpc.ServicerContext, tool: Any, t0: float
+        self, request: worker_pb2.MapRequest, path: str, context: grpc.ServicerContext, t0: float
     ) -> Iterator[worker_pb2.MapChunk]:
-        from xprof_core.execute import map_host
-
         name = request.tool
-        timings = worker_pb2.MapTimings(queue_s=time.perf_counter() - t0)
+        queue_s = time.perf_counter() - t0
         params = dict(request.params)
         if request.HasField("shard") and request.shard.count > 1:
             params["shard_index"] = str(request.shard.index)
             params["shard_count"] = str(request.shard.count)
-        phases: dict[str, float] = {}
         try:
-            partial = map_host(name, request.host_url, params, phases)
-        except (ProfileNotFoundError, FileNotFoundError) as exc:
-            self._abort(context, grpc.StatusCode.NOT_FOUND, name, f"no such profile: {exc}")
-        except DecodeError as exc:  # a corrupt profile or .gz
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, f"{exc} [offset={exc.offset} path={exc.path}]")
-        except ValueError as exc:  # bad parameters
-            self._abort(context, grpc.StatusCode.INVALID_ARGUMENT, name, str(exc))
-        except OSError as exc:
-            self._abort(context, grpc.StatusCode.UNAVAILABLE, name, f"cannot read {request.host_url}: {exc}")
-        timings.read_s = phases.get("read_s", 0.0)
-        timings.bytes_read = int(phases.get("bytes_read", 0))
-        self.metrics.bytes_read.inc(timings.bytes_read)
-        timings.decode_s = phases.get("decode_s", 0.0)
-        timings.map_s = phases.get("map_s", 0.0)
-        if not context.is_active():
+            out = run_map_task(name, path, params, self.config.logdir_roots)
+        except Exception as exc:  # noqa: BLE001 - ours get their status; a bug is logged and INTERNAL
+            self._abort(context, name, exc)
+        if not context.is_active():  # the caller went away
+            self.metrics.tasks.labels(name, "cancelled").inc()
             return
-        t = time.perf_counter()
-        data = encode_partial(partial)
-        timings.encode_s = time.perf_counter() - t
+        self.metrics.bytes_read.inc(out.bytes_read)
+        timings = worker_pb2.MapTimings(
+            queue_s=queue_s,
+            read_s=out.read_s,
+            decode_s=out.decode_s,
+            map_s=out.map_s,
+            encode_s=out.encode_s,
+            bytes_read=out.bytes_read,
+        )
+        data = out.data
         step = self.config.chunk_bytes
         n = max(1, (len(data) + step - 1) // step)
         for i in range(n):
@@ -228,7 +238,7 @@ class WorkerService(worker_pb2_grpc.WorkerServicer):
             "map %s %s: %d bytes read, %d bytes out, %.3f s [%s]",
             name,
             request.host_url,
-            timings.bytes_read,
+            out.bytes_read,
             len(data),
             time.perf_counter() - t0,
             request.request_id or "-",
@@ -242,6 +252,10 @@ def grpc_server_options(config: WorkerConfig) -> list[tuple[str, Any]]:
         ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
         ("grpc.max_connection_age_grace_ms", int(config.max_connection_age_grace_s * 1000)),
         ("grpc.so_reuseport", 0),
+        # Let clients ping every second, with or without calls: the aggregator's keepalive finds a
+        # stopped worker by its missing answers (a server refusing pings would close the connection).
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 1000),
     ]
 
 
@@ -254,21 +268,24 @@ class WorkerHandle:
     service: WorkerService
     health: health.HealthServicer
 
-    def stop(self, grace_s: float | None = None) -> None:
-        """Drain: report NOT_SERVING, refuse new calls, let running ones finish within the grace."""
+    def stop(self, grace_s: float | None = None) -> bool:
+        """Drain: report NOT_SERVING, refuse new calls, let running ones finish within the grace.
+
+        Returns whether the server stopped within the grace (and a few seconds more).
+        """
         grace = self.service.config.grace_s if grace_s is None else grace_s
         self.health.enter_graceful_shutdown()
         self.service.drain()
-        self.server.stop(grace).wait()
+        return bool(self.server.stop(grace).wait(grace + 5.0))
 
 
 def add_worker_service(
     server: grpc.Server, config: WorkerConfig, metrics: WorkerMetrics | None = None
 ) -> tuple[WorkerService, health.HealthServicer]:
     """Register the worker and health services on an existing server (the aggregator's -gp)."""
-    service = WorkerService(config, metrics)
-    worker_pb2_grpc.add_WorkerServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
+    service = WorkerService(config, metrics, health_servicer)
+    worker_pb2_grpc.add_WorkerServicer_to_server(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -280,6 +297,8 @@ def create_server(
 ) -> WorkerHandle:
     """Start a worker on ``address`` ("host:port"; port 0 picks one). Returns the running handle."""
     config = config or WorkerConfig()
+    if config.max_gunzip_ratio is not None:
+        set_max_gunzip_ratio(config.max_gunzip_ratio)
     pool = futures.ThreadPoolExecutor(
         max_workers=config.max_concurrency + config.max_queue, thread_name_prefix="xprof-worker"
     )
@@ -388,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--worker_id", default=None, help="name reported in responses and logs (default host:pid)")
     p.add_argument(
+        "--max_gunzip_ratio",
+        type=float,
+        default=MAX_GUNZIP_RATIO,
+        help="a .xplane.pb.gz host file may inflate to this many times its size (and always to 64 MiB); "
+        f"larger ones are refused as a gzip bomb (default {MAX_GUNZIP_RATIO:g})",
+    )
+    p.add_argument(
         "--hide_capture_profile_button",
         action="store_true",
         help="accepted for compatibility with XProf's deployment; the worker has no UI",
@@ -405,6 +431,7 @@ def config_from_args(args: argparse.Namespace) -> WorkerConfig:
         max_queue=args.max_queue,
         grace_s=args.grace_period,
         max_connection_age_s=args.max_connection_age,
+        max_gunzip_ratio=args.max_gunzip_ratio,
     )
     if roots:
         config.logdir_roots = roots
@@ -417,8 +444,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(normalize_argv(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config_from_args(args)
-    if not config.worker_id:
-        config.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     metrics = WorkerMetrics()
     handle = create_server(
         f"{args.host}:{args.grpc_port}" if ":" not in args.host else f"[{args.host}]:{args.grpc_port}", config, metrics
@@ -444,11 +469,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     stop.wait()
     healthy.clear()
-    handle.stop()
+    t0 = time.monotonic()
+    stopped = handle.stop()
     if httpd is not None:
         httpd.shutdown()
-    log.info("worker stopped")
+    log.info("worker stopped in %.1f s", time.monotonic() - t0)
+    if not stopped or handle.service.busy:
+        # A task still computing past the grace would hold the interpreter's exit (it joins
+        # the server's threads): the drain is over, so leave without it.
+        log.warning("%d map tasks still running after the grace period: exiting without them", handle.service.busy)
+        exit_now(0)
     return 0
+
+
+def exit_now(code: int) -> None:
+    """Flush the logs and end the process at once, without waiting for threads still running."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

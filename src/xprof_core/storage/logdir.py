@@ -27,12 +27,12 @@ problem (in :attr:`Run.problems` or :attr:`Logdir.problems`) and logged, never r
 
 from __future__ import annotations
 
-import gzip
 import logging
 import mmap
 import os
 import posixpath
 import re
+import stat
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,7 +44,17 @@ import fsspec.utils
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.spec import AbstractFileSystem
 
-from xprof_core.errors import DecodeError, ProfileNotFoundError, XprofError
+from xprof_core.errors import (
+    DecodeError,
+    HostNotFoundError,
+    LogdirError,
+    MissingExtraError,
+    NotAProfileFileError,
+    ProfileChangedError,
+    ProfileNotFoundError,
+    ProfileTooLargeError,
+    RunNotFoundError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +69,12 @@ __all__ = [
     "Run",
     "RunNotFoundError",
     "host_name_from_file",
+    "gunzip_limit",
     "is_kineto_file",
     "open_host_bytes",
     "open_host_stream",
+    "read_host_bytes",
+    "set_max_gunzip_ratio",
 ]
 
 #: File name endings of host profiles, uncompressed first (it wins when both exist).
@@ -70,8 +83,8 @@ HOST_SUFFIXES: tuple[str, ...] = (".xplane.pb", ".xplane.pb.gz", ".pt.trace.json
 KINETO_SUFFIXES: tuple[str, ...] = (".pt.trace.json", ".pt.trace.json.gz")
 _WORKER_TIMESTAMP = re.compile(r"\.\d{10,}$")
 
-#: What a bytes-like host profile is: a read-only memory map for local files, bytes otherwise.
-HostBytes = bytes | mmap.mmap
+#: What a bytes-like host profile is: a read-only memory map, a private copy, or bytes.
+HostBytes = bytes | bytearray | mmap.mmap
 
 _PLUGINS_DIR = "plugins"
 _PROFILE_DIR = "profile"
@@ -79,22 +92,6 @@ _SESSION_TIMESTAMP = re.compile(r"\d{4}_\d{2}_\d{2}_\d{2}_\d{2}_\d{2}")
 _MAX_DEPTH = 64  # directory levels below the logdir; deeper trees are reported, not walked
 _EXTRAS = {"gs": "gcs", "gcs": "gcs", "s3": "s3", "s3a": "s3"}
 _LOCAL_PROTOCOLS = frozenset({"file", "local"})
-
-
-class LogdirError(XprofError, ValueError):
-    """A logdir URL that cannot be opened (unknown protocol, malformed URL)."""
-
-
-class MissingExtraError(XprofError, ImportError):
-    """A logdir URL whose filesystem needs an optional dependency that is not installed."""
-
-
-class RunNotFoundError(ProfileNotFoundError, KeyError):
-    """A run name that does not exist in the logdir, or that is not a valid run name."""
-
-
-class HostNotFoundError(ProfileNotFoundError, KeyError):
-    """A host name that does not exist in a run."""
 
 
 @dataclass(frozen=True)
@@ -445,28 +442,121 @@ def open_host_bytes(
     *,
     fs: AbstractFileSystem | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    max_gunzip_ratio: float | None = None,
 ) -> HostBytes:
     """Return the bytes of one host profile.
 
     A local uncompressed file comes back as a read-only :class:`mmap.mmap` (``b""`` when empty);
     a ``.gz`` file as its gunzipped bytes; any other fsspec URL as the bytes read. ``fs`` (or
-    ``storage_options``) selects the filesystem for remote URLs. Raises
-    :class:`~xprof_core.errors.ProfileNotFoundError` when the file does not exist and
-    :class:`~xprof_core.errors.DecodeError` when a ``.gz`` file is not valid gzip.
+    ``storage_options``) selects the filesystem for remote URLs. Only regular files are opened
+    (a FIFO or a device raises :class:`~xprof_core.errors.NotAProfileFileError` without blocking).
+    Raises :class:`~xprof_core.errors.ProfileNotFoundError` when the file does not exist,
+    :class:`~xprof_core.errors.DecodeError` when a ``.gz`` file is not valid gzip and
+    :class:`~xprof_core.errors.ProfileTooLargeError` when it would inflate past
+    :func:`gunzip_limit` (``max_gunzip_ratio`` times its size; default :data:`MAX_GUNZIP_RATIO`).
+
+    A memory map is shared with the file: if another process truncates the file while the
+    map is read, the reader gets SIGBUS. The servers read with :func:`read_host_bytes` instead.
     """
     text = os.fspath(url)
-    compressed = text.endswith(".gz")
     local_path = _local_path(text) if fs is None or _is_local_fs(fs) else None
-    if local_path is not None:
-        try:
-            with open(local_path, "rb") as handle:
-                if compressed:
-                    return _gunzip(handle.read(), text)
-                if os.fstat(handle.fileno()).st_size == 0:
-                    return b""
-                return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except FileNotFoundError as exc:
-            raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
+    if local_path is None:
+        return _read_remote(text, fs, storage_options, max_gunzip_ratio)
+    fd, size = _open_regular(local_path, text)
+    try:
+        if text.endswith(".gz"):
+            return _gunzip(_read_fd(fd, size, text), text, max_gunzip_ratio)
+        if size == 0:
+            return b""
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    finally:
+        os.close(fd)
+
+
+def read_host_bytes(
+    url: str | os.PathLike[str],
+    *,
+    fs: AbstractFileSystem | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    max_gunzip_ratio: float | None = None,
+) -> bytes | bytearray:
+    """Like :func:`open_host_bytes`, but a local file is copied into memory instead of mapped.
+
+    The copy is private: a file truncated or rewritten while it is read raises
+    :class:`~xprof_core.errors.ProfileChangedError` (the bytes read differ from the size the
+    file had when it was opened), never SIGBUS, and later changes cannot reach a decoder
+    that is still reading. What the aggregator and the workers use.
+    """
+    text = os.fspath(url)
+    local_path = _local_path(text) if fs is None or _is_local_fs(fs) else None
+    if local_path is None:
+        return _read_remote(text, fs, storage_options, max_gunzip_ratio)
+    fd, size = _open_regular(local_path, text)
+    try:
+        data = _read_fd(fd, size, text)
+    finally:
+        os.close(fd)
+    return _gunzip(data, text, max_gunzip_ratio) if text.endswith(".gz") else data
+
+
+#: The default of ``--max_gunzip_ratio``: a ``.gz`` host file may inflate to this many times its
+#: size (real profiles compress 5-30 times), and always to :data:`GUNZIP_ALLOWANCE_BYTES`.
+MAX_GUNZIP_RATIO = 100.0
+GUNZIP_ALLOWANCE_BYTES = 64 << 20
+_max_gunzip_ratio = MAX_GUNZIP_RATIO
+
+
+def set_max_gunzip_ratio(ratio: float) -> None:
+    """Set this process's default ratio for :func:`gunzip_limit` (the servers' ``--max_gunzip_ratio``)."""
+    global _max_gunzip_ratio
+    if not ratio > 0:
+        raise ValueError(f"the gunzip ratio must be positive, got {ratio!r}")
+    _max_gunzip_ratio = float(ratio)
+
+
+def gunzip_limit(compressed_bytes: int, ratio: float | None = None) -> int:
+    """The most bytes a gzip file of ``compressed_bytes`` may inflate to."""
+    r = _max_gunzip_ratio if ratio is None else ratio
+    return max(GUNZIP_ALLOWANCE_BYTES, int(compressed_bytes * r))
+
+
+def _open_regular(path: str, url: str) -> tuple[int, int]:
+    """Open a local file for reading, refusing anything but a regular file: (fd, size)."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for regular files.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError as exc:
+        raise ProfileNotFoundError(f"no profile file at {url!r}") from exc
+    except IsADirectoryError as exc:
+        raise NotAProfileFileError(f"{url!r} is not a regular file") from exc
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise NotAProfileFileError(f"{url!r} is not a regular file")
+    return fd, st.st_size
+
+
+def _read_fd(fd: int, size: int, url: str) -> bytearray:
+    """Exactly ``size`` bytes of an open regular file; ProfileChangedError when it has other than that."""
+    buf = bytearray(size)
+    with memoryview(buf) as view:
+        done = 0
+        while done < size:
+            n = os.readv(fd, [view[done:]])
+            if n == 0:
+                raise ProfileChangedError(f"{url!r} changed while it was read: it ended after {done} of {size} bytes")
+            done += n
+    if os.read(fd, 1):
+        raise ProfileChangedError(f"{url!r} changed while it was read: it grew past {size} bytes")
+    return buf
+
+
+def _read_remote(
+    text: str,
+    fs: AbstractFileSystem | None,
+    storage_options: Mapping[str, Any] | None,
+    max_gunzip_ratio: float | None,
+) -> bytes:
     if fs is None:
         fs, path = _filesystem_for(text, storage_options)
     else:
@@ -475,7 +565,9 @@ def open_host_bytes(
         data = bytes(fs.cat_file(path))
     except FileNotFoundError as exc:
         raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
-    return _gunzip(data, text) if compressed else data
+    except IsADirectoryError as exc:
+        raise NotAProfileFileError(f"{text!r} is not a regular file") from exc
+    return _gunzip(data, text, max_gunzip_ratio) if text.endswith(".gz") else data
 
 
 def open_host_stream(
@@ -506,11 +598,37 @@ def open_host_stream(
         raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
 
 
-def _gunzip(data: bytes, url: str) -> bytes:
+def _gunzip(data: bytes | bytearray, url: str, max_gunzip_ratio: float | None = None) -> bytes:
+    """Inflate a gzip file (every member), stopping as soon as it passes :func:`gunzip_limit`."""
+    if not data:
+        return b""
+    limit = gunzip_limit(len(data), max_gunzip_ratio)
+    chunks: list[bytes] = []
+    total = 0
+    rest: bytes | bytearray = data
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
+        while True:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)  # gzip framing only
+            pending = rest
+            while not inflater.eof:
+                piece = inflater.decompress(pending, min(1 << 24, limit + 1 - total))
+                total += len(piece)
+                if total > limit:
+                    raise ProfileTooLargeError(
+                        f"{url}: inflates past {limit} bytes, over {limit / len(data):.0f} times its "
+                        f"{len(data)} bytes (the limit: --max_gunzip_ratio times the file's size, "
+                        f"and at least {GUNZIP_ALLOWANCE_BYTES >> 20} MiB)"
+                    )
+                chunks.append(piece)
+                pending = inflater.unconsumed_tail
+                if not piece and not pending:
+                    raise EOFError("compressed file ended before the end-of-stream marker")
+            rest = inflater.unused_data
+            if not rest:
+                break
+    except (EOFError, zlib.error) as exc:
         raise DecodeError(f"{url}: not a valid gzip file: {exc}", 0, "gzip") from exc
+    return b"".join(chunks)
 
 
 def _filesystem_for(url: str, storage_options: Mapping[str, Any] | None) -> tuple[AbstractFileSystem, str]:

@@ -26,9 +26,12 @@ an empty result with a ``"reason"``, not an exception.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from xprof_core.errors import ParamError
 
 Partial = dict[str, Any]
 Params = Mapping[str, Any]
@@ -60,24 +63,42 @@ class Tool(Protocol):
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]: ...
 
 
+#: The range of an integer parameter unless a tool narrows it: what an int64 column can hold.
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def param_int(params: Params, key: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
-    """An integer parameter (query strings arrive as str), range-checked."""
+    """An integer parameter (query strings arrive as str), range-checked; :class:`ParamError` when not.
+
+    Values outside ``[lo, hi]`` are refused, and always values an int64 cannot hold.
+    """
     raw = params.get(key, default)
     try:
         value = int(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"parameter {key!r} must be an integer, got {raw!r}") from None
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ValueError(f"parameter {key!r} must be within [{lo}, {hi}], got {value}")
+    except (TypeError, ValueError, OverflowError):
+        raise ParamError(f"parameter {key!r} must be an integer, got {str(raw)[:40]!r}") from None
+    low = INT64_MIN if lo is None else max(lo, INT64_MIN)
+    high = INT64_MAX if hi is None else min(hi, INT64_MAX)
+    if not low <= value <= high:
+        raise ParamError(f"parameter {key!r} must be within [{low}, {high}], got {str(raw)[:40]}")
     return value
 
 
-def param_float(params: Params, key: str, default: float | None) -> float | None:
-    """A float parameter or None when absent or empty."""
+def param_float(
+    params: Params, key: str, default: float | None, lo: float | None = None, hi: float | None = None
+) -> float | None:
+    """A finite float parameter within ``[lo, hi]``, or None when absent or empty; :class:`ParamError` when not."""
     raw = params.get(key, default)
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"parameter {key!r} must be a number, got {raw!r}") from None
+        value = float(raw)
+    except (TypeError, ValueError, OverflowError):
+        raise ParamError(f"parameter {key!r} must be a number, got {str(raw)[:40]!r}") from None
+    if not math.isfinite(value):
+        raise ParamError(f"parameter {key!r} must be a finite number, got {str(raw)[:40]}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        low = "-inf" if lo is None else f"{lo:g}"
+        high = "inf" if hi is None else f"{hi:g}"
+        raise ParamError(f"parameter {key!r} must be within [{low}, {high}], got {value:g}")
+    return value

@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from xprof_core.errors import ParamError
 from xprof_core.tools.datatable import Column, datatable
 
 VERSION = 1
@@ -437,9 +438,9 @@ def diff_results(
     and µs for ops, as in the input tools.
     """
     if metric not in METRICS:
-        raise ValueError(f"parameter 'metric' must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise ParamError(f"parameter 'metric' must be one of {', '.join(METRICS)}, got {metric!r}")
     if top < 1:
-        raise ValueError(f"parameter 'top' must be at least 1, got {top}")
+        raise ParamError(f"parameter 'top' must be at least 1, got {top}")
     a, b = Side(labels[0], results_a), Side(labels[1], results_b)
     dist_a, dist_b = distribution(a.steps_ms), distribution(b.steps_ms)
     figures = {level: _figures(align(a.levels[level], b.levels[level]), a, b) for level in LEVELS}

@@ -541,7 +541,14 @@ class GraphViewerTool:
     version: int = VERSION
     description: str = "the HLO graph around an op: operands, users and fused computations to a chosen depth"
     needs: str = "xspace"
-    params: tuple[ToolParam, ...] = ()
+    params: tuple[ToolParam, ...] = (
+        ToolParam("module_name", "str", None, "the HLO module, e.g. 'jit_step(1234)'"),
+        ToolParam("program_id", "str", None, "the HLO module by program id"),
+        ToolParam("node_name", "str", None, "the op (or computation) at the centre; default: the entry's root"),
+        ToolParam("graph_width", "int", DEFAULT_WIDTH, "how many steps from the centre to draw", lo=0, hi=MAX_WIDTH),
+        ToolParam("merge_fusion", "bool", False, "1 draws fusions as single nodes"),
+        ToolParam("format", "str", None, "'dot' adds the graph as Graphviz DOT text"),
+    )
 
     def map(self, xs: XSpace, params: Params) -> Partial:
         return map_graph_viewer(xs, params)

@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.errors import ParamError
 from xprof_core.model.planes import HOST_PLANE, PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial, ToolParam, param_float, param_int
@@ -531,7 +532,7 @@ def _memory_partial(ev: MemoryEvents, code: int, origin: int, params: Params) ->
 def _event_order(params: Params) -> str:
     order = str(params.get("event_order") or "time")
     if order not in ("time", "xprof"):
-        raise ValueError(f"parameter 'event_order' must be 'time' or 'xprof', got {order!r}")
+        raise ParamError(f"parameter 'event_order' must be 'time' or 'xprof', got {order!r}")
     return order
 
 
@@ -642,7 +643,7 @@ def reduce_memory_profile(partials: Sequence[Partial], params: Params) -> dict[s
     if wanted is None:
         wanted = max(ids, key=lambda k: (found[k][1]["summary"]["peak_bytes"], k))
     elif wanted not in found:
-        raise ValueError(f"unknown memory_id {wanted!r}; memories: {', '.join(ids)}")
+        raise ParamError(f"unknown memory_id {wanted!r}; memories: {', '.join(ids)}")
     host, chosen = found[str(wanted)]
     summaries = []
     for key in ids:
@@ -688,7 +689,13 @@ class MemoryProfileTool:
     version: int = VERSION
     description: str = "allocator memory over time, the peak, and the allocations live at the peak"
     needs: str = "xspace"
-    params: tuple[ToolParam, ...] = ()
+    params: tuple[ToolParam, ...] = (
+        ToolParam("memory_id", "str", None, "the memory (allocator) to detail; default: the largest peak"),
+        ToolParam("start_ms", "float", None, "timeline window start, ms from the profile start"),
+        ToolParam("end_ms", "float", None, "timeline window end, ms from the profile start"),
+        ToolParam("resolution", "int", DEFAULT_RESOLUTION, "timeline points", lo=1, hi=MAX_RESOLUTION),
+        ToolParam("event_order", "str", "time", "'time' or 'xprof' (XProf's order: offset on each line)"),
+    )
 
     def map(self, xs: XSpace, params: Params) -> Partial:
         return map_memory_profile(xs, params)

@@ -583,7 +583,11 @@ class MemoryViewerTool:
     version: int = VERSION
     description: str = "one HLO module's buffers: heap over program order, the peak and what is live at it"
     needs: str = "xspace"
-    params: tuple[ToolParam, ...] = ()
+    params: tuple[ToolParam, ...] = (
+        ToolParam("module_name", "str", None, "the HLO module, e.g. 'jit_step(1234)'"),
+        ToolParam("program_id", "str", None, "the HLO module by program id"),
+        ToolParam("memory_space", "int", 0, "the memory space (buffer color)", lo=0),
+    )
 
     def map(self, xs: XSpace, params: Params) -> Partial:
         return map_memory_viewer(xs, params)

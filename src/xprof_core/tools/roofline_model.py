@@ -315,7 +315,9 @@ class RooflineModelTool:
     version: int = VERSION
     description: str = "HLO ops' FLOP rate and bandwidth against the device's peaks: intensity, roofline, bound by"
     needs: str = "xspace"
-    params: tuple[ToolParam, ...] = ()
+    params: tuple[ToolParam, ...] = (
+        ToolParam("max_rows", "int", MAX_ROWS, "op rows kept, largest self time first (0: all)", lo=0),
+    )
 
     def map(self, xs: XSpace, params: Params) -> Partial:
         return map_roofline(xs, params)

@@ -731,12 +731,13 @@ def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s[first], order[first], inverse
 
 
+MAX_WINDOW_MS = 1e15  # 31 years
+
+
 def _parse_params(params: Params) -> tuple[float | None, float | None, int, int | None, int | None, bool]:
-    start_ms = param_float(params, "start_time_ms", None)
-    end_ms = param_float(params, "end_time_ms", None)
-    for key, value in (("start_time_ms", start_ms), ("end_time_ms", end_ms)):
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"parameter {key!r} must be a finite number, got {value}")
+    # Bounded so that the window in ps is a finite number (1e300 ms would overflow to infinity).
+    start_ms = param_float(params, "start_time_ms", None, lo=-MAX_WINDOW_MS, hi=MAX_WINDOW_MS)
+    end_ms = param_float(params, "end_time_ms", None, lo=-MAX_WINDOW_MS, hi=MAX_WINDOW_MS)
     resolution = param_int(params, "resolution", DEFAULT_RESOLUTION, lo=0)
     raw_cap = params.get("max_events")
     max_events = None if raw_cap in (None, "") else param_int(params, "max_events", 0, lo=0)
