@@ -90,7 +90,7 @@ def _index_tables(index: dict[str, Any]) -> dict[str, str]:
 def pool() -> Any:
     from xprof_core.serve.executor import LocalExecutor
 
-    executor = LocalExecutor(2)
+    executor = LocalExecutor(2, roots=[str(JAX_DATA), str(H200)])
     yield executor
     executor.close()
 
@@ -117,6 +117,7 @@ def test_sharded_build_through_the_process_pool(pool: Any, path: Path) -> None:
         lambda tasks: pool.map(tasks, 300), "h", str(path), 16 << 10, progress=lambda d, t: seen.append((d, t))
     )
     assert run.shards > 1
+    assert run.rewalks == 0  # the local pool runs a shard's segments where its walk is kept
     assert _index_tables(decode_partial(encode_partial(run.partial))) == expected
     assert seen[0] == (0, 2 * run.shards) and seen[-1] == (2 * run.shards, 2 * run.shards)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
@@ -158,3 +159,74 @@ def test_shard_parameters_are_checked() -> None:
         map_host(SHARD_TASK, path, {"token": "x"})
     with pytest.raises(ValueError, match="malformed shard parameter"):
         map_host(SHARD_TASK, path, {"token": "x", "plan": "not base64!"})
+
+
+def test_a_shard_reads_only_its_ranges(tmp_path: Path) -> None:
+    """read_host_ranges: the ranges hold the file's bytes, the rest is zero pages; a file whose size changed
+    since it was planned is refused; a .gz file is read whole."""
+    import gzip
+    import resource
+
+    from xprof_core.errors import ProfileChangedError
+    from xprof_core.storage.logdir import read_host_ranges
+
+    data = np.random.default_rng(1).integers(1, 255, size=(8 << 20) + 13, dtype=np.uint8).tobytes()
+    path = tmp_path / "big.xplane.pb"
+    path.write_bytes(data)
+    ranges = [(5, 70), (1 << 20, (1 << 20) + 4096), ((8 << 20) - 3, (8 << 20) + 13)]
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    buf = read_host_ranges(str(path), ranges, len(data))
+    assert len(buf) == len(data)
+    view = np.frombuffer(buf, dtype=np.uint8)
+    inside = np.zeros(len(data), dtype=bool)
+    for b, e in ranges:
+        inside[b:e] = True
+        assert bytes(buf[b:e]) == data[b:e]
+    assert not view[~inside].any()  # never read: zero
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 4 << 10  # KiB: far less than 8 MiB
+    with pytest.raises(ProfileChangedError, match="changed since it was planned"):
+        read_host_ranges(str(path), ranges, len(data) + 1)
+    gz = tmp_path / "big.xplane.pb.gz"
+    gz.write_bytes(gzip.compress(data[:1000]))
+    assert bytes(read_host_ranges(str(gz), [(0, 10)], 1000)) == data[:1000]
+
+
+def _unsorted_host(tmp_path: Path) -> Path:
+    """A CPU host whose one large line lists its events latest first (nested, so self time matters)."""
+    from xprof_core.protos import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    plane = space.planes.add(id=1, name="/host:CPU")
+    for mid, name in ((1, "outer"), (2, "inner")):
+        plane.event_metadata[mid].id = mid
+        plane.event_metadata[mid].name = name
+    line = plane.lines.add(id=7, name="python", timestamp_ns=1000)
+    for k in reversed(range(400)):
+        line.events.add(metadata_id=1, offset_ps=k * 10_000, duration_ps=9_000)
+        line.events.add(metadata_id=2, offset_ps=k * 10_000 + 1_000, duration_ps=3_000)
+    path = tmp_path / "unsorted.xplane.pb"
+    path.write_bytes(space.SerializeToString())
+    return path
+
+
+def test_a_line_out_of_order_is_planned_again_whole(pool: Any, tmp_path: Path) -> None:
+    """A line cut into pieces whose events are not sorted cannot be merged by its pieces: the build plans
+    again with whole lines and still equals the one-pass walk."""
+    from xprof_core.errors import UnsortedLineError
+    from xprof_core.serve.sharding import sharded_host_index
+
+    path = _unsorted_host(tmp_path)
+    buf = open_host_bytes(str(path))
+    plan = plan_shards(buf, 1 << 10)
+    assert plan.num_shards > 2
+    with pytest.raises(UnsortedLineError):
+        walk_host_sharded(buf, 1 << 10)
+    expected = _index_tables(build_host_index(walk_host(buf)))
+    executor = type(pool)(1, roots=[str(tmp_path)])
+    try:
+        run, answer = sharded_host_index(lambda tasks: executor.map(tasks, 120), "h", str(path), 1 << 10)
+    finally:
+        executor.close()
+    assert run.shards == 1 and ShardPlan.from_partial(answer["plan"]).piece_first_part.all()
+    assert _index_tables(run.partial) == expected
+    assert run.partial["num_events"] == 800

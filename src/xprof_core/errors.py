@@ -62,6 +62,11 @@ class ProfileChangedError(XprofError, OSError):
     """A profile file that changed (was truncated or replaced) while it was being read."""
 
 
+class UnsortedLineError(XprofError):
+    """A line cut into pieces for shards whose events are not sorted by start: the host must be planned
+    again with every line whole (the sharded build does this itself)."""
+
+
 class StorageError(XprofError, OSError):
     """The logdir's storage failed to read a file that exists (an I/O error, a stale mount)."""
 
@@ -243,6 +248,7 @@ STATUS: Mapping[type[BaseException], ErrorStatus] = {
     DecodeError: ErrorStatus(422, "INVALID_ARGUMENT"),
     ProfileTooLargeError: ErrorStatus(422, "INVALID_ARGUMENT"),
     ProfileChangedError: ErrorStatus(409, "ABORTED"),
+    UnsortedLineError: ErrorStatus(409, "ABORTED"),
     StorageError: ErrorStatus(503, "UNAVAILABLE"),
     LogdirError: ErrorStatus(400, "INVALID_ARGUMENT"),
     ProfileNotFoundError: ErrorStatus(404, "NOT_FOUND"),
@@ -317,6 +323,7 @@ _TRANSPORTABLE: dict[str, type[XprofError]] = {
         DecodeError,
         ProfileTooLargeError,
         ProfileChangedError,
+        UnsortedLineError,
         StorageError,
         SerializationError,
         ProfileNotFoundError,
@@ -395,6 +402,7 @@ __all__ = [
     "SerializationError",
     "StorageError",
     "UnknownToolError",
+    "UnsortedLineError",
     "WorkersUnavailableError",
     "XprofError",
     "error_fields",

@@ -128,12 +128,11 @@ ROLE_METADATA_FALLBACK = (
 CLASS_NAMES = ("all", "input", "hlo", "fw_all", "fw_nohlo", "tpu")
 
 
-class UnsortedPiece(Exception):
+def UnsortedPiece(line):
     """A piece of a split line is not sorted by (start, longer first): the line must not be split."""
+    from xprof_core.errors import UnsortedLineError
 
-    def __init__(self, line):
-        super().__init__(f"line {line} is not sorted by start: it cannot be split into pieces")
-        self.line = line
+    return UnsortedLineError(f"line {line} is not sorted by start: it cannot be split into pieces")
 
 
 # --- C interface ---

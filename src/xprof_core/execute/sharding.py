@@ -89,26 +89,24 @@ def map_internal(task: str, url: str, params: Params, timings: dict[str, float])
     """Run one internal map task on a host file (see the module docstring)."""
     from xprof_core.execute import SHARD_CACHE, _identity
     from xprof_core.index import shards as S
-    from xprof_core.storage.logdir import open_host_bytes
 
-    t0 = time.perf_counter()
-    buf = open_host_bytes(url)
-    timings.update(read_s=time.perf_counter() - t0, bytes_read=0.0)
     identity = _identity(url)
-    t1 = time.perf_counter()
     if task == PLAN_TASK:
         from xprof_core._fast.hostindex import xspace_skeleton
+        from xprof_core.model.load import host_bytes
 
-        shard_bytes = int(_required(params, "shard_bytes"))
-        plan = S.plan_shards(buf, shard_bytes)
+        t0 = time.perf_counter()
+        buf = host_bytes(url)
+        timings.update(read_s=time.perf_counter() - t0, bytes_read=float(len(buf)))
+        t1 = time.perf_counter()
+        plan = S.plan_shards(buf, int(_required(params, "shard_bytes")), params.get("split_lines") != "0")
         out: Partial = {"plan": plan.to_partial(), "skeleton": xspace_skeleton(buf), "size_bytes": len(buf)}
         timings["decode_s"] = time.perf_counter() - t1
         return out
     plan = decode_shard_plan(_required(params, "plan"))
     key = _shard_key(identity, url, params)
     if task == SHARD_TASK:
-        sp = _walk(buf, plan, identity)
-        timings.update(decode_s=time.perf_counter() - t1, bytes_read=float(plan.shard_bytes_of(0)))
+        sp = _walk(url, plan, identity, timings)
         SHARD_CACHE.put(key, sp, cost=_shard_cost(sp))
         return sp.to_partial()
     if task == SEGMENTS_TASK:
@@ -116,9 +114,7 @@ def map_internal(task: str, url: str, params: Params, timings: dict[str, float])
         if sp is None:
             if params.get("walk") == "0":
                 return {"cached": False}
-            sp = _walk(buf, plan, identity)
-            timings["bytes_read"] = float(plan.shard_bytes_of(0))
-        timings["decode_s"] = time.perf_counter() - t1
+            sp = _walk(url, plan, identity, timings)
         t2 = time.perf_counter()
         steps = decode_param(_required(params, "steps"))
         seg = S.shard_segments(sp, plan, steps["start_ps"], steps["end_ps"], steps["marker_ps"])
@@ -128,16 +124,36 @@ def map_internal(task: str, url: str, params: Params, timings: dict[str, float])
     raise ValueError(f"unknown internal task {task!r}")
 
 
-def _walk(buf: Any, plan: Any, identity: str | None) -> Any:
+def _walk(url: str, plan: Any, identity: str | None, timings: dict[str, float]) -> Any:
+    """Read the shard's pieces and walk them. The planes' tables come from the bytes outside every line,
+    read once per host in this process; a trace JSON host is transcoded whole (its shards' offsets are
+    those of the wire bytes it becomes)."""
     from xprof_core.execute import SHARD_TABLES
     from xprof_core.index import shards as S
+    from xprof_core.model.kineto import is_trace_json_name
+    from xprof_core.model.load import host_bytes
+    from xprof_core.storage.logdir import read_host_ranges
 
+    t0 = time.perf_counter()
+    whole = host_bytes(url) if is_trace_json_name(url) else None
     tables = SHARD_TABLES.get(identity) if identity is not None else None
+    read = 0
     if tables is None:
-        tables = S.ShardTables(S._meta(buf))
+        fill = list(zip(plan.fill_begin.tolist(), plan.fill_end.tolist(), strict=True))
+        meta_buf = whole if whole is not None else read_host_ranges(url, fill, plan.size_bytes)
+        read += sum(e - b for b, e in fill)
+        tables = S.ShardTables(S._meta(meta_buf))
         if identity is not None:
             SHARD_TABLES.put(identity, tables)
-    return S.walk_shard(buf, plan, 0, tables)
+    lo, hi = int(plan.shard_begin[0]), int(plan.shard_end[0])
+    pieces = list(zip(plan.piece_begin[lo:hi].tolist(), plan.piece_end[lo:hi].tolist(), strict=True))
+    buf = whole if whole is not None else read_host_ranges(url, pieces, plan.size_bytes)
+    read += sum(e - b for b, e in pieces)
+    t1 = time.perf_counter()
+    timings.update(read_s=t1 - t0, bytes_read=float(read))
+    sp = S.walk_shard(buf, plan, 0, tables)
+    timings["decode_s"] = time.perf_counter() - t1
+    return sp
 
 
 def _shard_cost(sp: Any) -> int:

@@ -49,7 +49,7 @@ from xprof_core.index.passes import (
 from xprof_core.model.tables import XSpaceTables
 from xprof_core.model.xspace import XSpace
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 DEFAULT_SHARD_BYTES = 96 << 20
 
 # Record columns that hold string codes (remapped when shards merge).
@@ -79,6 +79,9 @@ class ShardPlan:
     # per shard: pieces [shard_begin[i], shard_end[i])
     shard_begin: np.ndarray
     shard_end: np.ndarray
+    # the bytes outside every line (plane headers, metadata, stats): what every shard reads besides its pieces
+    fill_begin: np.ndarray
+    fill_end: np.ndarray
 
     @property
     def num_shards(self) -> int:
@@ -109,6 +112,8 @@ class ShardPlan:
             piece_last_part=self.piece_last_part[lo:hi],
             shard_begin=np.zeros(1, np.int64),
             shard_end=np.array([hi - lo], np.int64),
+            fill_begin=self.fill_begin,
+            fill_end=self.fill_end,
         )
 
     def to_partial(self) -> dict[str, Any]:
@@ -131,8 +136,10 @@ class ShardPlan:
         return cls(**fields)
 
 
-def plan_shards(buf: Any, shard_bytes: int = DEFAULT_SHARD_BYTES) -> ShardPlan:
-    """Cut a host into shards of about ``shard_bytes`` (a skim of its bytes, no event decoded)."""
+def plan_shards(buf: Any, shard_bytes: int = DEFAULT_SHARD_BYTES, split_lines: bool = True) -> ShardPlan:
+    """Cut a host into shards of about ``shard_bytes`` (a skim of its bytes, no event decoded). Lines larger
+    than a shard are cut into pieces unless ``split_lines`` is false (for a host whose walk found a line
+    out of order: :class:`~xprof_core.errors.UnsortedLineError`)."""
     if shard_bytes <= 0:
         raise ValueError(f"shard size must be positive, got {shard_bytes}")
     cols = decode_columns(buf, skip_lines=True)
@@ -140,7 +147,7 @@ def plan_shards(buf: Any, shard_bytes: int = DEFAULT_SHARD_BYTES) -> ShardPlan:
     spans = cols["line_spans"]
     ids, names = _hostindex.line_headers(buf, spans["begin"], spans["end"])
     # Lines walked as a whole: XLA Ops lines (their ops nest over device spans, sorted per line).
-    splittable = np.array([n != "XLA Ops" for n in names], dtype=np.uint8)
+    splittable = np.array([split_lines and n != "XLA Ops" for n in names], dtype=np.uint8)
     cut = _hostindex.line_pieces(buf, spans["begin"], spans["end"], shard_bytes, splittable)
     lines, pieces = cut["lines"], cut["pieces"]
     flags = np.array(line_flags(meta, spans["plane"].tolist(), ids.tolist(), names), dtype=np.uint32)
@@ -154,6 +161,13 @@ def plan_shards(buf: Any, shard_bytes: int = DEFAULT_SHARD_BYTES) -> ShardPlan:
             acc = 0
         acc += b
     n_pieces = len(size)
+    # The complement of the lines' spans in the file.
+    order = np.argsort(spans["begin"], kind="stable")
+    lb, le = spans["begin"][order].astype(np.int64), spans["end"][order].astype(np.int64)
+    fill_begin = np.r_[0, le].astype(np.int64)
+    fill_end = np.r_[lb, len(buf)].astype(np.int64)
+    keep = fill_end > fill_begin
+    fill_begin, fill_end = fill_begin[keep], fill_end[keep]
     shard_begin = np.array(starts if n_pieces else [], dtype=np.int64)
     shard_end = np.r_[shard_begin[1:], n_pieces].astype(np.int64) if n_pieces else np.zeros(0, np.int64)
     return ShardPlan(
@@ -173,6 +187,8 @@ def plan_shards(buf: Any, shard_bytes: int = DEFAULT_SHARD_BYTES) -> ShardPlan:
         piece_last_part=pieces["last_part"],
         shard_begin=shard_begin,
         shard_end=shard_end,
+        fill_begin=fill_begin,
+        fill_end=fill_end,
     )
 
 

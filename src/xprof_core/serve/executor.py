@@ -89,6 +89,9 @@ class MapTask:
     url: str
     params: dict[str, str] = field(default_factory=dict)
     shard: tuple[int, int] | None = None  # (index, count)
+    # Tasks with the same affinity run, where the executor can choose, in the same process (a shard's walk
+    # and its segments): the local pool honours it; round robin over workers cannot.
+    affinity: str | None = None
 
 
 @dataclass
@@ -168,7 +171,7 @@ class LocalExecutor:
     def _run_one(self, task: MapTask, deadline: float, timeout_s: float) -> MapResult:
         t0 = time.perf_counter()
         try:
-            out = self._pool.run(task.tool, task.url, task.params, deadline)
+            out = self._pool.run(task.tool, task.url, task.params, deadline, affinity=task.affinity)
         except MapTimeoutError:
             return MapResult(task, error=_timeout_error(task, timeout_s), seconds=time.perf_counter() - t0)
         except XprofError as exc:

@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -45,6 +46,8 @@ __all__ = ["ChildPool"]
 
 #: How long a child asked to exit may take before it is killed.
 _EXIT_GRACE_S = 1.0
+#: How many affinity keys the pool remembers (the child that last ran each).
+_AFFINITY_KEYS = 4096
 
 
 def _child_main(conn: Connection, roots: list[str], max_gunzip_ratio: float | None) -> None:
@@ -93,8 +96,10 @@ class ChildPool:
         self._ctx = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
         self._slots = threading.Semaphore(self.size)
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
+        self._affinity: OrderedDict[str, _Child] = OrderedDict()
         self._closed = False
 
     def _start(self) -> _Child:
@@ -109,10 +114,19 @@ class ChildPool:
         child.close()
         return _Child(process, parent)
 
-    def _take(self) -> _Child:
+    def _take(self, affinity: str | None = None, deadline: float | None = None) -> _Child:
         with self._lock:
             if self._closed:
                 raise WorkersUnavailableError("the aggregator is shutting down")
+            preferred = self._affinity.get(affinity) if affinity is not None else None
+            # The child that holds this key's work is busy: wait for it (another child would not have it).
+            while preferred is not None and preferred in self._busy and not self._closed:
+                if deadline is None or not self._freed.wait(max(0.0, deadline - time.monotonic())):
+                    break
+            if preferred is not None and preferred in self._idle and preferred.process.is_alive():
+                self._idle.remove(preferred)
+                self._busy.add(preferred)
+                return preferred
             while self._idle:
                 child = self._idle.pop()
                 if child.process.is_alive():
@@ -129,12 +143,14 @@ class ChildPool:
             self._busy.discard(child)
             if not self._closed:
                 self._idle.append(child)
+                self._freed.notify_all()
                 return
         self._stop(child)
 
     def _kill(self, child: _Child) -> int | None:
         with self._lock:
             self._busy.discard(child)
+            self._freed.notify_all()
         child.process.kill()
         child.process.join(5.0)
         child.conn.close()
@@ -150,13 +166,26 @@ class ChildPool:
             child.process.join(5.0)
         child.conn.close()
 
-    def run(self, tool: str, url: str, params: Mapping[str, str], deadline: float) -> MapOutput:
+    def run(
+        self, tool: str, url: str, params: Mapping[str, str], deadline: float, affinity: str | None = None
+    ) -> MapOutput:
         """Map one host; ``deadline`` is a :func:`time.monotonic` time. Raises the task's error,
-        :class:`MapTimeoutError` (its child is killed) or :class:`WorkersUnavailableError` (its child died)."""
+        :class:`MapTimeoutError` (its child is killed) or :class:`WorkersUnavailableError` (its child died).
+
+        A task with an ``affinity`` key runs in the child that last ran that key when it is idle (a
+        shard's segments where its walk is kept), else in any child."""
         if not self._slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise MapTimeoutError(f"no map process came free before the deadline (all {self.size} busy)")
         try:
-            child = self._take()
+            child = self._take(affinity, deadline)
+            if affinity is not None:
+                with self._lock:
+                    known = self._affinity.get(affinity)
+                    if known is None or not known.process.is_alive():  # the first child to run a key keeps it
+                        self._affinity[affinity] = child
+                    self._affinity.move_to_end(affinity)
+                    while len(self._affinity) > _AFFINITY_KEYS:
+                        self._affinity.popitem(last=False)
             try:
                 child.conn.send((tool, url, dict(params)))
                 answered = child.conn.poll(max(0.0, deadline - time.monotonic()))
@@ -183,6 +212,7 @@ class ChildPool:
         """Stop every child: idle ones are asked to exit, busy ones are killed (their tasks fail)."""
         with self._lock:
             self._closed = True
+            self._freed.notify_all()
             idle, self._idle = self._idle, []
             busy = list(self._busy)
         for child in busy:

@@ -40,9 +40,11 @@ class MapOutput:
 
 def check_task(tool_name: str, url: str, roots: Sequence[str]) -> str:
     """Refuse an unknown tool or a URL outside ``roots`` before any work; the URL to open."""
+    from xprof_core.execute.sharding import INTERNAL_TASKS
     from xprof_core.tools import get_tool
 
-    get_tool(tool_name)
+    if tool_name not in INTERNAL_TASKS:  # the tasks of a sharded host index
+        get_tool(tool_name)
     return resolve_under_roots(url, roots)
 
 
@@ -50,14 +52,16 @@ def run_map_task(tool_name: str, url: str, params: Mapping[str, str], roots: Seq
     """Map one host file under ``roots`` through the one map path (:func:`xprof_core.execute.map_host`)
     and encode the partial."""
     from xprof_core.execute import map_host
+    from xprof_core.execute.sharding import INTERNAL_TASKS
     from xprof_core.tools import get_tool
     from xprof_core.tools.params import map_params
 
-    tool = get_tool(tool_name)
+    # The tasks of one shard of a huge host take their own parameters (the shard's plan).
+    wanted = dict(params) if tool_name in INTERNAL_TASKS else map_params(get_tool(tool_name), params)
     path = resolve_under_roots(url, roots)
     phases: dict[str, float] = {}
     try:
-        partial = map_host(tool_name, path, map_params(tool, params), phases)
+        partial = map_host(tool_name, path, wanted, phases)
     except XprofError:
         raise
     except OSError as exc:  # EIO, a stale mount...: this storage, not the request, failed

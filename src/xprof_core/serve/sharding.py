@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.errors import UnsortedLineError
 from xprof_core.execute.sharding import (
     PLAN_TASK,
     SEGMENTS_TASK,
@@ -50,14 +51,6 @@ PROBES = 6
 Progress = Callable[[int, int], None]
 
 
-class ShardError(Exception):
-    """A shard task failed: ``result`` is the failed :class:`MapResult`."""
-
-    def __init__(self, result: MapResult) -> None:
-        super().__init__(str(result.error))
-        self.result = result
-
-
 @dataclass
 class ShardedRun:
     """What a sharded build did: the index partial, and figures for logs, metrics and benchmarks."""
@@ -72,9 +65,13 @@ class ShardedRun:
 
 
 def _raise_failed(results: list[MapResult]) -> None:
+    """Raise the first failed task's error (its own class: the caller answers it as for any map task)."""
+    for res in results:
+        if not res.ok and not res.abandoned:
+            raise res.error  # type: ignore[misc]
     for res in results:
         if not res.ok:
-            raise ShardError(res)
+            raise res.error  # type: ignore[misc]
 
 
 def sharded_host_index(
@@ -87,13 +84,30 @@ def sharded_host_index(
 ) -> tuple[ShardedRun, dict[str, Any]]:
     """Build one host's index over shards. ``run_tasks`` maps a list of tasks (an executor's ``map`` with
     its timeout bound); ``plan_partial``, when given, is a cached plan task's answer. Returns the run and
-    the plan task's answer (for the caller to cache). Raises :class:`ShardError` when a task fails."""
+    the plan task's answer (for the caller to cache). A failed task's error is raised as it is."""
+    try:
+        return _build(run_tasks, host, url, shard_bytes, plan_partial, progress, split_lines=True)
+    except UnsortedLineError:  # a line cut into pieces is out of order: plan again with every line whole
+        log.info("%s: a split line is not sorted by time; planning again with whole lines", url)
+        return _build(run_tasks, host, url, shard_bytes, None, progress, split_lines=False)
+
+
+def _build(
+    run_tasks: Callable[[list[MapTask]], list[MapResult]],
+    host: str,
+    url: str,
+    shard_bytes: int,
+    plan_partial: dict[str, Any] | None,
+    progress: Progress | None,
+    split_lines: bool,
+) -> tuple[ShardedRun, dict[str, Any]]:
     from xprof_core.index.shards import ShardPass, ShardPlan, merge_shards
     from xprof_core.model.xspace import decode_xspace
     from xprof_core.tools.host_index import build_host_index
 
     if plan_partial is None:
-        res = run_tasks([MapTask(PLAN_TASK, host, url, {"shard_bytes": str(shard_bytes)})])
+        params = {"shard_bytes": str(shard_bytes), "split_lines": "1" if split_lines else "0"}
+        res = run_tasks([MapTask(PLAN_TASK, host, url, params)])
         _raise_failed(res)
         plan_partial = res[0].partial
     plan = ShardPlan.from_partial(plan_partial["plan"])
@@ -114,7 +128,12 @@ def sharded_host_index(
     tick(0)
     t0 = time.perf_counter()
     walks = run_tasks(
-        [MapTask(SHARD_TASK, host, url, {"plan": plans[i], "token": f"{tag}.{i}"}, shard=(i, n)) for i in range(n)]
+        [
+            MapTask(
+                SHARD_TASK, host, url, {"plan": plans[i], "token": f"{tag}.{i}"}, shard=(i, n), affinity=f"{tag}.{i}"
+            )
+            for i in range(n)
+        ]
     )
     _raise_failed(walks)
     for res in walks:
@@ -139,6 +158,7 @@ def sharded_host_index(
                     url,
                     {"plan": plans[i], "token": f"{tag}.{i}", "steps": steps, **walk},
                     shard=(i, n),
+                    affinity=f"{tag}.{i}",
                 )
                 for i in pending
             ]
@@ -171,4 +191,4 @@ def sharded_host_index(
     return run, plan_partial
 
 
-__all__ = ["PROBES", "ShardError", "ShardedRun", "sharded_host_index"]
+__all__ = ["PROBES", "ShardedRun", "sharded_host_index"]

@@ -34,7 +34,7 @@ import posixpath
 import re
 import stat
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,6 +74,7 @@ __all__ = [
     "open_host_bytes",
     "open_host_stream",
     "read_host_bytes",
+    "read_host_ranges",
     "set_max_gunzip_ratio",
 ]
 
@@ -549,6 +550,92 @@ def _read_fd(fd: int, size: int, url: str) -> bytearray:
     if os.read(fd, 1):
         raise ProfileChangedError(f"{url!r} changed while it was read: it grew past {size} bytes")
     return buf
+
+
+def read_host_ranges(
+    url: str | os.PathLike[str],
+    ranges: Sequence[tuple[int, int]],
+    size: int | None = None,
+    *,
+    fs: AbstractFileSystem | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    max_gunzip_ratio: float | None = None,
+) -> HostBytes:
+    """A host file's bytes with only ``ranges`` read: what one shard of a huge host needs.
+
+    A local uncompressed file gives a buffer of the file's size (anonymous
+    memory, so the bytes never read are zero pages that take no memory) with
+    the ranges copied in; ranges less than 64 KiB apart are read as one. A
+    remote uncompressed file gives the same from ranged reads. A ``.gz`` file
+    cannot be read in part: it is read whole (:func:`read_host_bytes`).
+    ``size``, when given, is the size the file had when it was planned:
+    another size, or a range that ends early, is :class:`ProfileChangedError`.
+    """
+    text = os.fspath(url)
+    if text.endswith(".gz"):
+        data = read_host_bytes(text, fs=fs, storage_options=storage_options, max_gunzip_ratio=max_gunzip_ratio)
+        if size is not None and len(data) != size:
+            raise ProfileChangedError(f"{text!r} changed since it was planned: {len(data)} bytes, not {size}")
+        return data
+    merged = _coalesce(ranges, 64 << 10)
+    local_path = _local_path(text) if fs is None or _is_local_fs(fs) else None
+    if local_path is None:
+        if fs is None:
+            fs, path = _filesystem_for(text, storage_options)
+        else:
+            path = fs._strip_protocol(text)
+        try:
+            total = int(fs.size(path))
+            pieces = fs.cat_ranges([path] * len(merged), [b for b, _ in merged], [e for _, e in merged])
+        except FileNotFoundError as exc:
+            raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
+        return _sparse(text, total, size, merged, lambda i, view: _copy_piece(text, pieces[i], view))
+    fd, total = _open_regular(local_path, text)
+    try:
+        return _sparse(text, total, size, merged, lambda i, view: _pread_into(fd, view, merged[i][0], text))
+    finally:
+        os.close(fd)
+
+
+def _coalesce(ranges: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for b, e in sorted((int(b), int(e)) for b, e in ranges if e > b):
+        if out and b - out[-1][1] < gap:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([b, e])
+    return [(b, e) for b, e in out]
+
+
+def _sparse(text: str, total: int, size: int | None, ranges: list[tuple[int, int]], fill: Any) -> HostBytes:
+    if size is not None and total != size:
+        raise ProfileChangedError(f"{text!r} changed since it was planned: {total} bytes, not {size}")
+    if total == 0:
+        return b""
+    buf = mmap.mmap(-1, total)
+    with memoryview(buf) as view:
+        for i, (b, e) in enumerate(ranges):
+            if e > total:
+                raise ProfileChangedError(f"{text!r} changed since it was planned: it ends at {total}, before {e}")
+            fill(i, view[b:e])
+    return buf
+
+
+def _pread_into(fd: int, view: memoryview, offset: int, url: str) -> None:
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n == 0:
+            raise ProfileChangedError(f"{url!r} changed while it was read: it ended at {offset + done}")
+        done += n
+
+
+def _copy_piece(url: str, piece: Any, view: memoryview) -> None:
+    if isinstance(piece, Exception):
+        raise ProfileChangedError(f"{url!r}: a ranged read failed: {piece}")
+    if len(piece) != len(view):
+        raise ProfileChangedError(f"{url!r} changed while it was read: a range gave {len(piece)} of {len(view)} bytes")
+    view[:] = piece
 
 
 def _read_remote(
