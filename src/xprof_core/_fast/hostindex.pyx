@@ -47,7 +47,7 @@ from xprof_core._fast.stats cimport (
     KIND_BYTES, KIND_DOUBLE, KIND_INT64, KIND_NONE, KIND_REF, KIND_STR, KIND_UINT64, StatOut, parse_stat,
 )
 from xprof_core._fast.wire cimport (
-    WT_LEN, WT_VARINT, Cursor, Failure, read_len, read_tag, read_varint, skip_field, sub_cursor,
+    WT_I32, WT_I64, WT_LEN, WT_VARINT, Cursor, Failure, read_len, read_tag, read_varint, skip_field, sub_cursor,
 )
 
 from xprof_core.errors import DecodeError
@@ -1647,6 +1647,113 @@ def line_pieces(buf, const int64_t[::1] span_begin, const int64_t[::1] span_end,
             push_i64(&p_line, i); push_i64(&p_begin, piece_start); push_i64(&p_end, span_end[i])
             push_i64(&p_first_event, piece_first)
             push_i64(&p_first, piece_start == span_begin[i]); push_i64(&p_last, 1)
+            counts[i] = n_events
+            names.append(name)
+        i64 = np.int64
+        return {
+            "lines": {"id": ids, "name": names, "timestamp_ns": stamps, "events": counts},
+            "pieces": {
+                "line": vec_array(&p_line, i64),
+                "begin": vec_array(&p_begin, i64),
+                "end": vec_array(&p_end, i64),
+                "first_event": vec_array(&p_first_event, i64),
+                "first_part": vec_array(&p_first, i64).astype(np.uint8),
+                "last_part": vec_array(&p_last, i64).astype(np.uint8),
+            },
+        }
+    finally:
+        vec_free(&p_line); vec_free(&p_begin); vec_free(&p_end)
+        vec_free(&p_first_event); vec_free(&p_first); vec_free(&p_last)
+
+
+def line_pieces_stream(read_at, const int64_t[::1] span_begin, const int64_t[::1] span_end, int64_t piece_bytes,
+                       const uint8_t[::1] splittable, Py_ssize_t window=16 << 20):
+    """:func:`line_pieces` reading the lines through ``read_at(offset, size) -> bytes`` a window at a time
+    (``os.pread`` on a file): the same answer, with memory bounded by the window however large a line is.
+    Only each field's tag and length are read; events are skipped by their length."""
+    cdef const uint8_t[::1] wv
+    cdef const uint8_t* base
+    cdef Failure failure
+    cdef Cursor c
+    cdef uint32_t field, wt
+    cdef uint64_t v, n
+    cdef int64_t pos, end, wstart, wend, at, hdr_end, n_events, piece_start, piece_first, span0
+    cdef Py_ssize_t i
+    cdef Vec p_line, p_begin, p_end, p_first_event, p_first, p_last
+    if window < 4096:
+        window = 4096
+    failure.msg = NULL
+    failure.at = NULL
+    n_lines = span_begin.shape[0]
+    ids = np.zeros(n_lines, dtype=np.int64)
+    stamps = np.zeros(n_lines, dtype=np.int64)
+    counts = np.zeros(n_lines, dtype=np.int64)
+    names = []
+    vec_init(&p_line, 8); vec_init(&p_begin, 8); vec_init(&p_end, 8)
+    vec_init(&p_first_event, 8); vec_init(&p_first, 8); vec_init(&p_last, 8)
+    try:
+        for i in range(n_lines):
+            span0 = span_begin[i]
+            pos = span0
+            end = span_end[i]
+            if pos < 0 or pos > end:
+                raise DecodeError("line span outside the input", pos, f"XSpace.lines[{i}]")
+            win = b""
+            wstart = wend = pos
+            name = ""
+            n_events = 0
+            piece_start = pos
+            piece_first = 0
+            while pos < end:
+                if wend - pos < 64 and wend < end:
+                    win = read_at(pos, min(<int64_t>window, end - pos))
+                    if len(win) == 0:
+                        raise DecodeError("the file ends inside a line", pos, f"XSpace.lines[{i}]")
+                    wstart = pos
+                    wend = pos + len(win)
+                    wv = win
+                    base = &wv[0]
+                c.p = base + (pos - wstart)
+                c.end = base + (wend - wstart)
+                c.failure = &failure
+                at = pos
+                if read_tag(&c, &field, &wt) < 0 or (wt == WT_VARINT and read_varint(&c, &v) < 0):
+                    raise DecodeError(failure.msg.decode("ascii"), at, f"XSpace.lines[{i}]")
+                if wt == WT_VARINT:
+                    pos = wstart + (c.p - base)
+                    if field == 1:
+                        ids[i] = <int64_t>v
+                    elif field == 3:
+                        stamps[i] = <int64_t>v
+                elif wt == WT_I64:
+                    pos = wstart + (c.p - base) + 8
+                elif wt == WT_I32:
+                    pos = wstart + (c.p - base) + 4
+                elif wt == WT_LEN:
+                    if read_varint(&c, &n) < 0:
+                        raise DecodeError(failure.msg.decode("ascii"), at, f"XSpace.lines[{i}]")
+                    hdr_end = wstart + (c.p - base)
+                    if n > <uint64_t>(end - hdr_end):
+                        raise DecodeError("length-delimited field runs past the end of its message", at,
+                                          f"XSpace.lines[{i}]")
+                    if field == 4:
+                        if splittable[i] and n_events > piece_first and at - piece_start >= piece_bytes:
+                            push_i64(&p_line, i); push_i64(&p_begin, piece_start); push_i64(&p_end, at)
+                            push_i64(&p_first_event, piece_first)
+                            push_i64(&p_first, piece_start == span0); push_i64(&p_last, 0)
+                            piece_start = at
+                            piece_first = n_events
+                        n_events += 1
+                    elif field == 2:
+                        name = read_at(hdr_end, <Py_ssize_t>n).decode("utf-8", "replace")
+                    pos = hdr_end + <int64_t>n
+                else:
+                    raise DecodeError(f"unsupported wire type {wt} in a line", at, f"XSpace.lines[{i}]")
+            if pos != end:
+                raise DecodeError("a field runs past the end of its line", end, f"XSpace.lines[{i}]")
+            push_i64(&p_line, i); push_i64(&p_begin, piece_start); push_i64(&p_end, end)
+            push_i64(&p_first_event, piece_first)
+            push_i64(&p_first, piece_start == span0); push_i64(&p_last, 1)
             counts[i] = n_events
             names.append(name)
         i64 = np.int64

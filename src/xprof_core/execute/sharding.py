@@ -33,7 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from xprof_core.errors import ProfileChangedError
 from xprof_core.tools.base import Params, Partial
+
+# The default shard size: hosts larger than this are indexed in shards of about this size.
+DEFAULT_SHARD_BYTES = 96 << 20
 
 PLAN_TASK = "_index_plan"
 SHARD_TASK = "_index_shard"
@@ -44,7 +48,7 @@ INTERNAL_TASKS = frozenset({PLAN_TASK, SHARD_TASK, SEGMENTS_TASK})
 def encode_param(arrays: dict[str, Any]) -> str:
     """Named arrays (and numbers) as a task parameter: an ``.npz`` archive in base64 (no pickles)."""
     out = io.BytesIO()
-    np.savez(out, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez(out, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
@@ -92,17 +96,7 @@ def map_internal(task: str, url: str, params: Params, timings: dict[str, float])
 
     identity = _identity(url)
     if task == PLAN_TASK:
-        from xprof_core._fast.hostindex import xspace_skeleton
-        from xprof_core.model.load import host_bytes
-
-        t0 = time.perf_counter()
-        buf = host_bytes(url)
-        timings.update(read_s=time.perf_counter() - t0, bytes_read=float(len(buf)))
-        t1 = time.perf_counter()
-        plan = S.plan_shards(buf, int(_required(params, "shard_bytes")), params.get("split_lines") != "0")
-        out: Partial = {"plan": plan.to_partial(), "skeleton": xspace_skeleton(buf), "size_bytes": len(buf)}
-        timings["decode_s"] = time.perf_counter() - t1
-        return out
+        return _plan(url, params, timings)
     plan = decode_shard_plan(_required(params, "plan"))
     key = _shard_key(identity, url, params)
     if task == SHARD_TASK:
@@ -122,6 +116,39 @@ def map_internal(task: str, url: str, params: Params, timings: dict[str, float])
         timings["map_s"] = time.perf_counter() - t2
         return {"cached": True, "segments": seg}
     raise ValueError(f"unknown internal task {task!r}")
+
+
+def _plan(url: str, params: Params, timings: dict[str, float]) -> Partial:
+    """Plan a host's shards and take its skeleton. A local uncompressed XSpace is memory-mapped for
+    its planes' metadata and line headers only, and its lines' events are skimmed a window at a time:
+    planning a host of any size takes memory for the metadata, not the file."""
+    from xprof_core._fast.hostindex import xspace_skeleton
+    from xprof_core.index import shards as S
+    from xprof_core.model.kineto import is_trace_json_name
+    from xprof_core.model.load import host_bytes
+    from xprof_core.storage.logdir import open_host_bytes, open_regular_file
+
+    shard_bytes = int(_required(params, "shard_bytes"))
+    split = params.get("split_lines") != "0"
+    t0 = time.perf_counter()
+    whole = url.endswith(".gz") or is_trace_json_name(url)
+    fd = None if whole else open_regular_file(url)
+    if fd is not None:
+        try:
+            buf = open_host_bytes(url)
+            size = os.fstat(fd).st_size
+            if len(buf) != size:
+                raise ProfileChangedError(f"{url!r} changed while it was planned")
+            plan = S.plan_shards(buf, shard_bytes, split, read_at=lambda off, n: os.pread(fd, n, off))
+            skeleton = xspace_skeleton(buf)
+        finally:
+            os.close(fd)
+    else:
+        buf = host_bytes(url)
+        plan = S.plan_shards(buf, shard_bytes, split)
+        skeleton = xspace_skeleton(buf)
+    timings.update(decode_s=time.perf_counter() - t0, bytes_read=float(len(buf)))
+    return {"plan": plan.to_partial(), "skeleton": skeleton, "size_bytes": len(buf)}
 
 
 def _walk(url: str, plan: Any, identity: str | None, timings: dict[str, float]) -> Any:
@@ -164,20 +191,13 @@ def _shard_cost(sp: Any) -> int:
     return held + 4096
 
 
-def default_shard_bytes() -> int:
-    """The shard size when none is configured: ``XPROF_SHARD_BYTES``, else 96 MiB."""
-    from xprof_core.index.shards import DEFAULT_SHARD_BYTES
-
-    return int(os.environ.get("XPROF_SHARD_BYTES", str(DEFAULT_SHARD_BYTES)))
-
-
 __all__ = [
+    "DEFAULT_SHARD_BYTES",
     "INTERNAL_TASKS",
     "PLAN_TASK",
     "SEGMENTS_TASK",
     "SHARD_TASK",
     "decode_param",
-    "default_shard_bytes",
     "decode_shard_plan",
     "encode_param",
     "encode_shard_plan",

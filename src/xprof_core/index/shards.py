@@ -50,7 +50,7 @@ from xprof_core.model.tables import XSpaceTables
 from xprof_core.model.xspace import XSpace
 
 PLAN_VERSION = 2
-DEFAULT_SHARD_BYTES = 96 << 20
+DEFAULT_SHARD_BYTES = 96 << 20  # as xprof_core.execute.sharding's
 
 # Record columns that hold string codes (remapped when shards merge).
 _RECORD_STRING_COLUMNS = ("step_name", "hlo_op", "tf_op", "kernel_details", "hlo_module", "hlo_category", "equation")
@@ -136,10 +136,14 @@ class ShardPlan:
         return cls(**fields)
 
 
-def plan_shards(buf: Any, shard_bytes: int = DEFAULT_SHARD_BYTES, split_lines: bool = True) -> ShardPlan:
+def plan_shards(
+    buf: Any, shard_bytes: int = DEFAULT_SHARD_BYTES, split_lines: bool = True, read_at: Any = None
+) -> ShardPlan:
     """Cut a host into shards of about ``shard_bytes`` (a skim of its bytes, no event decoded). Lines larger
     than a shard are cut into pieces unless ``split_lines`` is false (for a host whose walk found a line
-    out of order: :class:`~xprof_core.errors.UnsortedLineError`)."""
+    out of order: :class:`~xprof_core.errors.UnsortedLineError`). With ``read_at(offset, size) -> bytes``
+    the lines' events are skimmed through it a window at a time (``buf`` is then read only outside the
+    lines' bodies: a memory map of a huge host stays mostly untouched)."""
     if shard_bytes <= 0:
         raise ValueError(f"shard size must be positive, got {shard_bytes}")
     cols = decode_columns(buf, skip_lines=True)
@@ -148,7 +152,10 @@ def plan_shards(buf: Any, shard_bytes: int = DEFAULT_SHARD_BYTES, split_lines: b
     ids, names = _hostindex.line_headers(buf, spans["begin"], spans["end"])
     # Lines walked as a whole: XLA Ops lines (their ops nest over device spans, sorted per line).
     splittable = np.array([split_lines and n != "XLA Ops" for n in names], dtype=np.uint8)
-    cut = _hostindex.line_pieces(buf, spans["begin"], spans["end"], shard_bytes, splittable)
+    if read_at is None:
+        cut = _hostindex.line_pieces(buf, spans["begin"], spans["end"], shard_bytes, splittable)
+    else:
+        cut = _hostindex.line_pieces_stream(read_at, spans["begin"], spans["end"], shard_bytes, splittable)
     lines, pieces = cut["lines"], cut["pieces"]
     flags = np.array(line_flags(meta, spans["plane"].tolist(), ids.tolist(), names), dtype=np.uint32)
     first_row_of_line = np.r_[0, np.cumsum(lines["events"])[:-1]].astype(np.int64)

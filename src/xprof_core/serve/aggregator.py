@@ -51,6 +51,7 @@ from xprof_core.errors import (
     XprofError,
     error_status,
 )
+from xprof_core.execute.sharding import DEFAULT_SHARD_BYTES
 from xprof_core.serve.capture import (
     DEFAULT_CAPTURE_ALLOW,
     DEFAULT_CAPTURE_MAX_MB,
@@ -100,6 +101,7 @@ class AggregatorConfig:
     cache_bytes: int = 512 << 20
     cache_dir: str | None = None
     map_timeout_s: float = 300.0
+    shard_bytes: int = DEFAULT_SHARD_BYTES  # hosts larger than this are indexed in shards (0: never)
     local_workers: int | None = None
     max_hosts: int = 1024  # hosts one request may select
     max_gunzip_ratio: float = MAX_GUNZIP_RATIO
@@ -287,6 +289,10 @@ class ProfileService:
         self.executor = executor
         self.metrics = metrics
         self.cache = PartialCache(config.cache_bytes, config.cache_dir)
+        # Sharded index builds in flight: one per host (others wait), and their progress for /api/progress.
+        self._building: dict[str, threading.Event] = {}
+        self._building_lock = threading.Lock()
+        self.progress: dict[str, dict[str, Any]] = {}
         self.index = RunIndex(self.logdir)
 
     def runs(self, refresh: bool = False) -> list[Run]:
@@ -384,6 +390,10 @@ class ProfileService:
                 self.metrics.cache.labels("miss").inc()
                 tasks.append((task, key))
         workers: dict[str, str] = {}
+        huge = self._huge_hosts(run, tool, [t for t, _ in tasks])
+        for task, key in [(t, k) for t, k in tasks if t.host in huge]:
+            partials[task.host], workers[task.host] = self._sharded_index(run.name, task, key, huge[task.host])
+        tasks = [(t, k) for t, k in tasks if t.host not in huge]
         if tasks:
             results: list[MapResult] = self.executor.map([t for t, _ in tasks], timeout_s=self.config.map_timeout_s)
             failed = None
@@ -413,6 +423,89 @@ class ProfileService:
         except ParamError as exc:
             raise HttpError(400, str(exc)) from None
         return ToolAnswer(result, [h for h, _ in selected], workers)
+
+    def _huge_hosts(self, run: Run, tool: Any, tasks: list[MapTask]) -> dict[str, int]:
+        """The hosts of these tasks indexed in shards (table tools only): name -> size in bytes.
+
+        Compressed hosts and trace JSON are mapped whole: every shard task would have to inflate or
+        transcode the whole file to reach its byte ranges."""
+        from xprof_core.model.kineto import is_trace_json_name
+
+        if tool.needs != "index" or self.config.shard_bytes <= 0 or not tasks:
+            return {}
+        sizes = {h.name: h.size_bytes for h in run.hosts}
+        return {
+            t.host: sizes[t.host]
+            for t in tasks
+            if sizes.get(t.host, 0) > self.config.shard_bytes
+            and not t.url.endswith(".gz")
+            and not is_trace_json_name(t.url)
+        }
+
+    def _sharded_index(self, run_name: str, task: MapTask, key: str, size: int) -> tuple[dict[str, Any], str]:
+        """One huge host's index built in shards by the executor's processes or workers (one build at a
+        time per host: a concurrent request waits for it), cached like any host index. Its progress is
+        listed by ``/api/progress`` while it runs."""
+        from xprof_core.index.shards import PLAN_VERSION
+        from xprof_core.serve.sharding import sharded_host_index
+
+        with self._building_lock:
+            running = self._building.get(key)
+            event = running if running is not None else threading.Event()
+            if running is None:
+                self._building[key] = event
+        if running is not None:
+            event.wait(self.config.map_timeout_s * 4)
+            data = self.cache.get(key)
+            if data is None:
+                raise HttpError(503, f"host {task.host!r}: the sharded index built by another request failed")
+            return decode_partial(data), "shards"
+        shard_bytes = self.config.shard_bytes
+        plan_key = hashlib.sha256(orjson.dumps(["shard-plan", PLAN_VERSION, key, shard_bytes])).hexdigest()[:40]
+        entry = {"run": run_name, "host": task.host, "bytes": size, "done": 0, "total": 0, "started": time.time()}
+        with self._building_lock:
+            self.progress[key] = entry
+
+        def progress(done: int, total: int) -> None:
+            entry["done"], entry["total"] = done, total
+
+        try:
+            cached_plan = self.cache.get(plan_key)
+            built, plan_answer = sharded_host_index(
+                lambda tasks: self.executor.map(tasks, timeout_s=self.config.map_timeout_s),
+                task.host,
+                task.url,
+                shard_bytes,
+                decode_partial(cached_plan) if cached_plan is not None else None,
+                progress,
+            )
+        except HttpError:
+            raise
+        except XprofError as exc:
+            self.metrics.map_tasks.labels(task.tool, "shards", "error").inc()
+            raise _http_error_for(task.host, exc) from None
+        finally:
+            with self._building_lock:
+                self.progress.pop(key, None)
+                self._building.pop(key, None)
+            event.set()
+        if cached_plan is None:
+            self.cache.put(plan_key, encode_partial(plan_answer))
+        for worker, count in built.workers.items():
+            self.metrics.map_tasks.labels("_index_shard", worker, "ok").inc(count)
+        self.cache.put(key, encode_partial(built.partial))
+        log.info(
+            "host %s: index in %d shards of %d MiB by %s: walks %.2f s, merge %.2f s, segments %.2f s%s",
+            task.host,
+            built.shards,
+            shard_bytes >> 20,
+            ", ".join(f"{w} ({n})" for w, n in sorted(built.workers.items())),
+            built.walk_s,
+            built.merge_s,
+            built.segments_s,
+            f", {built.rewalks} shards walked again" if built.rewalks else "",
+        )
+        return built.partial, f"{len(built.workers)} workers, {built.shards} shards"
 
     def _diff(self, run_name: str | None, host: str | None, hosts: str | None, params: dict[str, str]) -> ToolAnswer:
         from xprof_core.serve.diff import diff_answer
@@ -517,6 +610,7 @@ class Aggregator:
         r.add_get(f"{API}/data", self.data)
         r.add_get(f"{API}/data_csv", self.data_csv)
         r.add_get(f"{API}/config", self.config_route)
+        r.add_get(f"{API}/progress", self.progress_route)
         r.add_get(f"{API}/version", self.version)
         add_capture_routes(
             self.app, lambda: self.service.logdir, lambda: self.service.runs(refresh=True), self.config.capture
@@ -618,6 +712,15 @@ class Aggregator:
                 "executor": self.executor.description,
             }
         )
+
+    async def progress_route(self, request: web.Request) -> web.Response:
+        """Long work in flight: the hosts being indexed in shards, with shard tasks done and total."""
+        with self.service._building_lock:
+            builds = [dict(e) for e in self.service.progress.values()]
+        now = time.time()
+        for b in builds:
+            b["seconds"] = round(now - b.pop("started"), 3)
+        return _json({"builds": sorted(builds, key=lambda b: (b["run"], b["host"]))})
 
     async def version(self, request: web.Request) -> web.Response:
         return web.Response(text=__version__, content_type="text/plain")
@@ -765,6 +868,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--map_timeout", type=float, default=300.0, help="deadline in seconds for each host's map task (default 300)"
     )
     p.add_argument(
+        "--shard_mb",
+        type=float,
+        default=DEFAULT_SHARD_BYTES >> 20,
+        help="index hosts larger than this many MB in shards of about this size, walked by all the workers "
+        f"(or local processes) at once and merged exactly; 0: one task per host (default {DEFAULT_SHARD_BYTES >> 20})",
+    )
+    p.add_argument(
         "--local_workers",
         type=int,
         default=None,
@@ -827,6 +937,8 @@ def config_from_args(args: argparse.Namespace) -> AggregatorConfig:
     ):
         if value < 1:
             raise SystemExit(f"{flag} must be at least 1 (got {value})")
+    if args.shard_mb < 0:
+        raise SystemExit(f"--shard_mb must be 0 (no shards) or more (got {args.shard_mb})")
     for flag, number in (
         ("--max_gunzip_ratio", args.max_gunzip_ratio),
         ("--worker_keepalive", args.worker_keepalive),
@@ -849,6 +961,7 @@ def config_from_args(args: argparse.Namespace) -> AggregatorConfig:
         cache_bytes=args.cache_mb << 20,
         cache_dir=args.cache_dir,
         map_timeout_s=args.map_timeout,
+        shard_bytes=int(args.shard_mb * (1 << 20)),
         local_workers=args.local_workers,
         max_hosts=args.max_hosts,
         max_gunzip_ratio=args.max_gunzip_ratio,

@@ -107,9 +107,9 @@ def _build(
 
     if plan_partial is None:
         params = {"shard_bytes": str(shard_bytes), "split_lines": "1" if split_lines else "0"}
-        res = run_tasks([MapTask(PLAN_TASK, host, url, params)])
-        _raise_failed(res)
-        plan_partial = res[0].partial
+        planned = run_tasks([MapTask(PLAN_TASK, host, url, params)])
+        _raise_failed(planned)
+        plan_partial = planned[0].partial
     plan = ShardPlan.from_partial(plan_partial["plan"])
     meta = decode_xspace(bytes(plan_partial["skeleton"]))
     n = plan.num_shards
@@ -136,11 +136,11 @@ def _build(
         ]
     )
     _raise_failed(walks)
-    for res in walks:
-        run.workers[res.worker_id] = run.workers.get(res.worker_id, 0) + 1
+    for walked in walks:
+        run.workers[walked.worker_id] = run.workers.get(walked.worker_id, 0) + 1
     tick(n)
     run.walk_s = time.perf_counter() - t0
-    passes = [ShardPass.from_partial(res.partial) for res in walks]
+    passes = [ShardPass.from_partial(walked.partial) for walked in walks]
     del walks
 
     def segments(start: np.ndarray, end: np.ndarray, marker_dur: np.ndarray) -> dict[str, np.ndarray]:

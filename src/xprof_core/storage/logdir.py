@@ -74,6 +74,7 @@ __all__ = [
     "open_host_bytes",
     "open_host_stream",
     "read_host_bytes",
+    "open_regular_file",
     "read_host_ranges",
     "set_max_gunzip_ratio",
 ]
@@ -519,6 +520,17 @@ def gunzip_limit(compressed_bytes: int, ratio: float | None = None) -> int:
     """The most bytes a gzip file of ``compressed_bytes`` may inflate to."""
     r = _max_gunzip_ratio if ratio is None else ratio
     return max(GUNZIP_ALLOWANCE_BYTES, int(compressed_bytes * r))
+
+
+def open_regular_file(url: str) -> int | None:
+    """A read-only descriptor of a local profile file (a plain path or ``file://`` URL), refusing anything
+    but a regular file (a FIFO, a directory); None for a remote URL. The caller closes it."""
+    text = os.fspath(url)
+    path = _local_path(text)
+    if path is None:
+        return None
+    fd, _ = _open_regular(path, text)
+    return fd
 
 
 def _open_regular(path: str, url: str) -> tuple[int, int]:
