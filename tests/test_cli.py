@@ -169,3 +169,22 @@ def test_convert_unknown_tool_lists_valid_ones(capsys) -> None:  # type: ignore[
     code, _, err = run(capsys, "convert", str(JAX_DATA / "cpu_mlp_train.xplane.pb"), "--tool", "nope")
     assert code == 1
     assert "unknown tool 'nope'" in err and "overview_page" in err
+
+
+def test_convert_indexes_a_huge_host_in_shards_with_progress(capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Past --shard_mb a table tool's host is indexed in shards on --workers processes, with a bar of shard
+    tasks; the answer is the one-pass answer."""
+    from xprof_core.execute import INDEX_CACHE
+
+    path = tmp_path / "host.xplane.pb"
+    path.write_bytes((JAX_DATA / "gpu_mlp_train_long.xplane.pb").read_bytes())
+    INDEX_CACHE.clear()
+    code, whole, _ = run(capsys, "convert", str(path), "--tool", "framework_op_stats", "--shard_mb", "0")
+    assert code == 0
+    INDEX_CACHE.clear()
+    argv = ["--progress", "convert", str(path), "--tool", "framework_op_stats", "--shard_mb", "0.03", "--workers", "2"]
+    code, sharded, err = run(capsys, *argv)
+    assert code == 0
+    assert json.loads(sharded) == json.loads(whole)
+    assert "indexing host in shards" in err and "100.0%" in err
+    INDEX_CACHE.clear()

@@ -240,6 +240,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source: Any = args.source
     if args.run is not None:
         source = (args.source, args.run)
+    _index_huge_hosts(args, source)
     if args.format == "json" and args.output:
         # Written as produced: tools that render JSON directly (trace_viewer) never build per-event objects.
         data = run_tool_json(args.tool, source, hosts=args.host or None, **params)
@@ -265,6 +266,43 @@ def cmd_convert(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
     return 0
+
+
+def _index_huge_hosts(args: argparse.Namespace, source: Any) -> None:
+    """For a table tool, index the hosts larger than --shard_mb in shards on --workers processes, with a
+    progress bar of shard tasks; the indexes go to the in-process cache the tool then reads."""
+    from xprof_core.execute import INDEX_CACHE, _identity, resolve_hosts
+    from xprof_core.model.kineto import is_trace_json_name
+    from xprof_core.tools import get_tool
+
+    shard_bytes = int(args.shard_mb * (1 << 20))
+    if shard_bytes <= 0 or get_tool(args.tool).needs != "index":
+        return
+    huge = []
+    for name, url in resolve_hosts(source):
+        if args.host and name not in args.host:
+            continue
+        if url.endswith(".gz") or is_trace_json_name(url) or _identity(url) is None:
+            continue  # read whole: a shard would inflate or transcode all of it
+        if os.path.getsize(url) > shard_bytes:
+            huge.append((name, url))
+    if not huge:
+        return
+    from xprof_core.serve.executor import LocalExecutor
+    from xprof_core.serve.sharding import sharded_host_index
+
+    roots = sorted({os.path.dirname(os.path.realpath(url)) for _, url in huge})
+    executor = LocalExecutor(args.workers, roots=roots)
+    try:
+        for name, url in huge:
+            label = f"indexing {name} in shards"
+            bar = ProgressBar(label, enabled=True, delay_s=0.0) if args.progress else ProgressBar(label)
+            built, _ = sharded_host_index(lambda tasks: executor.map(tasks, 3600), name, url, shard_bytes, None, bar)
+            key = _identity(url)
+            if key is not None:
+                INDEX_CACHE.put(key, built.partial)
+    finally:
+        executor.close()
 
 
 def _json_default(value: Any) -> Any:
@@ -330,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", help="write here instead of stdout (.gz compresses)")
     p.add_argument("--format", choices=("json", "csv"), default="json", help="output format (default json)")
+    p.add_argument(
+        "--shard_mb",
+        type=float,
+        default=96,
+        help="table tools: index hosts larger than this many MB in shards of about this size, on --workers "
+        "processes at once (0: one pass per host; default 96)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="processes for sharded hosts (default: the cores)")
     p.set_defaults(func=cmd_convert)
 
     from xprof_core.cli_analysis import add_subcommands
