@@ -207,10 +207,17 @@ def request_until_every_worker_served(
 class ServiceCluster:
     """XProf's deployment inside a namespace: workers behind the headless Service name, one aggregator."""
 
-    def __init__(self, ns: NetworkNamespace, logdir: Path, worker_extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        ns: NetworkNamespace,
+        logdir: Path,
+        worker_extra: Sequence[str] = (),
+        aggregator_extra: Sequence[str] = (),
+    ) -> None:
         self.ns = ns
         self.logdir = logdir
         self.worker_extra = tuple(worker_extra)
+        self.aggregator_extra = tuple(aggregator_extra)
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.aggregator: subprocess.Popen[bytes] | None = None
         self.probe = Probe(ns)
@@ -250,6 +257,7 @@ class ServiceCluster:
     def start_aggregator(self, wait: bool = True) -> None:
         # The deployment's args and env verbatim, plus --logdir (the mounted profiles volume).
         argv = [sys.executable, "-m", "xprof_core.aggregator", *AGGREGATOR_ARGS, "--logdir", str(self.logdir)]
+        argv += self.aggregator_extra
         self.aggregator = self.ns.popen(argv, env={**_env(), **AGGREGATOR_ENV})
         if wait:
             self.probe.wait_http(f"{self.base}/readyz")
@@ -262,9 +270,15 @@ class ServiceCluster:
 
 
 def start_service_cluster(
-    ns: NetworkNamespace, tmp_path: Path, hosts: int, workers: int, worker_extra: Sequence[str] = ()
+    ns: NetworkNamespace,
+    tmp_path: Path,
+    hosts: int,
+    workers: int,
+    worker_extra: Sequence[str] = (),
+    aggregator_extra: Sequence[str] = (),
+    logdir: Path | None = None,
 ) -> ServiceCluster:
-    cluster = ServiceCluster(ns, make_logdir(tmp_path, hosts), worker_extra)
+    cluster = ServiceCluster(ns, logdir or make_logdir(tmp_path, hosts), worker_extra, aggregator_extra)
     addresses = [f"127.0.1.{i + 1}" for i in range(workers)]
     cluster.publish(addresses)
     for address in addresses:  # all at once (the aggregator dials the workers on its first request)
@@ -463,6 +477,44 @@ def test_worker_killed_mid_request_is_retried_elsewhere(ns: NetworkNamespace, tm
     for w in workers:
         if w != victim:  # what the survivors say they served is what the aggregator got from them
             assert cluster.probe.tasks_served(w) - before[w] == delivered[w], (w, delivered)
+    codes = cluster.stop()
+    assert all(code == 0 for w, code in codes.items() if w != victim), codes
+
+
+def test_a_sharded_host_survives_a_worker_killed_mid_request(ns: NetworkNamespace, tmp_path: Path) -> None:
+    """One huge host (a real profile repeated 48 times, ~47 MB) cut into 1 MB shards over three workers;
+    one worker is killed while the shards are out. Its shard tasks run again on the others (and the
+    shards it had walked are walked again for their segments): the answer is the one-pass answer."""
+    from xprof_core.execute import run_tool
+
+    session = tmp_path / "logdir" / "plugins" / "profile" / SESSION
+    session.mkdir(parents=True)
+    big = session / "huge.xplane.pb"
+    scaler = Path(__file__).resolve().parents[1] / "scripts" / "scale_profile.py"
+    subprocess.run([sys.executable, str(scaler), str(PROFILE), str(big), "--times", "48"], env=_env(), check=True)
+    expected = run_tool("overview_page", big)
+    cluster = start_service_cluster(
+        ns, tmp_path, hosts=1, workers=3, aggregator_extra=["--shard_mb=1"], logdir=tmp_path / "logdir"
+    )
+    client = Probe(ns)
+    url = f"{cluster.base}{API}/data?run={SESSION}&tag=overview_page"
+    victim = next(iter(cluster.workers))
+    with futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.get, url)
+        seen = None
+        deadline = time.monotonic() + 60
+        while seen is None and not pending.done() and time.monotonic() < deadline:
+            builds = cluster.probe.get_json(f"{cluster.base}{API}/progress")["builds"]
+            seen = builds[0] if builds and 0 < builds[0]["done"] < builds[0]["total"] else None
+        assert seen is not None, "the sharded build was not seen in flight"
+        assert seen["host"] == "huge" and seen["bytes"] == big.stat().st_size and seen["total"] > 40
+        cluster.workers[victim].send_signal(signal.SIGKILL)
+        status, body = pending.result(timeout=300)
+    assert status == 200, body[:500]
+    page = json.loads(body)
+    assert page["steps"] == json.loads(json.dumps(expected["steps"]))
+    assert page["steps"]["count"] > 48 * 100  # the copies' steps, every one (a lost shard would drop some)
+    assert cluster.workers[victim].wait(timeout=10) == -signal.SIGKILL
     codes = cluster.stop()
     assert all(code == 0 for w, code in codes.items() if w != victim), codes
 
