@@ -13,6 +13,7 @@ profiles named in ``$XPROF_BENCH_PROFILES`` (comma-separated, default
 * ``gpu100``: the H200 JAX profile ``../shared/data/h200/jax_dev_nocmdbuf.xplane.pb.gz``
   repeated by ``scripts/scale_profile.py`` to at least 100 MB;
 * ``cpu500``: ``cpu124`` repeated 4 times (~490 MB, ~16 M events);
+* ``cpu2g``: ``cpu124`` repeated 16 times (~1.97 GB, one huge host: the sharding benchmark);
 * ``gpu20``: the H200 profile repeated to ~20 MB (a quick check of the harness).
 
 Scaled profiles are written once into ``benchmarks/.data/`` and reused.
@@ -155,6 +156,12 @@ PROFILES = {
             "cpu500",
             "the JAX CPU profile repeated 4 times",
             lambda: scaled_profile(large_profile(), "jax_cpu_large_x4", times=4),
+            "no large JAX CPU profile to scale (see cpu124)",
+        ),
+        BenchProfile(
+            "cpu2g",
+            "the JAX CPU profile repeated 16 times (~2 GB: one huge host)",
+            lambda: scaled_profile(large_profile(), "jax_cpu_large_x16", times=16),
             "no large JAX CPU profile to scale (see cpu124)",
         ),
         BenchProfile(

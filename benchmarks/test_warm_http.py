@@ -82,7 +82,7 @@ def free_port() -> int:
 class Aggregator:
     """``python -m xprof_core.aggregator`` on loopback, with a keep-alive client; ``stop`` ends it."""
 
-    def __init__(self, logdir: Path, cache_dir: Path, log: Path) -> None:
+    def __init__(self, logdir: Path, cache_dir: Path, log: Path, extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.log = log
         with open(log, "ab") as out:
@@ -96,6 +96,7 @@ class Aggregator:
                     "--host=127.0.0.1",
                     f"--cache_dir={cache_dir}",
                     "--log_level=WARNING",
+                    *extra,
                 ],
                 env=package_env(),
                 stdout=out,
