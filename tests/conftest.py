@@ -14,6 +14,8 @@ import xprof_core
 # Google credentials, so neither looks. Set before gcsfs is imported; child processes inherit it.
 os.environ.setdefault("NO_GCE_CHECK", "true")
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+for _var in ("GCE_METADATA_HOST", "GCE_METADATA_IP"):  # and were it to look, it would find loopback
+    os.environ.setdefault(_var, "127.0.0.1:9")
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "real"
