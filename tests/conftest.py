@@ -9,6 +9,14 @@ import pytest
 
 import xprof_core
 
+# gcsfs (the test extra installs it) asks google-auth for credentials whenever a gs:// filesystem is
+# made, and google-auth then looks for a metadata server off this machine: tests never use real
+# Google credentials, so neither looks. Set before gcsfs is imported; child processes inherit it.
+os.environ.setdefault("NO_GCE_CHECK", "true")
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+for _var in ("GCE_METADATA_HOST", "GCE_METADATA_IP"):  # and were it to look, it would find loopback
+    os.environ.setdefault(_var, "127.0.0.1:9")
+
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "data" / "real"
 JAX_DATA = ROOT / "tests" / "data" / "jax"

@@ -16,6 +16,7 @@ with its /etc/netns directory, even when the test fails.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from typing import Any
 
 import psutil
 import pytest
+from container_image import ImageRoot, mounted_image
 from netns import NetworkNamespace, network_namespace
 from prometheus_client.parser import text_string_to_metric_families
 from test_serving import SESSION, Cluster, _env, _get
@@ -346,7 +348,21 @@ def _wait_ready(probe: Probe, container: dict[str, Any], address: str) -> None:
         raise AssertionError(f"this test runs httpGet and grpc readiness probes only, not {readiness}")
 
 
-def test_rendered_manifests_run_as_kubernetes_would(ns: NetworkNamespace, tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", ["python", "image"])
+def test_rendered_manifests_run_as_kubernetes_would(ns: NetworkNamespace, tmp_path: Path, runtime: str) -> None:
+    """Every Deployment's replicas, started from their container spec, serve through the Services' names.
+
+    ``python``: the container's command with this interpreter standing in for the image's.
+    ``image``: the command as it is, run from the root filesystem of the image as built (see
+    container_image.py; skipped unless ``$XPROF_TEST_IMAGE`` names one), with the image's
+    user and environment plus the container's env: nothing of this machine's Python is used.
+    """
+    with contextlib.ExitStack() as stack:
+        image = stack.enter_context(mounted_image()) if runtime == "image" else None
+        _run_rendered_manifests(ns, tmp_path, image)
+
+
+def _run_rendered_manifests(ns: NetworkNamespace, tmp_path: Path, image: ImageRoot | None) -> None:
     yaml = pytest.importorskip("yaml", reason="PyYAML (the k8s extra) is needed to read the manifests")
     pytest.importorskip("kubernetes", reason="the kubernetes client (the k8s extra) renders the manifests")
     from xprof_core.deploy import render_manifests
@@ -385,18 +401,31 @@ def test_rendered_manifests_run_as_kubernetes_would(ns: NetworkNamespace, tmp_pa
     for dep in deployments:  # all at once, as a fresh apply starts them
         (container,) = dep["spec"]["template"]["spec"]["containers"]
         command, args = container["command"], container["args"]
-        # The image's ENTRYPOINT, with this interpreter standing in for the image's `python`.
         assert command[:3] == ["python", "-m", "xprof_core.deploy.entrypoint"], command
-        env = {k: v for k, v in _env().items() if not k.startswith("GRPC_")}  # only the manifest's GRPC_* env
+        manifest_env = {}
         for var in container.get("env") or []:
             assert "value" in var, f"this test passes literal env values only, not {var}"
-            env[var["name"]] = var["value"]
+            manifest_env[var["name"]] = var["value"]
         role = command[3]
         for address in pods[dep["metadata"]["name"]]:
             # Only the per-replica --host (each pod has its own IP; here the replicas share one
             # namespace and each binds its own loopback address) and --logdir (the mounted volume).
-            argv = [sys.executable, *command[1:], *args, "--host", address, "--logdir", str(logdir)]
-            procs.append(ns.popen(argv, env=env))
+            if image is None:  # this interpreter stands in for the image's `python`
+                env = {k: v for k, v in _env().items() if not k.startswith("GRPC_")}  # only the manifest's GRPC_*
+                argv = [sys.executable, *command[1:], *args, "--host", address, "--logdir", str(logdir)]
+                procs.append(ns.popen(argv, env={**env, **manifest_env}))
+            else:
+                security = container.get("securityContext") or {}
+                assert image.entrypoint == command[:3], (image.entrypoint, command)
+                assert image.user.split(":")[0] == str(security.get("runAsUser")), (image.user, security)
+                argv = image.argv(
+                    [*command, *args, "--host", address, "--logdir", "/logdir"],
+                    tmp_path / "pods" / address,
+                    env=manifest_env,
+                    volumes={str(logdir): "/logdir"},
+                    read_only_root=bool(security.get("readOnlyRootFilesystem")),
+                )
+                procs.append(ns.popen(argv))
             if role == "worker":
                 metrics_ports[address] = int(next(a.split("=", 1)[1] for a in args if a.startswith("--port=")))
     for dep in deployments:  # every replica passes its own readinessProbe
@@ -404,6 +433,11 @@ def test_rendered_manifests_run_as_kubernetes_would(ns: NetworkNamespace, tmp_pa
         for address in pods[dep["metadata"]["name"]]:
             _wait_ready(probe, container, address)
 
+    if image is not None:  # every server runs from the image's root, as its user
+        for proc in procs:
+            assert os.readlink(f"/proc/{proc.pid}/root").startswith(str(tmp_path / "pods")), proc.args
+            assert psutil.Process(proc.pid).uids().real == int(image.user.split(":")[0])
+            assert psutil.Process(proc.pid).exe().startswith(str(tmp_path / "pods"))  # the image's interpreter
     workers = list(metrics_ports)
     assert len(workers) == 4  # the worker Deployment's replicas
     # The aggregator found them through the worker Service's name, as its flag says.

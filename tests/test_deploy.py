@@ -621,13 +621,18 @@ def dockerfile_stages(text: str) -> list[dict[str, Any]]:
         logical.append(pending + line)
         pending = ""
     stages: list[dict[str, Any]] = []
+    global_args: dict[str, str] = {}  # ARGs before the first FROM, with their defaults: FROM may use them
     for line in logical:
         instruction, _, arguments = line.partition(" ")
         instruction = instruction.upper()
-        if instruction == "FROM":
+        if instruction == "ARG" and not stages:
+            name, _, default = arguments.strip().partition("=")
+            global_args[name] = default
+        elif instruction == "FROM":
             match = re.fullmatch(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", arguments.strip(), re.I)
             assert match, f"cannot parse FROM {arguments!r}"
-            stages.append({"base": match[1], "name": match[2], "instructions": []})
+            base = re.sub(r"\$\{(\w+)\}|\$(\w+)", lambda m: global_args[m[1] or m[2]], match[1])
+            stages.append({"base": base, "name": match[2], "instructions": []})
         elif instruction != "ARG" or stages:
             assert stages, f"{instruction} before the first FROM"
             stages[-1]["instructions"].append((instruction, arguments.strip()))

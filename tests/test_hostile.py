@@ -75,6 +75,45 @@ def test_unknown_ref_value_renders_empty_name() -> None:
         assert list(args.values()) == [""], (name, args)
 
 
+def test_events_before_the_origin_get_a_nesting_depth() -> None:
+    # Events that start before the profile's origin (negative times): the nesting-depth pass
+    # compared starts with a sentinel of -1 and never left its level loop.
+    report = _run_child(HOSTILE / "trace_nesting_negative_start.xplane.pb")
+    assert all(v == "ok" for k, v in report.items() if k not in ("args_match", "args")), report
+    assert len(report["args"]) == 31  # its 48 events hold 31 complete ones (the others are instants)
+
+
+_DECODE_ERROR_CHILD = r"""
+import sys
+from xprof_core.errors import XprofError
+from xprof_core.execute import run_tool_json
+from xprof_core.tools import tool_names
+
+for tool in tool_names():
+    try:
+        run_tool_json(tool, sys.argv[1])
+        print(tool, "ok")
+    except XprofError as exc:
+        print(tool, type(exc).__name__)
+"""
+
+
+def test_bad_event_bytes_in_the_host_index_are_a_decode_error() -> None:
+    # One flipped bit inside an event: the host-index pass returned its error code without an
+    # exception set, and Python raised SystemError for every tool.
+    path = HOSTILE / "host_index_error_without_exception.xplane.pb"
+    proc = subprocess.run(
+        [sys.executable, "-c", _DECODE_ERROR_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    outcomes = dict(line.split() for line in proc.stdout.strip().splitlines())
+    assert len(outcomes) >= 7 and set(outcomes.values()) == {"DecodeError"}, outcomes
+
+
 _KERNEL_CHILD = r"""
 import sys
 import numpy as np

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import logging
 import mmap
 import os
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from xprof_core.storage.logdir import (
     host_name_from_file,
     open_host_bytes,
 )
+
+from conftest import subprocess_env
 
 REAL_DEMO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "openxla-xprof" / "demo"
 
@@ -553,10 +556,16 @@ def test_missing_extra_names_the_install(url: str, extra: str, monkeypatch: pyte
 
 @pytest.mark.parametrize(("url", "module", "extra"), [("gs://b/l", "gcsfs", "gcs"), ("s3://b/l", "s3fs", "s3")])
 def test_missing_extra_for_real(url: str, module: str, extra: str) -> None:
-    if importlib.util.find_spec(module) is not None:
-        pytest.skip(f"{module} is installed, so the missing-extra error cannot happen")
-    with pytest.raises(MissingExtraError, match=rf"pip install xprof-core\[{extra}\]"):
-        Logdir(url)
+    # In a child process where the filesystem's module cannot be imported (the test extra installs
+    # both, so this process has them): fsspec's own ImportError becomes the named error.
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from xprof_core.storage.logdir import Logdir, MissingExtraError\n"
+        f"try:\n    Logdir({url!r})\nexcept MissingExtraError as exc:\n    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"pip install xprof-core[{extra}]" in proc.stdout, proc.stdout
 
 
 def test_bad_urls() -> None:

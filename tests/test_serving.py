@@ -248,11 +248,19 @@ def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
 class Cluster:
     """One aggregator and three workers as real processes, flags as in the Kubernetes deployment."""
 
-    def __init__(self, logdir: Path) -> None:
+    def __init__(
+        self,
+        logdir: Path | str,
+        env: dict[str, str] | None = None,
+        workers: int = 3,
+        worker_env: dict[str, str] | None = None,
+    ) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.worker_http = [free_port() for _ in range(3)]
-        worker_grpc = [free_port() for _ in range(3)]
-        for i in range(3):
+        env = {**_env(), **(env or {})}  # e.g. an object store's endpoint and credentials
+        workers_env = {**env, **(worker_env or {})}
+        self.worker_http = [free_port() for _ in range(workers)]
+        worker_grpc = [free_port() for _ in range(workers)]
+        for i in range(workers):
             self.procs.append(
                 subprocess.Popen(
                     [
@@ -267,7 +275,7 @@ class Cluster:
                         f"--logdir={logdir}",
                         f"--worker_id=worker-{i}",
                     ],
-                    env=_env(),
+                    env=workers_env,
                 )
             )
         self.port = free_port()
@@ -288,7 +296,7 @@ class Cluster:
                     "--logdir",
                     str(logdir),
                 ],
-                env=_env(),
+                env=env,
             )
         )
         for p in self.worker_http:

@@ -98,6 +98,14 @@ class AccessDeniedError(XprofError, PermissionError):
     """A profile path or URL outside the logdir roots this process may read (symlinks resolved)."""
 
 
+class StorageAccessError(XprofError, PermissionError):
+    """The storage refused to read the logdir or a profile (credentials missing or without permission)."""
+
+
+class LogdirNotFoundError(ProfileNotFoundError):
+    """A remote logdir whose bucket does not exist."""
+
+
 class UnknownToolError(XprofError, KeyError):
     """A tool name that is not registered; the message lists the valid ones."""
 
@@ -253,6 +261,7 @@ STATUS: Mapping[type[BaseException], ErrorStatus] = {
     LogdirError: ErrorStatus(400, "INVALID_ARGUMENT"),
     ProfileNotFoundError: ErrorStatus(404, "NOT_FOUND"),
     AccessDeniedError: ErrorStatus(403, "PERMISSION_DENIED"),
+    StorageAccessError: ErrorStatus(403, "PERMISSION_DENIED"),
     UnknownToolError: ErrorStatus(404, "INVALID_ARGUMENT"),
     MissingExtraError: ErrorStatus(501, "UNIMPLEMENTED"),
     SerializationError: ErrorStatus(502, "DATA_LOSS"),
@@ -331,6 +340,8 @@ _TRANSPORTABLE: dict[str, type[XprofError]] = {
         HostNotFoundError,
         NotAProfileFileError,
         AccessDeniedError,
+        StorageAccessError,
+        LogdirNotFoundError,
         UnknownToolError,
         LogdirError,
         MissingExtraError,

@@ -710,7 +710,7 @@ cdef class IndexPass:
 
     # ---- one event from the wire ----
 
-    cdef int read_event(self, Cursor* c, Py_ssize_t plane, Event* ev, bint want_stats) except -1:
+    cdef int read_event(self, Cursor* c, Py_ssize_t plane, Event* ev, bint want_stats) except? -1:
         """Parse one XEvent payload into ``ev`` (roles only when ``want_stats``). Returns -1 on bad bytes
         (the failure is recorded)."""
         cdef uint32_t field, wt

@@ -296,7 +296,10 @@ class ProfileService:
         self.index = RunIndex(self.logdir)
 
     def runs(self, refresh: bool = False) -> list[Run]:
-        return self.index.runs(fresh=refresh)
+        runs = self.index.runs(fresh=refresh)
+        if self.logdir.root_error is not None:  # the storage refused the logdir itself: say so, not "no runs"
+            raise self.logdir.root_error
+        return runs
 
     def run(self, name: str | None) -> Run:
         if not name:

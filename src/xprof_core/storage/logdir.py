@@ -48,12 +48,15 @@ from xprof_core.errors import (
     DecodeError,
     HostNotFoundError,
     LogdirError,
+    LogdirNotFoundError,
     MissingExtraError,
     NotAProfileFileError,
     ProfileChangedError,
     ProfileNotFoundError,
     ProfileTooLargeError,
     RunNotFoundError,
+    StorageAccessError,
+    XprofError,
 )
 
 logger = logging.getLogger(__name__)
@@ -213,6 +216,11 @@ class Logdir:
         #: Problems met by the last :meth:`runs` outside any session (unreadable sub-directories,
         #: a missing logdir); problems inside a session are in that :attr:`Run.problems`.
         self.problems: list[str] = []
+        #: Why the last :meth:`runs` could not list the logdir itself, when the storage said so:
+        #: :class:`~xprof_core.errors.StorageAccessError` (access denied) or
+        #: :class:`~xprof_core.errors.LogdirNotFoundError` (a bucket that does not exist). A
+        #: missing local directory or bucket prefix is only a problem: it may be filled later.
+        self.root_error: XprofError | None = None
 
     def __repr__(self) -> str:
         return f"Logdir({self.url!r})"
@@ -227,6 +235,7 @@ class Logdir:
         are stored in :attr:`problems`.
         """
         problems: list[str] = []
+        self.root_error = None
         self.fs.invalidate_cache()  # remote filesystems cache listings; always list afresh
         entries = self._list_root(problems)
         runs: list[Run] = []
@@ -392,6 +401,14 @@ class Logdir:
             raw = self.fs.ls(path, detail=True)
         except FileNotFoundError:
             _report(problems, f"{self._url(path)}: does not exist")
+            if path == self.root and not self.is_local and not self._bucket_exists():
+                bucket = self.root.split("/", 1)[0]
+                self.root_error = LogdirNotFoundError(f"logdir {self.url!r}: the bucket {bucket!r} does not exist")
+            return None
+        except PermissionError as exc:
+            _report(problems, f"{self._url(path)}: cannot list: {exc}")
+            if path == self.root:
+                self.root_error = StorageAccessError(f"logdir {self.url!r}: access denied: {exc}")
             return None
         except Exception as exc:  # any filesystem error (OSError, HTTP errors...) is a problem, not fatal
             _report(problems, f"{self._url(path)}: cannot list: {exc}")
@@ -423,6 +440,13 @@ class Logdir:
         """Lexical containment: ``path`` is below the logdir root after normalisation."""
         root = posixpath.normpath(self.root).rstrip("/")
         return posixpath.normpath(path).startswith(root + "/")
+
+    def _bucket_exists(self) -> bool:
+        """Whether the bucket of a remote logdir exists (True when the storage cannot tell)."""
+        try:
+            return bool(self.fs.exists(self.root.split("/", 1)[0]))
+        except Exception:  # noqa: BLE001 - unknown: do not claim the bucket is missing
+            return True
 
     def _isdir(self, path: str) -> bool:
         try:
@@ -666,6 +690,8 @@ def _read_remote(
         raise ProfileNotFoundError(f"no profile file at {text!r}") from exc
     except IsADirectoryError as exc:
         raise NotAProfileFileError(f"{text!r} is not a regular file") from exc
+    except PermissionError as exc:  # the storage refused these credentials: not worth a retry elsewhere
+        raise StorageAccessError(f"access denied to {text!r}: {exc}") from exc
     return _gunzip(data, text, max_gunzip_ratio) if text.endswith(".gz") else data
 
 

@@ -83,6 +83,7 @@ EXPORT_CHUNK = 65536
 DEPTH_CHUNK = 16384
 
 _INT64_MAX = np.iinfo(np.int64).max
+_INT64_MIN = np.iinfo(np.int64).min
 # Lines XProf shows first in a process, in this order; other lines follow in file order.
 _LINE_RANK = {
     name: rank
@@ -305,7 +306,7 @@ def _nesting_depth(start: np.ndarray, end: np.ndarray, row_first: np.ndarray) ->
         k = 0
         while len(members):
             if k == len(carry):
-                carry.append(-1)
+                carry.append(_INT64_MIN)  # below any start: negative ones too
             before = carry[k]
             running = np.maximum.accumulate(e)
             if before > running[0]:
