@@ -481,6 +481,9 @@ def test_worker_maps_a_pytorch_trace_and_reports_bad_json(tmp_path: Path) -> Non
         with pytest.raises(grpc.RpcError) as err:
             call_map(f"127.0.0.1:{handle.port}", "overview_page", str(bad))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "[offset=37 path=traceEvents[0]]" in err.value.details()  # the "}" after the trailing comma
+        # The "}" after the trailing comma: offset and path travel in the trailing metadata.
+        [raw] = [v for k, v in err.value.trailing_metadata() if k == ERROR_METADATA_KEY]
+        fields = json.loads(raw)
+        assert (fields["type"], fields["offset"], fields["path"]) == ("DecodeError", "37", "traceEvents[0]")
     finally:
         handle.stop(grace_s=0)

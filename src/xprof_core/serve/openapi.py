@@ -276,6 +276,11 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
                 (400, 403, 409, 429, 502, 503),
             ),
             f"{api}/config": _get("UI configuration", [], json_ok),
+            f"{api}/progress": _get(
+                "Long work in flight: hosts being indexed in shards, with shard tasks done and total",
+                [],
+                json_ok,
+            ),
             f"{api}/version": _get("Server version", [], {"description": "version", "content": {"text/plain": {}}}),
             "/openapi.json": _get("This document", [], json_ok),
             "/healthz": _get("Liveness", [], {"description": "alive", "content": {"text/plain": {}}}),
