@@ -69,7 +69,8 @@ from xprof_core.model.planes import HOST_PLANE, PlaneKind, plane_identity
 from xprof_core.model.xspace import (
     XSpace,
 )
-from xprof_core.tools.base import Params, Partial, ToolParam, param_float, param_int
+from xprof_core.tools.base import Params, Partial, ToolParam, param_flag, param_float, param_int
+from xprof_core.tools.derived_lines import DerivedLines, derived_lines, gather_segments
 from xprof_core.tools.registry import register
 
 VERSION = 1
@@ -150,6 +151,20 @@ class TraceIndex:
     event: np.ndarray  # original event row (uint32 or int64)
     line_rank: np.ndarray  # position in (line, start, longer first) order, to sort output (uint32 or int64)
     pyramid: list[np.ndarray]  # block maxima of significance, finest first
+    # Derived lines (derived=True): events after the XSpace's own rows, lines after its own lines.
+    derived: DerivedLines | None = None
+
+    def line_of(self, rows: np.ndarray, xs: XSpace) -> np.ndarray:
+        """Line of each event row; rows past the XSpace's events are derived events, on lines past its lines."""
+        if self.derived is None:
+            return xs.line_of_event[rows]
+        local = rows - xs.num_events
+        own = local < 0
+        return np.where(
+            own,
+            xs.line_of_event[np.where(own, rows, 0)],
+            xs.num_lines + self.derived.events.line[np.where(own, 0, local)],
+        )
 
     @property
     def num_groups(self) -> int:
@@ -186,31 +201,33 @@ class TraceIndex:
 
 
 _INDEX_CACHE: weakref.WeakKeyDictionary[XSpace, TraceIndex] = weakref.WeakKeyDictionary()
+_DERIVED_INDEX_CACHE: weakref.WeakKeyDictionary[XSpace, TraceIndex] = weakref.WeakKeyDictionary()
 _BUILD_LOCKS: weakref.WeakKeyDictionary[XSpace, threading.Lock] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 # Indexes built in this process so far (for tests and metrics: a cache hit does not count).
 INDEX_BUILDS = [0]
 
 
-def trace_index(xs: XSpace) -> TraceIndex:
+def trace_index(xs: XSpace, derived: bool = False) -> TraceIndex:
     """The :class:`TraceIndex` of ``xs``, built on first use and cached on the XSpace object.
 
-    The cache holds the XSpace weakly: the index goes when the host does.
-    Concurrent callers on one host wait for a single build; different hosts
-    build in parallel.
+    ``derived`` adds the derived lines of :mod:`~xprof_core.tools.derived_lines` (a second index,
+    cached beside the first). The cache holds the XSpace weakly: the index goes when the host
+    does. Concurrent callers on one host wait for a single build; different hosts build in parallel.
     """
+    cache = _DERIVED_INDEX_CACHE if derived else _INDEX_CACHE
     with _CACHE_LOCK:
-        idx = _INDEX_CACHE.get(xs)
+        idx = cache.get(xs)
         if idx is not None:
             return idx
         lock = _BUILD_LOCKS.setdefault(xs, threading.Lock())
     with lock:
         with _CACHE_LOCK:
-            idx = _INDEX_CACHE.get(xs)
+            idx = cache.get(xs)
         if idx is None:
-            idx = build_trace_index(xs)
+            idx = build_trace_index(xs, derived_lines(xs) if derived else None)
             with _CACHE_LOCK:
-                _INDEX_CACHE[xs] = idx
+                cache[xs] = idx
                 INDEX_BUILDS[0] += 1
         return idx
 
@@ -333,17 +350,29 @@ def _pyramid(values: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
-def build_trace_index(xs: XSpace) -> TraceIndex:
-    """Build the window index of one host (see :class:`TraceIndex`). Prefer :func:`trace_index`."""
+def build_trace_index(xs: XSpace, derived: DerivedLines | None = None) -> TraceIndex:
+    """Build the window index of one host (see :class:`TraceIndex`). Prefer :func:`trace_index`.
+
+    With ``derived``, its events join the index as rows ``xs.num_events + i`` on lines
+    ``xs.num_lines + k``, each derived line listed right after the line it was derived from.
+    """
+    if derived is not None and not derived.num_events:
+        derived = None
     origin = xs.origin_ps
     timed = xs.is_timed
-    all_timed = bool(timed.all())
+    all_timed = bool(timed.all()) and derived is None
     ev = np.arange(xs.num_events, dtype=np.int64) if all_timed else np.flatnonzero(timed).astype(np.int64)
-    n = len(ev)
     if all_timed:
         line, start, dur = xs.line_of_event, xs.start_ps - origin, np.maximum(xs.duration_ps, 0)
     else:
         line, start, dur = xs.line_of_event[ev], xs.start_ps[ev] - origin, np.maximum(xs.duration_ps[ev], 0)
+    if derived is not None:
+        d = derived.events
+        ev = np.concatenate([ev, xs.num_events + np.arange(len(d.start_ps), dtype=np.int64)])
+        line = np.concatenate([line.astype(np.int64), xs.num_lines + d.line.astype(np.int64)])
+        start = np.concatenate([start, d.start_ps - origin])
+        dur = np.concatenate([dur, np.maximum(d.duration_ps, 0)])
+    n = len(ev)
 
     # 1. Row order: (line, start, longer first). Rows are the lines with timed events.
     order = _row_order(line, start, dur)
@@ -404,9 +433,16 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
 
     # 5. Rows, pids, tids and names.
     lines = xs.tables.lines
-    line_row = np.full(xs.num_lines, -1, dtype=np.int64)
+    extra = derived.lines if derived is not None else []
+    line_plane = np.concatenate([lines.plane.astype(np.int64), np.array([ln.plane for ln in extra], np.int64)])
+    line_names = [dn or nm for dn, nm in zip(lines.display_name, lines.name, strict=True)]
+    line_names += [ln.name for ln in extra]
+    # Where a line sorts among its plane's lines: its own place, or just after the line it derives from.
+    line_place = [(i, 0) for i in range(xs.num_lines)]
+    line_place += [(ln.source_line, k + 1) if ln.source_line >= 0 else (-1, k + 1) for k, ln in enumerate(extra)]
+    line_row = np.full(xs.num_lines + len(extra), -1, dtype=np.int64)
     line_row[row_line] = np.arange(len(row_line))
-    row_plane = lines.plane[row_line].astype(np.int64)
+    row_plane = line_plane[row_line]
     planes_used = sorted(set(row_plane.tolist()))
     pids = _plane_pids([xs.planes[p].name for p in planes_used])
     pid_of_plane = dict(zip(planes_used, pids, strict=True))
@@ -419,8 +455,14 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
     threads = []
     for p in planes_used:
         rows = np.flatnonzero(row_plane == p).tolist()
-        names = [lines.display_name[row_line[r]] or lines.name[row_line[r]] for r in rows]
-        ranked = sorted(range(len(rows)), key=lambda i: (_LINE_RANK.get(names[i], len(_LINE_RANK)), i))
+        names = [line_names[row_line[r]] for r in rows]
+
+        keys = []
+        for r, name in zip(rows, names, strict=True):
+            source, sub = line_place[row_line[r]]
+            ranked_name = name if source < 0 or sub == 0 else line_names[source]
+            keys.append((_LINE_RANK.get(ranked_name, len(_LINE_RANK)), source, sub))
+        ranked = sorted(range(len(rows)), key=keys.__getitem__)
         for tid, i in enumerate(ranked, start=1):
             row_tid[rows[i]] = tid
             threads.append(
@@ -456,6 +498,7 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
         event=event,
         line_rank=line_rank,
         pyramid=pyramid,
+        derived=derived,
     )
 
 
@@ -732,6 +775,54 @@ def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s[first], order[first], inverse
 
 
+def _event_times(xs: XSpace, idx: TraceIndex, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(absolute start ps, duration ps) of event rows, derived rows included."""
+    if idx.derived is None:
+        return xs.start_ps[rows], xs.duration_ps[rows]
+    local = rows - xs.num_events
+    d = local >= 0
+    start = np.empty(len(rows), dtype=np.int64)
+    dur = np.empty(len(rows), dtype=np.int64)
+    start[~d], dur[~d] = xs.start_ps[rows[~d]], xs.duration_ps[rows[~d]]
+    ev = idx.derived.events
+    start[d], dur[d] = ev.start_ps[local[d]], ev.duration_ps[local[d]]
+    return start, dur
+
+
+def _event_names(xs: XSpace, idx: TraceIndex, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(index of each row's name in the list, the distinct names), derived rows included."""
+    local = rows - xs.num_events
+    d = local >= 0
+    code = xs.event_metadata_row[np.where(d, 0, rows)].astype(np.int64)
+    if idx.derived is not None and d.any():
+        derived_code = idx.derived.events.name_index[np.where(d, local, 0)]
+        code = np.where(d, len(xs.tables.event_metadata.id) + 1 + derived_code, code)
+    _, first, name_idx = _unique_inverse(code)
+    heads = rows[first]
+    names = xs.event_names(heads[heads < xs.num_events]).tolist()
+    if idx.derived is not None and len(heads) and (heads >= xs.num_events).any():
+        it = iter(names)
+        derived_names = idx.derived.names
+        name_of = idx.derived.events.name_index
+        names = [next(it) if h < xs.num_events else derived_names[name_of[h - xs.num_events]] for h in heads.tolist()]
+    return name_idx, names
+
+
+def _event_args(xs: XSpace, idx: TraceIndex, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Each row's args as JSON (see :func:`render_args`), derived rows included."""
+    local = rows - xs.num_events
+    d = local >= 0
+    if idx.derived is None or not d.any():
+        return render_args(xs, rows)
+    file_blob, file_offs = render_args(xs, rows[~d])
+    derived_blob, derived_offs = idx.derived.render_args(local[d])
+    starts = np.empty(len(rows), dtype=np.int64)
+    lengths = np.empty(len(rows), dtype=np.int64)
+    starts[~d], lengths[~d] = file_offs[:-1], np.diff(file_offs)
+    starts[d], lengths[d] = len(file_blob) + derived_offs[:-1], np.diff(derived_offs)
+    return gather_segments(file_blob + derived_blob, starts, lengths)
+
+
 MAX_WINDOW_MS = 1e15  # 31 years
 
 
@@ -792,7 +883,7 @@ class TraceViewerTool:
         ``include_args=0``).
         """
         start_ms, end_ms, resolution, max_events, origin_param, include_args = _parse_params(params)
-        idx = trace_index(xs)
+        idx = trace_index(xs, derived=param_flag(params, "derived"))
         # Windows and output are relative to the index origin unless another origin was asked for.
         shift = 0 if origin_param is None else idx.origin_ps - origin_param
         origin = idx.origin_ps if origin_param is None else origin_param
@@ -802,8 +893,8 @@ class TraceViewerTool:
         pos = sel.positions
         dropped_visibility = sel.events_in_window - len(pos)
         rows = idx.event[pos].astype(np.int64)
-        ts = xs.start_ps[rows] - origin
-        dur = xs.duration_ps[rows]
+        ts, dur = _event_times(xs, idx, rows)
+        ts = ts - origin
         dropped_cap = 0
         if max_events is not None and len(pos) > max_events:
             keep = _cap(dur, ts, max_events)
@@ -811,12 +902,10 @@ class TraceViewerTool:
             pos, rows, ts, dur = pos[keep], rows[keep], ts[keep], dur[keep]
         order = np.argsort(idx.line_rank[pos], kind="stable")
         rows, ts, dur = rows[order], ts[order], dur[order]
-        row_of = idx.line_row[xs.line_of_event[rows]]
-        md = xs.event_metadata_row[rows]
-        _, first, name_idx = _unique_inverse(md)
-        names = xs.event_names(rows[first]).tolist()
+        row_of = idx.line_row[idx.line_of(rows, xs)]
+        name_idx, names = _event_names(xs, idx, rows)
         if include_args:
-            args_json, args_offsets = render_args(xs, rows)
+            args_json, args_offsets = _event_args(xs, idx, rows)
         else:
             args_json, args_offsets = b"", np.zeros(len(rows) + 1, dtype=np.int64)
         return {
