@@ -72,6 +72,12 @@ from xprof_core.model.xspace import (
 from xprof_core.tools.base import Params, Partial, ToolParam, param_flag, param_float, param_int
 from xprof_core.tools.derived_lines import DerivedLines, derived_lines, gather_segments
 from xprof_core.tools.registry import register
+from xprof_core.tools.trace_flows import CATEGORY as FLOW_CATEGORY
+from xprof_core.tools.trace_flows import flow_index, flows_touching
+from xprof_core.tools.trace_search import DEFAULT_LIMIT as SEARCH_LIMIT
+from xprof_core.tools.trace_search import MAX_LIMIT as SEARCH_MAX_LIMIT
+from xprof_core.tools.trace_search import MAX_QUERY as SEARCH_MAX_QUERY
+from xprof_core.tools.trace_search import search_index
 
 VERSION = 1
 DEFAULT_RESOLUTION = 8000
@@ -643,17 +649,24 @@ def select_window(
 # --- map / reduce ---
 
 
+# Integers JavaScript reads exactly; stats past this go out as strings of their digits.
+JS_SAFE_INT = 2**53
+
+
 def _json_value(v: Any) -> Any:
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v).hex()
     if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > JS_SAFE_INT:
         return str(v)
     return v
 
 
 def event_args(xs: XSpace, rows: np.ndarray) -> list[dict[str, Any]]:
     """JSON-ready stats of each event in ``rows`` (metadata stats, then the event's own, the event's
-    winning), bytes hex-encoded and non-finite floats as strings: the Python twin of :func:`render_args`."""
+    winning), bytes hex-encoded, non-finite floats and integers past 2**53 (which JavaScript would
+    round) as strings: the Python twin of :func:`render_args`."""
     return [{k: _json_value(v) for k, v in stats.items()} for stats in xs.iter_event_stats(rows)]
 
 
@@ -848,6 +861,140 @@ def _cap(durations: np.ndarray, starts: np.ndarray, max_events: int) -> np.ndarr
     return np.sort(order[:max_events])
 
 
+def _flow_columns(xs: XSpace, idx: TraceIndex, rows: np.ndarray, origin: int) -> dict[str, Any]:
+    """Launch -> device arrows touching the kept ``rows`` (see :mod:`trace_flows`), as columns."""
+    fidx = flow_index(xs)
+    sel = flows_touching(fidx, rows[rows < xs.num_events])
+    src, dst = fidx.src[sel], fidx.dst[sel]
+    src_row = idx.line_row[xs.line_of_event[src]]
+    dst_row = idx.line_row[xs.line_of_event[dst]]
+    return {
+        "src_pid": idx.row_pid[src_row],
+        "src_tid": idx.row_tid[src_row],
+        "src_ts_ps": xs.start_ps[src] - origin,
+        "dst_pid": idx.row_pid[dst_row],
+        "dst_tid": idx.row_tid[dst_row],
+        "dst_ts_ps": xs.start_ps[dst] - origin,
+        "correlation_id": fidx.correlation[sel],
+    }
+
+
+def _flow_events(cols: dict[str, Any], pid_offset: int, shift_ps: int, first_id: int) -> list[dict[str, Any]]:
+    """Chrome flow events of one host's arrows: an "s" at the launch and an "f" (bound to the enclosing
+    slice, the device event) at the device event's start, one id per arrow."""
+    out: list[dict[str, Any]] = []
+    columns = zip(
+        (np.asarray(cols["src_pid"], dtype=np.int64) + pid_offset).tolist(),
+        np.asarray(cols["src_tid"], dtype=np.int64).tolist(),
+        ((np.asarray(cols["src_ts_ps"], dtype=np.int64) + shift_ps) / 1e6).tolist(),
+        (np.asarray(cols["dst_pid"], dtype=np.int64) + pid_offset).tolist(),
+        np.asarray(cols["dst_tid"], dtype=np.int64).tolist(),
+        ((np.asarray(cols["dst_ts_ps"], dtype=np.int64) + shift_ps) / 1e6).tolist(),
+        np.asarray(cols["correlation_id"], dtype=np.uint64).tolist(),
+        strict=True,
+    )
+    for k, (sp, st, sts, dp, dt, dts, corr) in enumerate(columns, start=first_id):
+        args = {"correlation_id": str(corr)}
+        out.append(
+            {"ph": "s", "id": k, "cat": FLOW_CATEGORY, "name": "launch", "pid": sp, "tid": st, "ts": sts, "args": args}
+        )
+        out.append(
+            {
+                "ph": "f",
+                "bp": "e",
+                "id": k,
+                "cat": FLOW_CATEGORY,
+                "name": "launch",
+                "pid": dp,
+                "tid": dt,
+                "ts": dts,
+                "args": args,
+            }
+        )
+    return out
+
+
+def _search_partial(xs: XSpace, idx: TraceIndex, params: Params, origin: int) -> Partial:
+    """One host's matches of ``search`` (see :mod:`trace_search`), from ``search_from_ms`` on."""
+    query = str(params["search"])
+    if len(query) > SEARCH_MAX_QUERY:
+        raise ValueError(f"parameter 'search' is longer than {SEARCH_MAX_QUERY} characters")
+    limit = param_int(params, "search_limit", SEARCH_LIMIT, lo=1, hi=SEARCH_MAX_LIMIT)
+    from_ms = param_float(params, "search_from_ms", None)
+    if from_ms is not None and not math.isfinite(from_ms):
+        raise ValueError("parameter 'search_from_ms' must be a finite number")
+    rows = idx.event.astype(np.int64)
+    start, dur = _event_times(xs, idx, rows)
+    from_ps = -(2**62) if from_ms is None else origin + round(from_ms * 1e9)
+    derived = idx.derived
+    hits = search_index(
+        xs,
+        rows,
+        start,
+        dur,
+        derived.names if derived else None,
+        derived.events.name_index if derived else None,
+        query,
+        from_ps,
+        limit,
+    )
+    row_of = idx.line_row[idx.line_of(hits.rows, xs)]
+    name_idx, names = _event_names(xs, idx, hits.rows)
+    return {
+        "version": VERSION,
+        "origin_ps": origin,
+        "search": {
+            "query": query,
+            "total": hits.total,
+            "after": hits.after,
+            "pid": idx.row_pid[row_of],
+            "tid": idx.row_tid[row_of],
+            "ts_ps": hits.start_ps - origin,
+            "dur_ps": hits.dur_ps,
+            "name_idx": name_idx.astype(np.int32),
+            "names": names,
+        },
+    }
+
+
+def _merge_search(partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+    """Hosts' matches merged in time order (pids offset per host), the first ``search_limit`` kept."""
+    limit = param_int(params, "search_limit", SEARCH_LIMIT, lo=1, hi=SEARCH_MAX_LIMIT)
+    origin = min(int(p["origin_ps"]) for p in partials)
+    matches: list[tuple[int, int, int, int, str]] = []
+    total = after = 0
+    for h, part in enumerate(partials):
+        found = part["search"]
+        total += int(found["total"])
+        after += int(found["after"])
+        shift = int(part["origin_ps"]) - origin
+        names = found["names"]
+        matches.extend(
+            zip(
+                (np.asarray(found["ts_ps"], dtype=np.int64) + shift).tolist(),
+                np.asarray(found["dur_ps"], dtype=np.int64).tolist(),
+                (np.asarray(found["pid"], dtype=np.int64) + h * HOST_PID_STRIDE).tolist(),
+                np.asarray(found["tid"], dtype=np.int64).tolist(),
+                [names[i] for i in np.asarray(found["name_idx"], dtype=np.int64).tolist()],
+                strict=True,
+            )
+        )
+    matches.sort()
+    kept = matches[:limit]
+    return {
+        "search": {
+            "query": str(partials[0]["search"]["query"]),
+            "total": total,
+            "after": after,
+            "returned": len(kept),
+            "matches": [
+                {"ts": ts / 1e6, "dur": dur / 1e6, "pid": pid, "tid": tid, "name": name}
+                for ts, dur, pid, tid, name in kept
+            ],
+        }
+    }
+
+
 class TraceViewerTool:
     """XProf's ``trace_viewer``: Chrome Trace Event JSON of a window of the timeline."""
 
@@ -855,7 +1002,8 @@ class TraceViewerTool:
     version = VERSION
     description = (
         "Timeline of every host, device, thread and stream as Chrome Trace Event JSON; "
-        "params start_time_ms, end_time_ms, resolution (0 = every event), max_events"
+        "params start_time_ms, end_time_ms, resolution (0 = every event), max_events, derived (derived lines), "
+        "flows (launch arrows), search (whole-profile search: search_from_ms, search_limit)"
     )
     needs = "xspace"
     params: tuple[ToolParam, ...] = (
@@ -871,6 +1019,11 @@ class TraceViewerTool:
         ToolParam("max_events", "int", None, "keep at most this many events (the longest)", lo=0),
         ToolParam("origin_ps", "int", None, "time zero in ps (default: the profile's first event)"),
         ToolParam("include_args", "bool", True, "render each event's stats as args"),
+        ToolParam("derived", "bool", False, "add XProf's derived lines per device stream and a device Steps line"),
+        ToolParam("flows", "bool", False, "add flow events from each host launch to its device events"),
+        ToolParam("search", "str", None, "search the whole profile: events whose name contains this text"),
+        ToolParam("search_from_ms", "float", None, "search: matches starting at or after this time (ms)"),
+        ToolParam("search_limit", "int", 500, "search: how many matches to return", lo=1, hi=10000),
     )
 
     def map(self, xs: XSpace, params: Params) -> Partial:
@@ -887,6 +1040,8 @@ class TraceViewerTool:
         # Windows and output are relative to the index origin unless another origin was asked for.
         shift = 0 if origin_param is None else idx.origin_ps - origin_param
         origin = idx.origin_ps if origin_param is None else origin_param
+        if params.get("search"):
+            return _search_partial(xs, idx, params, origin)
         ws = None if start_ms is None else round(start_ms * 1e9) - shift
         we = None if end_ms is None else round(end_ms * 1e9) - shift
         sel = select_window(idx, ws, we, resolution)
@@ -933,6 +1088,7 @@ class TraceViewerTool:
                 "dropped_max_events": dropped_cap,
                 "max_events": max_events,
             },
+            **({"flows": _flow_columns(xs, idx, rows, origin)} if param_flag(params, "flows") else {}),
         }
 
     def _merge(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
@@ -949,6 +1105,7 @@ class TraceViewerTool:
         first_ms: list[float] = []
         end_ms: list[float] = []
         in_window = dropped_vis = dropped_cap = blob_at = 0
+        flows: list[dict[str, Any]] = []
         for h, part in enumerate(partials):
             host = str(part.get("host", f"host{h}"))
             shift = int(part["origin_ps"]) - origin
@@ -956,7 +1113,9 @@ class TraceViewerTool:
             for proc in part["processes"]:
                 pid = proc["pid"] + offset
                 name = f"{host} {proc['name']}" if multi else proc["name"]
-                meta.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
+                # Several hosts: the host and the plane also apart, so a viewer can show them distinctly.
+                named = {"name": name, "host": host, "plane": proc["name"]} if multi else {"name": name}
+                meta.append({"ph": "M", "name": "process_name", "pid": pid, "args": named})
                 meta.append(
                     {
                         "ph": "M",
@@ -994,6 +1153,8 @@ class TraceViewerTool:
             if span[1] >= span[0] and part["threads"]:
                 first_ms.append((span[0] + shift) / 1e9)
                 end_ms.append((span[1] + shift) / 1e9)
+            if "flows" in part:
+                flows.extend(_flow_events(part["flows"], offset, shift, len(flows) // 2))
             c = part["counts"]
             in_window += int(c["events_in_window"])
             dropped_vis += int(c["dropped_visibility"])
@@ -1026,10 +1187,19 @@ class TraceViewerTool:
                 "eventsInWindow": in_window,
             },
         }
-        return {"header": header, "meta": meta, "cols": merged, "names": names, "args": b"".join(blobs)}
+        return {
+            "header": header,
+            "meta": meta,
+            "cols": merged,
+            "names": names,
+            "args": b"".join(blobs),
+            "flows": flows,
+        }
 
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
         """Merge host partials (in host order) into the trace viewer's JSON dict."""
+        if partials and "search" in partials[0]:
+            return _merge_search(partials, params)
         m = self._merge(partials, params)
         cols, names, blob = m["cols"], m["names"], m["args"]
         events = m["meta"]
@@ -1054,6 +1224,7 @@ class TraceViewerTool:
                 strict=True,
             )
         )
+        events.extend(m["flows"])
         return {**m["header"], "traceEvents": events}
 
     def reduce_json(self, partials: Sequence[Partial], params: Params) -> bytes:
@@ -1062,6 +1233,8 @@ class TraceViewerTool:
         ``ts``/``dur`` are written as exact decimals of microseconds; readers
         get the same numbers as from :meth:`reduce` up to float rounding.
         """
+        if partials and "search" in partials[0]:
+            return orjson.dumps(_merge_search(partials, params))
         m = self._merge(partials, params)
         cols = m["cols"]
         raw = [n.encode("utf-8") for n in m["names"]]
@@ -1085,7 +1258,9 @@ class TraceViewerTool:
             len(m["meta"]) > 0,
         )
         head = orjson.dumps(m["header"])
-        return b"".join([head[:-1], b',"traceEvents":', meta[:-1], events, b"]}"])
+        flows = orjson.dumps(m["flows"])[1:-1]
+        tail = [b",", flows] if flows and (len(m["meta"]) or len(cols["ts"])) else [flows]
+        return b"".join([head[:-1], b',"traceEvents":', meta[:-1], events, *tail, b"]}"])
 
 
 TRACE_VIEWER = register(TraceViewerTool())
