@@ -270,10 +270,11 @@ def test_op_profile_tree(ui: UiPage, server: Server) -> None:
 
 
 def lane_depths(events: list[dict[str, Any]]) -> dict[str, int]:
-    """The slow reference of the nesting rule: per thread, how many depths its events need.
+    """The slow reference of the nesting rule: per thread, how many levels its events need.
 
-    An event's depth is 1 + the depth of the latest earlier event (by start, longer first)
-    still open at its start, or 0 when none is.
+    Events in (start, longer first) order; an event nests one level below the deepest level whose
+    latest event contains it (open at its start, ending no earlier), else it goes on level 0.
+    Events that only partly overlap share a level.
     """
     by_row: dict[str, list[tuple[float, float]]] = {}
     for e in events:
@@ -281,17 +282,20 @@ def lane_depths(events: list[dict[str, Any]]) -> dict[str, int]:
     out = {}
     for key, evs in by_row.items():
         evs.sort(key=lambda se: (se[0], -se[1]))
-        placed: list[tuple[float, int]] = []  # (end, depth) in start order
-        deepest = 0
+        last: list[tuple[float, float]] = []  # per level: (start, end) of its latest event
         for start, dur in evs:
-            depth = 0
-            for end, d in reversed(placed):
-                if end > start:
-                    depth = d + 1
+            end = start + dur
+            level = 0
+            for k in range(len(last) - 1, -1, -1):
+                ls, le = last[k]
+                if ls <= start < le and le >= end:
+                    level = k + 1
                     break
-            placed.append((start + dur, depth))
-            deepest = max(deepest, depth + 1)
-        out[key] = deepest
+            if level == len(last):
+                last.append((start, end))
+            else:
+                last[level] = (start, end)
+        out[key] = len(last)
     return out
 
 
@@ -305,7 +309,8 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     ui.goto(view_url(server, H100_RUN, "trace_viewer"), ready="trace_viewer")
-    trace = server.api("data", run=H100_RUN, tag="trace_viewer", resolution="0")
+    # What the view asks for: every event, XProf's derived lines, the launch arrows.
+    trace = server.api("data", run=H100_RUN, tag="trace_viewer", resolution="0", derived="1", flows="1")
     events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     first = trace_requests(requests)
     assert len(first) == 1 and "start_time_ms" not in first[0]

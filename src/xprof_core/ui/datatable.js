@@ -3,17 +3,17 @@
 // Only the visible page is in the DOM, so tables of any length stay cheap.
 
 import { h, replaceChildren } from "./dom.js";
-import { formatNumber } from "./format.js";
+import { formatNumber, opLabel } from "./format.js";
 
 const PAGE_SIZES = [25, 50, 100, 500];
 const collator = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
 
-/** The display text of a cell value of a column type. */
+/** The display text of a cell value of a column type (an op named by its HLO text shows its op name). */
 export function cellText(value, type) {
   if (value === null || value === undefined) return "";
   if (type === "boolean") return value ? "yes" : "no";
   if (type === "number") return formatNumber(value);
-  return String(value);
+  return opLabel(String(value));
 }
 
 /**
@@ -92,7 +92,11 @@ export function dataTable({ name, table, title, csvUrl = null, pageSize = 50, em
     let idx = rows.map((_, i) => i);
     if (state.filter) {
       if (!searchText) {
-        searchText = rows.map((r) => r.map((v, j) => cellText(v, cols[j].type)).join("\u0001").toLowerCase());
+        // What a row shows, plus the whole name of ops shown by their op name.
+        searchText = rows.map((r) => r.map((v, j) => {
+          const text = cellText(v, cols[j].type);
+          return cols[j].type === "string" && v !== null && text !== String(v) ? `${text}\u0001${v}` : text;
+        }).join("\u0001").toLowerCase());
       }
       idx = idx.filter((i) => searchText[i].includes(state.filter));
     }
@@ -129,9 +133,10 @@ export function dataTable({ name, table, title, csvUrl = null, pageSize = 50, em
         const type = cols[j].type;
         const text = cellText(v, type);
         const cls = type === "number" ? "td.num" : text.length > 60 ? "td.wrap" : "td";
+        const whole = v === null || v === undefined ? null : String(v);
         const href = cellLink && text ? cellLink(r, cols[j].id) : null;
-        return h(cls, { text: href ? null : text, title: type === "number" && v !== null ? String(v) : null,
-          dataset: { v: v === null || v === undefined ? "" : String(v) } }, href ? h("a", { href, text }) : null);
+        return h(cls, { text: href ? null : text, title: type === "number" || (whole !== null && whole !== text) ? whole : null,
+          dataset: { v: whole === null ? "" : whole } }, href ? h("a", { href, text }) : null);
       })));
     }
     if (!trs.length) {
