@@ -528,6 +528,8 @@ def _op_table_summary(table: dict, fields: tuple[str, ...]) -> dict:
         e["occurrences"] = int(_num(r.get("occurrences")))
         e["total_time_us"] = _r(_num(r.get("total_time")))
         e["total_self_time_us"] = _r(_num(r.get("total_self_time")))
+        if "total_self_time_percent" in r:
+            e["total_self_time_percent"] = _r(_num(r.get("total_self_time_percent")), 6)
         top.append(e)
     return {
         "rows": len(rows),
