@@ -96,7 +96,7 @@ function adoptQueryState() {
 
 // --- data shared across views ---
 
-const cache = { runs: null, hosts: new Map(), tools: new Map(), config: null };
+const cache = { runs: null, hosts: new Map(), tools: new Map(), config: null, hardware: new Map() };
 
 async function getRuns(refresh = false) {
   if (!cache.runs || refresh) cache.runs = sortRunsNewestFirst(await fetchJson(apiUrl("runs")));
@@ -319,6 +319,40 @@ function renderTabs(state, tools) {
     dataset: { tool },
     "aria-current": tool === state.tool ? "page" : null,
   })));
+  disableTabsThatDoNotApply(state.run);
+}
+
+// Tools that have nothing to show on some hardware, and why: kernel stats need GPU kernels.
+const NOT_FOR = {
+  kernel_stats: {
+    CPU_ONLY: "No GPU kernels: this run is a CPU-only profile.",
+    TPU: "No GPU kernels: this run's devices are TPUs (see HLO stats and Op profile).",
+  },
+};
+
+/** The run's hardware type (overview_page's run environment), fetched once per run. */
+function getHardware(run) {
+  if (!cache.hardware.has(run)) {
+    cache.hardware.set(run, fetchJson(dataUrl(run, "overview_page", []))
+      .then((d) => (d.run_environment || {}).hardware_type || "")
+      .catch(() => ""));
+  }
+  return cache.hardware.get(run);
+}
+
+/** Grey out the tabs of tools that do not apply to this run's hardware, with the reason as their tooltip. */
+async function disableTabsThatDoNotApply(run) {
+  const hardware = await getHardware(run);
+  if (readState().run !== run) return;
+  for (const [tool, reasons] of Object.entries(NOT_FOR)) {
+    const tab = tabs.querySelector(`[data-tool="${tool}"]`);
+    const reason = reasons[hardware];
+    if (!tab || !reason) continue;
+    tab.setAttribute("aria-disabled", "true");
+    tab.title = reason;
+    tab.classList.add("disabled");
+    tab.addEventListener("click", (e) => e.preventDefault());
+  }
 }
 
 async function renderLanding(seq) {
