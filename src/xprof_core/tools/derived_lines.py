@@ -446,21 +446,20 @@ def _stream_lines(
     tf_op = string_stat(xs, rows, "tf_op")
 
     # Distinct (module, program, hlo op, tf_op) combinations: names and symbols resolved once each.
-    combo = np.empty(len(rows), dtype=object)
-    combo[:] = list(
-        zip(
-            module.tolist(),
-            np.where(has_program, program, 0).tolist(),
-            has_program.tolist(),
-            hlo_op.tolist(),
-            tf_op.tolist(),
-            strict=True,
-        )
-    )
-    uniq, code = factorize_first_seen(combo)
+    # Each column is factorized on its own and the codes combined as one int64 (no tuple per kernel).
+    columns = [factorize_first_seen(module), factorize_first_seen(hlo_op), factorize_first_seen(tf_op)]
+    _, prog_code = np.unique(np.where(has_program, program, 0), return_inverse=True)
+    prog_code = prog_code.reshape(-1) * 2 + has_program
+    combined = prog_code.astype(np.int64)
+    for uniques, codes in columns:
+        combined = combined * len(uniques) + codes
+    _, first, code = np.unique(combined, return_index=True, return_inverse=True)
+    code = code.reshape(-1)
     mod_key, op_levels, fw_full, src_key = [], [], [], []
-    for mod, prog, has_prog, op, tf in uniq.tolist():
-        pid = int(prog) if has_prog else None
+    for i in first.tolist():
+        mod, op, tf = module[i], hlo_op[i], tf_op[i]
+        has_prog = bool(has_program[i])
+        pid = int(program[i]) if has_prog else None
         if mod:
             shown = f"{mod}({pid})" if pid is not None else mod
             details = {"hlo_module": mod, **({"program_id": str(pid)} if pid is not None else {})}

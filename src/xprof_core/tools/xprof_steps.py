@@ -110,13 +110,15 @@ def _host_groups(xs: XSpace, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     prod = np.flatnonzero(p_ok & pt_ok)
     cons = np.flatnonzero(c_ok & ct_ok)
     if len(prod) and len(cons):
-        keys: dict[tuple[int, int], int] = {}
-        for i, key in zip(prod.tolist(), zip(pt[prod].tolist(), p_id[prod].tolist(), strict=True), strict=True):
-            keys.setdefault(key, i)
-        for i, key in zip(cons.tolist(), zip(ct[cons].tolist(), c_id[cons].tolist(), strict=True), strict=True):
-            src = keys.get(key, -1)
-            if src != i:
-                producer[i] = src
+        # (type, id) keys of producers and consumers; a consumer's producer is the first with its key.
+        keys = np.concatenate([np.stack([pt[prod], p_id[prod]], axis=1), np.stack([ct[cons], c_id[cons]], axis=1)])
+        _, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        first_producer = np.full(int(inverse.max()) + 1, -1, dtype=np.int64)
+        first_producer[inverse[: len(prod)][::-1]] = prod[::-1]
+        src = first_producer[inverse[len(prod) :]]
+        ok = (src >= 0) & (src != cons)
+        producer[cons[ok]] = src[ok]
     # Groups flow from parents (and producers) to events that have none yet, level by level.
     while True:
         todo = group < 0
