@@ -48,7 +48,7 @@ export async function mount(ctx) {
     parts.push(h("section.panel", {}, h("h2", { text: "Step time breakdown per step" }), stepChart(data.step_table)));
   }
   parts.push(h("section.panel", {}, h("h2", { text: hasSteps ? "Step-time breakdown" : "Profile-time breakdown" }),
-    hasSteps ? null : h("p.muted", { text: data.reason || "No step markers: the figures cover the whole profile." }),
+    hasSteps || data.reason ? null : h("p.muted", { text: "No step markers: the figures cover the whole profile." }),
     breakdownList(breakdown)));
   if (data.top_ops) {
     parts.push(dataTable({ name: "top_ops", table: data.top_ops, title: "Top device operations",
