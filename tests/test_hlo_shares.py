@@ -44,4 +44,6 @@ def test_hlo_shares_match_xprof(path: Path, top: list[dict[str, Any]]) -> None:
             and r["total_self_time"] == pytest.approx(gold["total_self_time_us"], abs=1e-3)
         ]
         assert mine, gold
-        assert mine[0]["total_self_time_percent"] == pytest.approx(gold["total_self_time_percent"], abs=1e-5), gold
+        # GPU shares are XProf's exactly; TPU ops are read on the lines' own clock, XProf's on the
+        # device clock (tools/device_time.py): within 0.001 points.
+        assert mine[0]["total_self_time_percent"] == pytest.approx(gold["total_self_time_percent"], abs=1e-3), gold
