@@ -264,7 +264,9 @@ def test_hlo_stats_percentages_use_xprofs_denominator(ui: UiPage, server: Server
     pct = float(first.nth(ids.index("total_self_time_percent")).get_attribute("data-v"))
     top = golden(TPU)["hlo_stats"]["top_by_total_self_time"][0]
     assert first.nth(ids.index("hlo_op_name")).inner_text() == top["hlo_op_name"] == "copy-done.4"
-    assert pct == pytest.approx(21.382146136132867, abs=1e-6)  # XProf's figure (ours was 24.68)
+    # XProf's figure is 21.382146 (ours was 24.68). Our device time is measured on the device lines'
+    # clock, XProf's on the device plane's: 21.38182, within 1e-3 points (tests/test_hlo_shares.py).
+    assert pct == pytest.approx(21.382146136132867, abs=1e-3)
 
 
 def test_op_profile_provenance_idle_top90_and_detail_card(ui: UiPage, server: Server) -> None:
@@ -302,8 +304,8 @@ def test_op_profile_provenance_idle_top90_and_detail_card(ui: UiPage, server: Se
             break
     shown = page.locator("tr[data-path^='0.0.']").count()
     assert shown == expected < len(kids) or shown == expected == len(kids)
-    # The op detail card: click an op.
-    page.locator("tr[data-path='0.0.0'] td").first.click()
+    # The op detail card: click an op (off its name cell, whose "show in graph" link opens the graph).
+    page.locator("tr[data-path='0.0.0'] td[data-field='time']").click()
     card = page.locator(".op-card")
     card.wait_for()
     op = kids[0]
