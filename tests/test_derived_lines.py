@@ -52,7 +52,7 @@ def _golden_files() -> list[Any]:
 def ours_by_line(path: Path) -> dict[str, list[Any]]:
     """Per "<device plane> | <line>": [events, summed duration µs, earliest 3 names], through the tool."""
     xs = xprof_core.load(path)
-    result = tv.TRACE_VIEWER.reduce([tv.TRACE_VIEWER.map(xs, {"derived": "1"})], {})
+    result = tv.TRACE_VIEWER.reduce([tv.TRACE_VIEWER.map(xs, {"derived": "1", "resolution": "0"})], {})
     meta = [e for e in result["traceEvents"] if e["ph"] == "M"]
     procs = {e["pid"]: e["args"]["name"] for e in meta if e["name"] == "process_name"}
     threads = {
@@ -89,7 +89,7 @@ def test_derived_lines_match_xprof(path: Path, gold: dict[str, list[Any]]) -> No
 def test_derived_lines_follow_their_stream_and_are_windowed() -> None:
     path = need(AMD_GEMM)
     xs = xprof_core.load(path)
-    full = tv.TRACE_VIEWER.reduce([tv.TRACE_VIEWER.map(xs, {"derived": "1"})], {})
+    full = tv.TRACE_VIEWER.reduce([tv.TRACE_VIEWER.map(xs, {"derived": "1", "resolution": "0"})], {})
     meta = [e for e in full["traceEvents"] if e["ph"] == "M"]
     gpu = next(e["pid"] for e in meta if e["name"] == "process_name" and e["args"]["name"] == "/device:GPU:0")
     threads = sorted(
@@ -103,7 +103,7 @@ def test_derived_lines_follow_their_stream_and_are_windowed() -> None:
         for line in ("Framework Name Scope", "Framework Ops", "XLA Modules", "XLA Ops", "Source code")
     ]
     # Without the flag the trace is the file's own events, exactly.
-    plain = tv.TRACE_VIEWER.map(xs, {})
+    plain = tv.TRACE_VIEWER.map(xs, {"resolution": "0"})
     assert plain["counts"]["kept"] == int(xs.is_timed.sum())
     lines = derived_lines(xs)
     assert full["returnedEventsSize"] == int(xs.is_timed.sum()) + lines.num_events
@@ -113,7 +113,9 @@ def test_derived_lines_follow_their_stream_and_are_windowed() -> None:
     s = ev.start_ps - xs.origin_ps
     e = s + ev.duration_ps
     expected = int(((s < we * 1e9) & ((e > ws * 1e9) | (s >= ws * 1e9))).sum())
-    part = tv.TRACE_VIEWER.map(xs, {"derived": "1", "start_time_ms": str(ws), "end_time_ms": str(we)})
+    part = tv.TRACE_VIEWER.map(
+        xs, {"derived": "1", "resolution": "0", "start_time_ms": str(ws), "end_time_ms": str(we)}
+    )
     assert int((part["row"] >= xs.num_events).sum()) == expected > 0
 
 

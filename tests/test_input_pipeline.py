@@ -1,5 +1,5 @@
-"""input_pipeline_analyzer's XProf analysis (its ``"xprof"`` answer) against XProf 2.24.2 on every
-real and JAX profile.
+"""XProf's input-pipeline analysis (the ``xprof_input_pipeline`` tool) against XProf 2.24.2's
+input_pipeline_analyzer on every real and JAX profile.
 
 XProf's figures are in ``tests/data/xprof_golden.json`` (scripts/xprof_golden.py): its per-step
 table, its verdict sentence, and its host-side breakdown of input time.
@@ -46,7 +46,7 @@ def _rows(table: dict[str, Any]) -> list[dict[str, Any]]:
 def test_input_pipeline_matches_xprof(key: str, path: Path, gold: dict[str, Any]) -> None:
     if not path.exists():
         pytest.skip(f"the shared real-profile folder is absent ({path.name} not found)")
-    result = run_tool("input_pipeline_analyzer", path)["xprof"]
+    result = run_tool("xprof_input_pipeline", path)
     summary = result["summary"]
     steps = gold.get("steps", {})
     assert summary["steps"] == steps["step_count"]

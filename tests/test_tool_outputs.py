@@ -36,12 +36,11 @@ ATTRIBUTION = ROOT / "tests" / "data" / "oracle" / "gpu_op_attribution.json.gz"
 ATTRIBUTED: dict[str, Any] = orjson.loads(gzip.decompress(ATTRIBUTION.read_bytes()))
 
 
-# Outputs recorded again after the views work (XProf's hlo_stats denominator, overview idle over the
-# devices with work, XProf's input-pipeline analysis, exact 64-bit stats in the trace viewer). Only the
-# parts named by the CHANGES entries below are taken from it; the rest of each output is still held
-# to the first recording.
-VIEWS = ROOT / "tests" / "data" / "oracle" / "views_changes.json.gz"
-VIEWS_RECORDED: dict[str, Any] = orjson.loads(gzip.decompress(VIEWS.read_bytes()))
+# Outputs recorded again after XProf's hlo_stats denominator, overview idle over the devices with work
+# and exact 64-bit stats in the trace viewer. Only the parts named by the CHANGES entries below are
+# taken from it; the rest of each output is still held to the first recording.
+SECOND = ROOT / "tests" / "data" / "oracle" / "device_time_and_u64.json.gz"
+SECOND_RECORDING: dict[str, Any] = orjson.loads(gzip.decompress(SECOND.read_bytes()))
 
 
 def _rerecorded(tool: str) -> Callable[[str, Any], Any]:
@@ -59,19 +58,19 @@ def _thinned_default(key: str, expected: Any) -> Any:
     return {**expected, "default": new["default"]}
 
 
-def _views_keys(tool: str, *keys: str) -> Callable[[str, Any], Any]:
-    """The recorded output with the top-level ``keys`` of the views re-recording."""
+def _second_keys(tool: str, *keys: str) -> Callable[[str, Any], Any]:
+    """The recorded output with the top-level ``keys`` of the second recording."""
 
     def change(key: str, expected: Any) -> Any:
-        new = VIEWS_RECORDED[f"{key}|{tool}"]
+        new = SECOND_RECORDING[f"{key}|{tool}"]
         return {**expected, **{k: new[k] for k in keys if k in new}}
 
     return change
 
 
-def _views_hlo_shares(key: str, expected: Any) -> Any:
-    """hlo_stats with the share columns (and the total they divide by) of the views re-recording."""
-    new = VIEWS_RECORDED[f"{key}|hlo_stats"]["hlo_stats"]
+def _second_hlo_shares(key: str, expected: Any) -> Any:
+    """hlo_stats with the share columns (and the total they divide by) of the second recording."""
+    new = SECOND_RECORDING[f"{key}|hlo_stats"]["hlo_stats"]
     old = expected["hlo_stats"]
     ids = [c["id"] for c in old["cols"]]
     shares = [ids.index(c) for c in ("total_self_time_percent", "cumulative_total_self_time_percent")]
@@ -85,14 +84,14 @@ def _views_hlo_shares(key: str, expected: Any) -> Any:
     return {**expected, "hlo_stats": {**old, "rows": rows, "p": p}}
 
 
-def _views_overview(key: str, expected: Any) -> Any:
-    out = _views_keys("overview_page", "version", "device_idle_pct", "device_idle_basis")(key, expected)
-    device_type = VIEWS_RECORDED[f"{key}|overview_page"]["run_environment"]["device_type"]
+def _second_overview(key: str, expected: Any) -> Any:
+    out = _second_keys("overview_page", "version", "device_idle_pct", "device_idle_basis")(key, expected)
+    device_type = SECOND_RECORDING[f"{key}|overview_page"]["run_environment"]["device_type"]
     return {**out, "run_environment": {**out["run_environment"], "device_type": device_type}}
 
 
-def _views_trace(key: str, expected: Any) -> Any:
-    return VIEWS_RECORDED.get(f"{key}|trace_viewer", expected)
+def _second_trace(key: str, expected: Any) -> Any:
+    return SECOND_RECORDING.get(f"{key}|trace_viewer", expected)
 
 
 def _version(new: int) -> Callable[[str, Any], Any]:
@@ -165,28 +164,23 @@ CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = [
         "hlo_stats",
         "shares (and their running sum) of XProf's total device time, each device's first op to its last "
         "with the gaps (tools/device_time.py), not of the summed op time; p.total_device_time_us is that total",
-        _views_hlo_shares,
+        _second_hlo_shares,
     ),
     (
         "op_profile",
         "totalTimePs and idleTimePs: the device time hlo_stats divides by and its idle part (exclude idle)",
-        _views_keys("op_profile", "totalTimePs", "idleTimePs"),
+        _second_keys("op_profile", "totalTimePs", "idleTimePs"),
     ),
     (
         "overview_page",
         "version 3: device idle averaged over the device planes with work, named in device_idle_basis; "
         "AMD devices named by architecture (gfx942) as XProf",
-        _views_overview,
-    ),
-    (
-        "input_pipeline_analyzer",
-        "version 3: adds 'xprof', XProf's analysis by its own step model and rules (tools/xprof_input.py)",
-        _views_keys("input_pipeline_analyzer", "version", "xprof"),
+        _second_overview,
     ),
     (
         "trace_viewer",
         "stats past 2**53 (64-bit ids, _p) are exact strings of their digits, not rounded numbers",
-        _views_trace,
+        _second_trace,
     ),
 ]
 

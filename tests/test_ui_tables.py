@@ -230,7 +230,7 @@ def test_tabs_that_do_not_apply_are_disabled_with_the_reason(ui: UiPage, server:
 )
 def test_input_pipeline_follows_xprof(ui: UiPage, server: Server, run: str, path: Path) -> None:
     need_real(path)
-    data = server.api("data", run=run, tag="input_pipeline_analyzer")["xprof"]
+    data = server.api("data", run=run, tag="xprof_input_pipeline")
     ui.goto(view_url(server, run, "input_pipeline_analyzer"), ready="input_pipeline_analyzer")
     page = ui.page
     conclusion = page.locator("[data-field='input-conclusion']").inner_text()

@@ -3,11 +3,6 @@
 Per step, the time the host spent waiting for input data against the rest of
 the step, a verdict on the whole run, and the host input ops (tf.data
 iterators, infeed, data loaders) that took the most time.
-
-Beside it, under ``"xprof"``, XProf's own analysis by XProf's rules (:mod:`xprof_core.tools.xprof_input`):
-its step model, its event types, its verdict sentence and its host-side breakdown of input time,
-which match XProf 2.24.2 on the real and JAX profiles. The two differ where the docs say
-(docs/multi-host.md): XProf counts no JAX input events and uses device-only GPU steps.
 """
 
 from __future__ import annotations
@@ -20,12 +15,10 @@ import numpy as np
 
 from xprof_core.index.passes import C_INPUT, HostPass, host_pass_of
 from xprof_core.index.steps import StepTable, align_steps, host_step_table
-from xprof_core.model.xspace import XSpace
 from xprof_core.tools.base import Params, Partial, ToolParam
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.index_sections import section
 from xprof_core.tools.registry import register
-from xprof_core.tools.xprof_input import xprof_input_partial, xprof_input_result
 
 PS_PER_MS = 1e9
 # Input share of step time (%) at or above which a run is MODERATELY / HIGHLY input-bound:
@@ -69,20 +62,15 @@ def input_ops(hp: HostPass) -> list[tuple[str, int, int, int]]:
 @dataclass(frozen=True)
 class InputPipelineAnalyzer:
     name: str = "input_pipeline_analyzer"
-    version: int = 3  # 2: XProf's input-bound thresholds (5 %, 20 %); 3: XProf's own analysis under "xprof"
+    version: int = 2  # 2: XProf's input-bound thresholds (5 %, 20 %)
     description: str = "per-step input wait versus compute, input-bound verdict, top host input ops"
 
-    # XProf's analysis reads events the host index does not keep (step roots, producer/consumer
-    # links, launches): this tool maps the decoded XSpace, and walks its host pass from it.
-    needs: str = "xspace"
+    needs: str = "index"
     params: tuple[ToolParam, ...] = ()
 
     def map(self, source: Any, params: Params) -> Partial:
         hp = host_pass_of(source)
-        partial = {"version": self.version, "steps": host_step_table(hp).to_partial(), "input_ops": input_ops(hp)}
-        if isinstance(source, XSpace):
-            partial["xprof"] = xprof_input_partial(source)
-        return partial
+        return {"version": self.version, "steps": host_step_table(hp).to_partial(), "input_ops": input_ops(hp)}
 
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
         """Multi-host rules (docs/multi-host.md): steps are those on every host (:func:`align_steps`);
@@ -161,10 +149,6 @@ class InputPipelineAnalyzer:
                 ],
                 [[name, c, t / PS_PER_MS, s / PS_PER_MS, 100.0 * s / all_self] for name, (c, t, s) in ops],
             ),
-            # XProf's analysis by XProf's rules (None when a partial came from the host index alone).
-            "xprof": xprof_input_result([p["xprof"] for p in partials])
-            if partials and all("xprof" in p for p in partials)
-            else None,
         }
 
 

@@ -19,23 +19,28 @@ than 5 steps dropped). From them, as XProf's ``op_stats_to_input_pipeline_analys
 
 :func:`xprof_input_partial` is one host's part (it reads the decoded XSpace);
 :func:`xprof_input_result` merges hosts: steps present on every host (by name) are kept, each
-the slowest host's. ``input_pipeline_analyzer`` answers it under ``"xprof"``.
+the slowest host's. The tool ``xprof_input_pipeline`` answers it; the browser's input pipeline
+view shows it above ``input_pipeline_analyzer``'s own reading of the steps (the host index's,
+which keeps none of the events XProf's step model reads: step roots, producer/consumer links,
+launches).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from xprof_core.index.framework_ops import parse_framework_op
 from xprof_core.model.xspace import XSpace
-from xprof_core.tools.base import Partial
+from xprof_core.tools.base import Params, Partial, ToolParam
 from xprof_core.tools.datatable import datatable
 from xprof_core.tools.event_columns import host_rows
 from xprof_core.tools.op_stats.nesting import nesting_parents
+from xprof_core.tools.registry import register
 from xprof_core.tools.xprof_steps import (
     DEVICE_COLLECTIVES,
     DEVICE_COMPUTE_16,
@@ -333,6 +338,26 @@ def xprof_input_result(partials: Sequence[Partial]) -> dict[str, Any]:
             ],
         ),
     }
+
+
+@dataclass(frozen=True)
+class XprofInputPipeline:
+    name: str = "xprof_input_pipeline"
+    version: int = 1
+    description: str = (
+        "XProf's input-pipeline analysis by XProf's rules: verdict, step time by event type, host-side breakdown"
+    )
+    needs: str = "xspace"
+    params: tuple[ToolParam, ...] = ()
+
+    def map(self, source: Any, params: Params) -> Partial:
+        return {"version": self.version, **xprof_input_partial(source)}
+
+    def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+        return {"version": self.version, **xprof_input_result(partials)}
+
+
+XPROF_INPUT_PIPELINE = register(XprofInputPipeline())
 
 
 def _align(partials: Sequence[Partial]) -> tuple[list[str], np.ndarray, dict[int, np.ndarray]]:

@@ -16,11 +16,14 @@ const TITLES = {
 };
 
 export async function mount(ctx) {
+  // The input pipeline view leads with XProf's analysis (the xprof_input_pipeline tool).
+  const xprof = ctx.tool === "input_pipeline_analyzer" ? await ctx.load({}, ctx.container, "xprof_input_pipeline") : null;
+  if (ctx.tool === "input_pipeline_analyzer" && !xprof) return null;
   const data = await ctx.load();
   if (!data) return null;
   const parts = [h("h1", { text: TITLES[ctx.tool] || ctx.tool })];
   if (data.reason) parts.push(h("p.note", { text: data.reason }));
-  if (ctx.tool === "input_pipeline_analyzer") parts.push(...inputPipeline(ctx, data));
+  if (ctx.tool === "input_pipeline_analyzer") parts.push(...inputPipeline(ctx, data, xprof));
   else {
     parts.push(...facts(ctx.tool, data));
     const table = data[ctx.tool];
@@ -59,12 +62,11 @@ function facts(tool, data) {
 }
 
 /**
- * input_pipeline_analyzer: XProf's verdict by XProf's rules (its answer's "xprof" part: the sentence,
- * the rules, its step table by event type, the host-side breakdown and input ops), then the steps and
- * input events as xprof-core reads them (the answer's own summary and tables).
+ * input_pipeline_analyzer: XProf's verdict by XProf's rules (`x`, the xprof_input_pipeline tool's answer:
+ * the sentence, the rules, its step table by event type, the host-side breakdown and input ops), then
+ * the steps and input events as input_pipeline_analyzer reads them (`data`: its summary and tables).
  */
-function inputPipeline(ctx, data) {
-  const x = data.xprof || {};
+function inputPipeline(ctx, data, x) {
   const s = x.summary || {};
   const own = data.summary || {};
   const statements = Object.values(s.statements || {}).filter(Boolean);
