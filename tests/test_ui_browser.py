@@ -309,13 +309,15 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     ui.goto(view_url(server, H100_RUN, "trace_viewer"), ready="trace_viewer")
-    # What the view asks for: every event, XProf's derived lines, the launch arrows.
-    trace = server.api("data", run=H100_RUN, tag="trace_viewer", resolution="0", derived="1", flows="1")
-    events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
+    # What the view asks for: the whole profile at its plot's width in pixels, XProf's derived lines,
+    # the launch arrows; it shows every event of that answer.
     first = trace_requests(requests)
     assert len(first) == 1 and "start_time_ms" not in first[0]
     plot_width = page.evaluate("window.xprofDebug.trace.plotWidth")
     assert int(first[0]["resolution"]) == plot_width
+    assert first[0]["derived"] == "1" and first[0]["flows"] == "1"
+    trace = server.api("data", run=H100_RUN, tag="trace_viewer", resolution=str(plot_width), derived="1", flows="1")
+    events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert page.locator(".trace-status").get_attribute("data-returned") == str(len(events))
     rows = page.evaluate("window.xprofDebug.trace.items.filter(i => i.kind === 'thread').map(i => i.name)")
     threads = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "thread_name"}
@@ -407,8 +409,10 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
         details.locator("dt", has_text=key).first.wait_for()
 
     # Search highlights every slice of that name and Enter jumps to the next one.
+    # The search runs over the whole profile, every event (derived lines too), not only those drawn.
     name = "gemm_fusion_dot_4"
-    expected = sum(e["name"] == name for e in events)
+    every = server.api("data", run=H100_RUN, tag="trace_viewer", resolution="0", derived="1")["traceEvents"]
+    expected = sum(e["ph"] == "X" and e["name"] == name for e in every)
     page.locator("input[aria-label='Search slices by name']").fill(name)
     page.wait_for_function(
         "n => document.querySelector('.match-count').innerText.startsWith(n + ' match')", arg=str(expected)

@@ -256,7 +256,9 @@ def test_tpu_slices_are_labelled_by_op_name_with_the_text_in_details(ui: UiPage,
 
 def test_details_show_exact_times_and_the_axis_adaptive_units(ui: UiPage, server: Server) -> None:
     open_trace(ui, server, H100_RUN)
-    trace = server.api("data", run=H100_RUN, tag="trace_viewer", resolution="0")
+    # The shortest slice the view drew: its answer is the whole profile at the plot's width in pixels.
+    width = str(ui.timeline("t.plotWidth"))
+    trace = server.api("data", run=H100_RUN, tag="trace_viewer", resolution=width, derived="1", flows="1")
     events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     short = min((e for e in events if e["dur"] > 0), key=lambda e: (e["dur"], -e["ts"]))
     point = slice_point(ui, f"(m, i) => m.start[i] === {short['ts']} && m.dur[i] === {short['dur']}", zoom=True)
