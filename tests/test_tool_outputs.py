@@ -173,7 +173,7 @@ CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = [
     ),
     (
         "overview_page",
-        "version 3: device idle averaged over the device planes with work, named in device_idle_basis; "
+        "version 4: device idle averaged over the device planes with work, named in device_idle_basis; "
         "AMD devices named by architecture (gfx942) as XProf",
         _second_overview,
     ),
