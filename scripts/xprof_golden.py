@@ -451,8 +451,24 @@ def extract_input_pipeline(obj) -> dict:
         steps.pop("step_numbers", None)
         out["steps"] = steps
     for t in tables:
+        if "stepnum" in _col_ids(t):
+            # The verdict, its statements and the per-category averages (XProf rounds them to 0.1 ms).
+            p = t.get("p", {}) or {}
+            out["analysis"] = {k: v for k, v in sorted(p.items()) if k not in ("step_time_graph_column_ids",)}
         if "opName" in _col_ids(t):
             out["host_input_op_rows"] = len(t.get("rows", []))
+            # The host-side breakdown of input time (µs) and the input ops it comes from.
+            out["host_breakdown_us"] = dict(sorted((t.get("p", {}) or {}).items()))
+            out["host_input_ops"] = [
+                {
+                    **_name_fields("op_name", r.get("opName")),
+                    "count": int(_num(r.get("count"))),
+                    "time_ms": _r(_num(r.get("timeInMs")), 6),
+                    "self_time_ms": _r(_num(r.get("selfTimeInMs")), 6),
+                    "category": r.get("category"),
+                }
+                for r in _rows(t)[:20]
+            ]
     # Same diagnostics table as overview_page's: keep only the count here.
     out["n_diagnostics"] = len(_diagnostics(tables))
     return out
@@ -512,6 +528,8 @@ def _op_table_summary(table: dict, fields: tuple[str, ...]) -> dict:
         e["occurrences"] = int(_num(r.get("occurrences")))
         e["total_time_us"] = _r(_num(r.get("total_time")))
         e["total_self_time_us"] = _r(_num(r.get("total_self_time")))
+        if "total_self_time_percent" in r:
+            e["total_self_time_percent"] = _r(_num(r.get("total_self_time_percent")), 6)
         top.append(e)
     return {
         "rows": len(rows),
@@ -551,6 +569,34 @@ def extract_hlo_stats(obj) -> dict:
     return _op_table_summary(tables[0], ("hlo_op_name", "category", "program_id", "tf_op_name"))
 
 
+# Lines XProf derives on device planes (trace viewer thread names, with or without " - from #N").
+DERIVED_LINES = ("Steps", "XLA Modules", "XLA Ops", "Framework Ops", "Framework Name Scope", "Source code")
+
+
+def _derived_lines(events: list) -> dict:
+    """Per "<device plane> | <derived line>": [events, sum of durations (µs), the 3 earliest names]."""
+    procs, threads = {}, {}
+    for e in events:
+        if isinstance(e, dict) and e.get("ph") == "M":
+            if e.get("name") == "process_name":
+                procs[e.get("pid")] = str(e.get("args", {}).get("name", ""))
+            elif e.get("name") == "thread_name":
+                threads[(e.get("pid"), e.get("tid"))] = str(e.get("args", {}).get("name", ""))
+    out: dict = {}
+    for e in events:
+        if not isinstance(e, dict) or e.get("ph") != "X":
+            continue
+        thread = threads.get((e.get("pid"), e.get("tid")), "")
+        device = procs.get(e.get("pid"), "").split(" ")[-1]
+        if not device.startswith("/device:") or thread.split(" - from #")[0] not in DERIVED_LINES:
+            continue
+        entry = out.setdefault(f"{device} | {thread}", [0, 0.0, []])
+        entry[0] += 1
+        entry[1] += _num(e.get("dur"))
+        entry[2].append((_num(e.get("ts")), str(e.get("name"))[:NAME_KEEP]))
+    return {k: [v[0], _r(v[1]), [name for _, name in sorted(v[2])[:3]]] for k, v in sorted(out.items())}
+
+
 def extract_trace(obj) -> dict:
     events = obj.get("traceEvents", []) if isinstance(obj, dict) else []
     phases = Counter((e.get("ph") if isinstance(e, dict) and "ph" in e else "<none>") for e in events)
@@ -567,6 +613,7 @@ def extract_trace(obj) -> dict:
         ends = [_num(e.get("ts")) + _num(e.get("dur")) for e in xs]
         out["X_span_us"] = _r(max(ends) - min(ts))
         out["X_sum_dur_us"] = _r(sum(_num(e.get("dur")) for e in xs))
+    out["derived_lines"] = _derived_lines(events)
     # Truncation / windowing fields and other small top-level fields.
     for k, v in obj.items() if isinstance(obj, dict) else []:
         if k in ("traceEvents", "stackFrames", "metadata", "details"):

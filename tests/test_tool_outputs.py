@@ -36,6 +36,13 @@ ATTRIBUTION = ROOT / "tests" / "data" / "oracle" / "gpu_op_attribution.json.gz"
 ATTRIBUTED: dict[str, Any] = orjson.loads(gzip.decompress(ATTRIBUTION.read_bytes()))
 
 
+# Outputs recorded again after XProf's hlo_stats denominator, overview idle over the devices with work
+# and exact 64-bit stats in the trace viewer. Only the parts named by the CHANGES entries below are
+# taken from it; the rest of each output is still held to the first recording.
+SECOND = ROOT / "tests" / "data" / "oracle" / "device_time_and_u64.json.gz"
+SECOND_RECORDING: dict[str, Any] = orjson.loads(gzip.decompress(SECOND.read_bytes()))
+
+
 def _rerecorded(tool: str) -> Callable[[str, Any], Any]:
     return lambda key, expected: ATTRIBUTED.get(f"{key}|{tool}", expected)
 
@@ -49,6 +56,42 @@ def _thinned_default(key: str, expected: Any) -> Any:
     new = THINNED_DIGESTS[f"{key}|trace_viewer"]
     assert new["every_event"] == expected["every_event"], "the every-event trace changed too"
     return {**expected, "default": new["default"]}
+
+
+def _second_keys(tool: str, *keys: str) -> Callable[[str, Any], Any]:
+    """The recorded output with the top-level ``keys`` of the second recording."""
+
+    def change(key: str, expected: Any) -> Any:
+        new = SECOND_RECORDING[f"{key}|{tool}"]
+        return {**expected, **{k: new[k] for k in keys if k in new}}
+
+    return change
+
+
+def _second_hlo_shares(key: str, expected: Any) -> Any:
+    """hlo_stats with the share columns (and the total they divide by) of the second recording."""
+    new = SECOND_RECORDING[f"{key}|hlo_stats"]["hlo_stats"]
+    old = expected["hlo_stats"]
+    ids = [c["id"] for c in old["cols"]]
+    shares = [ids.index(c) for c in ("total_self_time_percent", "cumulative_total_self_time_percent")]
+    rows = []
+    for old_row, new_row in zip(old["rows"], new["rows"], strict=True):
+        cells = list(old_row["c"])
+        for i in shares:
+            cells[i] = new_row["c"][i]
+        rows.append({**old_row, "c": cells})
+    p = {**old.get("p", {}), "total_device_time_us": new["p"]["total_device_time_us"]}
+    return {**expected, "hlo_stats": {**old, "rows": rows, "p": p}}
+
+
+def _second_overview(key: str, expected: Any) -> Any:
+    out = _second_keys("overview_page", "version", "device_idle_pct", "device_idle_basis")(key, expected)
+    device_type = SECOND_RECORDING[f"{key}|overview_page"]["run_environment"]["device_type"]
+    return {**out, "run_environment": {**out["run_environment"], "device_type": device_type}}
+
+
+def _second_trace(key: str, expected: Any) -> Any:
+    return SECOND_RECORDING.get(f"{key}|trace_viewer", expected)
 
 
 def _version(new: int) -> Callable[[str, Any], Any]:
@@ -116,6 +159,28 @@ CHANGES: list[tuple[str, str, Callable[[str, Any], Any]]] = [
         "overview_page",
         "version 3: device_memset category; GPU communication per rank",
         _overview_communication_and_memset,
+    ),
+    (
+        "hlo_stats",
+        "shares (and their running sum) of XProf's total device time, each device's first op to its last "
+        "with the gaps (tools/device_time.py), not of the summed op time; p.total_device_time_us is that total",
+        _second_hlo_shares,
+    ),
+    (
+        "op_profile",
+        "totalTimePs and idleTimePs: the device time hlo_stats divides by and its idle part (exclude idle)",
+        _second_keys("op_profile", "totalTimePs", "idleTimePs"),
+    ),
+    (
+        "overview_page",
+        "version 4: device idle averaged over the device planes with work, named in device_idle_basis; "
+        "AMD devices named by architecture (gfx942) as XProf",
+        _second_overview,
+    ),
+    (
+        "trace_viewer",
+        "stats past 2**53 (64-bit ids, _p) are exact strings of their digits, not rounded numbers",
+        _second_trace,
     ),
 ]
 

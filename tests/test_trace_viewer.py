@@ -60,6 +60,9 @@ def _stat_value(stat: xplane_pb2.XStat, names: dict[int, str]) -> Any:
         return value.hex()
     if which == "double_value" and not math.isfinite(value):
         return str(value)
+    if which in ("int64_value", "uint64_value") and abs(value) > 2**53:
+        # JavaScript would round it: the trace carries its exact digits as a string.
+        return str(value)
     return value
 
 

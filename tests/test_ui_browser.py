@@ -14,116 +14,36 @@ either is missing. The static-file checks need no browser and always run.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, subprocess_env
+from conftest import ROOT
+from ui_harness import (
+    FAILED_RESOURCE,
+    Browser,
+    Server,
+    UiPage,
+    assert_cell,
+    browser_session,
+    cell_text,
+    first_row,
+    http_get,
+    trace_requests,
+    ui_page,
+    view_url,
+)
 
 DEMO = ROOT / "src" / "xprof_core" / "demo"
 H100_RUN = "jax_mlp_h100/2026_11_28_01_22_41"
 H100_FILE = DEMO / "jax_mlp_h100" / "plugins" / "profile" / "2026_11_28_01_22_41" / "h100-node.xplane.pb"
 BROKEN_RUN = "broken/2026_01_01_00_00_00"
 MULTI_RUN = "multi/2026_01_02_00_00_00"
-SCREENSHOTS = ROOT / "test-output" / "screenshots"
-VIEWPORT = {"width": 1400, "height": 900}
-TIMEOUT_MS = 90_000
-# The browser's own console line for any non-2xx fetch; allowed only where a test asks for an error.
-FAILED_RESOURCE = "Failed to load resource"
-
-try:
-    from playwright.sync_api import Browser, Page, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-
-def chromium_path() -> str | None:
-    """Debian's chromium: $XPROF_CHROMIUM, else `chromium` or `chromium-browser` on PATH."""
-    explicit = os.environ.get("XPROF_CHROMIUM")
-    if explicit:
-        return explicit if os.path.exists(explicit) else None
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-# --- the server ---
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    return subprocess_env()
-
-
-def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
-    try:
-        with urllib.request.urlopen(url, timeout=120) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-
-
-class Server:
-    """An aggregator process on a free loopback port; stop() ends it (SIGTERM, then kill)."""
-
-    def __init__(self, *flags: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "xprof_core.aggregator",
-                f"--port={self.port}",
-                "--host",
-                "127.0.0.1",
-                "--local_workers=2",
-                *flags,
-            ],
-            env=_env(),
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the aggregator exited with {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(self.url + "healthz", timeout=2):
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.2)
-        self.stop()
-        raise TimeoutError("the aggregator did not come up")
-
-    def api(self, route: str, **params: str) -> Any:
-        status, body, _ = _get(f"{self.url}data/plugin/profile/{route}?{urllib.parse.urlencode(params)}")
-        assert status == 200, (route, params, body[:300])
-        return json.loads(body)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+SELFTEST = ROOT / "tests" / "ui"
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +75,7 @@ def server(logdir: Path) -> Iterator[Server]:
 
 
 def test_ui_files_are_served_with_their_types_and_nothing_else(server: Server) -> None:
-    status, body, headers = _get(server.url)
+    status, body, headers = http_get(server.url)
     assert status == 200 and headers["Content-Type"].startswith("text/html")
     page = body.decode()
     assert 'src="ui/app.js"' in page and "<noscript>" in page and H100_RUN in page
@@ -165,7 +85,7 @@ def test_ui_files_are_served_with_their_types_and_nothing_else(server: Server) -
         ("ui/favicon.svg", "image/svg+xml"),
         ("ui/views/trace_viewer.js", "text/javascript"),
     ):
-        status, body, headers = _get(server.url + path)
+        status, body, headers = http_get(server.url + path)
         assert status == 200 and headers["Content-Type"].startswith(kind), (path, headers)
         assert headers["X-Content-Type-Options"] == "nosniff"
     for bad in (
@@ -177,8 +97,9 @@ def test_ui_files_are_served_with_their_types_and_nothing_else(server: Server) -
         "ui/",
         "ui/nope.js",
         "ui/%5c..%5caggregator.py",
+        "ui/selftest.html",  # test pages live under tests/, not in the package
     ):
-        status, body, headers = _get(server.url + bad)
+        status, body, headers = http_get(server.url + bad)
         assert status == 404, bad
         assert headers["Content-Type"].startswith("application/json")
 
@@ -188,103 +109,12 @@ def test_ui_files_are_served_with_their_types_and_nothing_else(server: Server) -
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None:
-        pytest.skip("Playwright for Python is not installed (pip install playwright)")
-    exe = chromium_path()
-    if exe is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium), nor named by $XPROF_CHROMIUM")
-    manager = sync_playwright().start()
-    try:
-        b = manager.chromium.launch(executable_path=exe, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            yield b
-        finally:
-            b.close()
-    finally:
-        manager.stop()
-
-
-@dataclass
-class UiPage:
-    """A page plus what it logged; `allow` names console error texts a test expects."""
-
-    page: Page
-    errors: list[str] = field(default_factory=list)
-    allowed: list[str] = field(default_factory=list)
-
-    def goto(self, url: str, ready: str | None = None) -> None:
-        self.page.goto(url)
-        if ready:
-            self.wait_ready(ready)
-
-    def wait_ready(self, ready: str) -> None:
-        self.page.wait_for_selector(f"main[data-ready='{ready}']", timeout=TIMEOUT_MS)
-
-    def shot(self, name: str, full_page: bool = False) -> Path:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=full_page)
-        return path
-
-    def unexpected_errors(self) -> list[str]:
-        return [e for e in self.errors if not any(a in e for a in self.allowed)]
+    yield from browser_session()
 
 
 @pytest.fixture()
 def ui(browser: Browser) -> Iterator[UiPage]:
-    context = browser.new_context(viewport=VIEWPORT)
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    p = UiPage(page)
-    page.on("console", lambda m: p.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: p.errors.append(f"pageerror: {e}"))
-    try:
-        yield p
-    finally:
-        context.close()
-    assert not p.unexpected_errors(), p.unexpected_errors()
-
-
-def view_url(server: Server, run: str, tool: str, **extra: str) -> str:
-    return server.url + "#" + urllib.parse.urlencode({"run": run, "tool": tool, **extra})
-
-
-def cell_text(v: Any, col_type: str) -> str:
-    """The text of a table cell, as the UI writes it."""
-    if v is None:
-        return ""
-    if col_type == "boolean":
-        return "yes" if v else "no"
-    return number_text(v) if col_type == "number" else str(v)
-
-
-def number_text(v: Any) -> str:
-    """How the UI writes a table number: thousands separators, at most 3 decimals."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return "" if v is None else str(v)
-    if float(v).is_integer():
-        return f"{int(v):,}"
-    return f"{v:,.3f}".rstrip("0").rstrip(".")
-
-
-def assert_cell(text: str, raw: str, value: Any, col_type: str) -> None:
-    """A rendered cell: its data-v is the JSON value, its text that value formatted."""
-    if value is None:
-        assert raw == "" and text == ""
-    elif col_type == "number":
-        assert float(raw) == pytest.approx(float(value), rel=1e-12, abs=0)
-        shown = float(text.replace(",", ""))
-        assert shown == pytest.approx(float(value), abs=0.0005 + 1e-9 * abs(value)), (text, value)
-        assert text == number_text(value) or abs(shown - value) <= 0.0005
-    elif col_type == "boolean":
-        assert raw == str(value).lower() and text == ("yes" if value else "no")
-    else:
-        assert raw == str(value) and text == str(value)
-
-
-def first_row(ui: UiPage, table: str) -> list[tuple[str, str]]:
-    cells = ui.page.locator(f"table[data-table='{table}'] tbody tr").first.locator("td")
-    return [(c.inner_text().strip(), c.get_attribute("data-v") or "") for c in cells.all()]
+    yield from ui_page(browser)
 
 
 # --- landing ---
@@ -372,7 +202,7 @@ def test_table_view_matches_api_sorts_filters_and_links_csv(ui: UiPage, server: 
     panel = page.locator(f"section[data-table-name='{table}']")
     href = panel.locator("a.csv-link").get_attribute("href")
     assert href.startswith("data/plugin/profile/data_csv?") and f"table={table}" in href
-    status, body, headers = _get(server.url + href)
+    status, body, headers = http_get(server.url + href)
     assert status == 200 and headers["Content-Type"].startswith("text/csv")
     assert len(body.decode().strip().splitlines()) == len(dt["rows"]) + 1
 
@@ -439,20 +269,12 @@ def test_op_profile_tree(ui: UiPage, server: Server) -> None:
 # --- trace viewer ---
 
 
-def _trace_requests(requests: list[str]) -> list[dict[str, str]]:
-    out = []
-    for url in requests:
-        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        if q.get("tag") == "trace_viewer":
-            out.append(q)
-    return out
-
-
 def lane_depths(events: list[dict[str, Any]]) -> dict[str, int]:
-    """The slow reference of the nesting rule: per thread, how many depths its events need.
+    """The slow reference of the nesting rule: per thread, how many levels its events need.
 
-    An event's depth is 1 + the depth of the latest earlier event (by start, longer first)
-    still open at its start, or 0 when none is.
+    Events in (start, longer first) order; an event nests one level below the deepest level whose
+    latest event contains it (open at its start, ending no earlier), else it goes on level 0.
+    Events that only partly overlap share a level.
     """
     by_row: dict[str, list[tuple[float, float]]] = {}
     for e in events:
@@ -460,22 +282,25 @@ def lane_depths(events: list[dict[str, Any]]) -> dict[str, int]:
     out = {}
     for key, evs in by_row.items():
         evs.sort(key=lambda se: (se[0], -se[1]))
-        placed: list[tuple[float, int]] = []  # (end, depth) in start order
-        deepest = 0
+        last: list[tuple[float, float]] = []  # per level: (start, end) of its latest event
         for start, dur in evs:
-            depth = 0
-            for end, d in reversed(placed):
-                if end > start:
-                    depth = d + 1
+            end = start + dur
+            level = 0
+            for k in range(len(last) - 1, -1, -1):
+                ls, le = last[k]
+                if ls <= start < le and le >= end:
+                    level = k + 1
                     break
-            placed.append((start + dur, depth))
-            deepest = max(deepest, depth + 1)
-        out[key] = deepest
+            if level == len(last):
+                last.append((start, end))
+            else:
+                last[level] = (start, end)
+        out[key] = len(last)
     return out
 
 
 def _span(ui: UiPage) -> float:
-    view = ui.page.evaluate("window.__xprofTrace.timeline.view")
+    view = ui.page.evaluate("window.xprofDebug.trace.view")
     return float(view[1] - view[0])
 
 
@@ -484,34 +309,38 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     ui.goto(view_url(server, H100_RUN, "trace_viewer"), ready="trace_viewer")
-    trace = server.api("data", run=H100_RUN, tag="trace_viewer", resolution="0")
-    events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
-    first = _trace_requests(requests)
+    # What the view asks for: the whole profile at its plot's width in pixels, XProf's derived lines,
+    # the launch arrows; it shows every event of that answer.
+    first = trace_requests(requests)
     assert len(first) == 1 and "start_time_ms" not in first[0]
-    plot_width = page.evaluate("window.__xprofTrace.timeline.plotWidth")
+    plot_width = page.evaluate("window.xprofDebug.trace.plotWidth")
     assert int(first[0]["resolution"]) == plot_width
+    assert first[0]["derived"] == "1" and first[0]["flows"] == "1"
+    trace = server.api("data", run=H100_RUN, tag="trace_viewer", resolution=str(plot_width), derived="1", flows="1")
+    events = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert page.locator(".trace-status").get_attribute("data-returned") == str(len(events))
-    rows = page.evaluate("window.__xprofTrace.timeline.items.filter(i => i.kind === 'thread').map(i => i.name)")
+    rows = page.evaluate("window.xprofDebug.trace.items.filter(i => i.kind === 'thread').map(i => i.name)")
     threads = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "thread_name"}
     assert set(rows) == threads
     depths = page.evaluate(
-        "Object.fromEntries(window.__xprofTrace.timeline.items"
-        ".filter(i => i.kind === 'thread').map(i => [i.key, i.depths]))"
+        "Object.fromEntries(window.xprofDebug.trace.items.filter(i => i.kind === 'thread').map(i => [i.key, i.depths]))"
     )
     assert depths == lane_depths(events)
     ui.shot("trace_viewer")
 
-    # Wheel over the canvas zooms in at the pointer; the visible window is fetched again.
+    # Ctrl+wheel over the canvas zooms in at the pointer; the visible window is fetched again.
     canvas = page.locator(".trace-canvas-wrap canvas")
     box = canvas.bounding_box()
     full = _span(ui)
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + 200)
+    page.keyboard.down("Control")
     for _ in range(6):
         page.mouse.wheel(0, -400)
-    page.wait_for_function("() => window.__xprofTrace.loads >= 2 && !window.__xprofTrace.busy()")
+    page.keyboard.up("Control")
+    ui.trace_idle(2)
     zoomed = _span(ui)
     assert zoomed < full / 5
-    windows = [q for q in _trace_requests(requests) if "start_time_ms" in q]
+    windows = [q for q in trace_requests(requests) if "start_time_ms" in q]
     assert windows, requests
     q = windows[-1]
     start, end, res = float(q["start_time_ms"]), float(q["end_time_ms"]), int(q["resolution"])
@@ -520,32 +349,34 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
     assert res == pytest.approx(plot_width * (end - start) * 1000 / zoomed, rel=0.02)
     ui.shot("trace_viewer_zoomed")
     # Zooming further moves the window: another request with another start_time_ms.
+    page.keyboard.down("Control")
     for _ in range(4):
         page.mouse.wheel(0, -400)
-    page.wait_for_function("() => window.__xprofTrace.loads >= 3 && !window.__xprofTrace.busy()")
-    later = [q for q in _trace_requests(requests) if "start_time_ms" in q]
+    page.keyboard.up("Control")
+    ui.trace_idle(3)
+    later = [q for q in trace_requests(requests) if "start_time_ms" in q]
     assert len(later) >= 2 and later[-1]["start_time_ms"] != q["start_time_ms"]
     # The window is in the URL: reloading shows the same window.
     page.wait_for_function("""() => {
-        const v = window.__xprofTrace.timeline.view;
+        const v = window.xprofDebug.trace.view;
         const q = new URLSearchParams(location.hash.slice(1));
         return Math.abs(Number(q.get('start_ms')) * 1000 - v[0]) < 1e-2
             && Math.abs(Number(q.get('end_ms')) * 1000 - v[1]) < 1e-2;
     }""")
-    view = page.evaluate("window.__xprofTrace.timeline.view")
+    view = page.evaluate("window.xprofDebug.trace.view")
     page.reload()
     ui.wait_ready("trace_viewer")
-    again = page.evaluate("window.__xprofTrace.timeline.view")
+    again = page.evaluate("window.xprofDebug.trace.view")
     assert again == pytest.approx(view, abs=2e-3)
 
     # Keyboard: W zooms in, D pans right.
     canvas.focus()
-    before = page.evaluate("window.__xprofTrace.timeline.view")
+    before = page.evaluate("window.xprofDebug.trace.view")
     page.keyboard.press("w")
-    after = page.evaluate("window.__xprofTrace.timeline.view")
+    after = page.evaluate("window.xprofDebug.trace.view")
     assert after[1] - after[0] < before[1] - before[0]
     page.keyboard.press("d")
-    panned = page.evaluate("window.__xprofTrace.timeline.view")
+    panned = page.evaluate("window.xprofDebug.trace.view")
     assert panned[0] > after[0]
 
     # Dragging pans: the time under the pointer follows it, and a drag selects nothing.
@@ -553,16 +384,16 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
     page.mouse.down()
     page.mouse.move(box["x"] + 600, box["y"] + 300, steps=5)
     page.mouse.up()
-    dragged = page.evaluate("window.__xprofTrace.timeline.view")
-    plot = page.evaluate("window.__xprofTrace.timeline.plotWidth")
+    dragged = page.evaluate("window.xprofDebug.trace.view")
+    plot = page.evaluate("window.xprofDebug.trace.plotWidth")
     assert dragged[0] - panned[0] == pytest.approx(100 * (panned[1] - panned[0]) / plot, rel=0.05)
     assert page.locator(".trace-details").is_hidden()
 
     # Click the longest slice in view: its details and args appear.
     page.keyboard.press("0")
-    page.wait_for_function("() => window.__xprofTrace.timeline.layers.length === 1")
+    page.wait_for_function("() => window.xprofDebug.trace.layers.length === 1")
     point = page.evaluate("""() => {
-        const t = window.__xprofTrace.timeline; const m = t.layers[0].model;
+        const t = window.xprofDebug.trace; const m = t.layers[0].model;
         let best = 0; for (let i = 1; i < m.dur.length; i++) if (m.dur[i] > m.dur[best]) best = i;
         const hit = t.hitFor(0, best); t.scrollTo(hit); t.drawNow();
         return {...t.pointOf(0, best), name: m.names[m.nameIdx[best]], dur: m.dur[best]};
@@ -578,8 +409,10 @@ def test_trace_viewer_zooms_refetches_selects_and_searches(ui: UiPage, server: S
         details.locator("dt", has_text=key).first.wait_for()
 
     # Search highlights every slice of that name and Enter jumps to the next one.
+    # The search runs over the whole profile, every event (derived lines too), not only those drawn.
     name = "gemm_fusion_dot_4"
-    expected = sum(e["name"] == name for e in events)
+    every = server.api("data", run=H100_RUN, tag="trace_viewer", resolution="0", derived="1")["traceEvents"]
+    expected = sum(e["ph"] == "X" and e["name"] == name for e in every)
     page.locator("input[aria-label='Search slices by name']").fill(name)
     page.wait_for_function(
         "n => document.querySelector('.match-count').innerText.startsWith(n + ' match')", arg=str(expected)
@@ -594,9 +427,9 @@ def test_trace_viewer_shows_several_hosts(ui: UiPage, server: Server) -> None:
     requests: list[str] = []
     ui.page.on("request", lambda r: requests.append(r.url))
     ui.goto(view_url(server, MULTI_RUN, "trace_viewer", hosts="host-a,host-b"), ready="trace_viewer")
-    procs = ui.page.evaluate("window.__xprofTrace.timeline.items.filter(i => i.kind === 'proc').map(i => i.name)")
+    procs = ui.page.evaluate("window.xprofDebug.trace.items.filter(i => i.kind === 'proc').map(i => i.name)")
     assert any(p.startswith("host-a ") for p in procs) and any(p.startswith("host-b ") for p in procs)
-    assert _trace_requests(requests)[0]["hosts"] == "host-a,host-b"
+    assert trace_requests(requests)[0]["hosts"] == "host-a,host-b"
     # The host picker names both hosts, checked.
     ui.page.locator("#host-picker summary").click()
     boxes = ui.page.locator("#host-picker .host-list input[value]")
@@ -608,7 +441,7 @@ def test_trace_viewer_shows_several_hosts(ui: UiPage, server: Server) -> None:
 
 
 def test_corrupted_host_error_names_host_and_offset(ui: UiPage, server: Server) -> None:
-    status, body, _ = _get(f"{server.url}data/plugin/profile/data?run={BROKEN_RUN}&tag=overview_page")
+    status, body, _ = http_get(f"{server.url}data/plugin/profile/data?run={BROKEN_RUN}&tag=overview_page")
     answer = json.loads(body)
     assert 400 <= status < 500 and answer["host"] == "bad"
     ui.allowed.append(FAILED_RESOURCE)  # the browser logs the 4xx itself
@@ -663,6 +496,14 @@ def test_timeline_frame_times_with_200k_slices(ui: UiPage, server: Server) -> No
     Frame times are wall-clock, so a busy machine inflates them; the self-test is run up to
     three times and the best run counts (a real regression is slow in every run).
     """
+
+    # The self-test page is test code (tests/ui/): the browser gets it as if the server had it,
+    # next to the UI modules it imports, which the server does serve.
+    def serve(name: str, kind: str) -> Any:
+        return lambda route: route.fulfill(path=str(SELFTEST / name), content_type=kind)
+
+    for name, kind in (("selftest.html", "text/html"), ("selftest.js", "text/javascript")):
+        ui.page.route(f"**/ui/{name}", serve(name, kind))
     runs = []
     for _ in range(3):
         ui.goto(server.url + "ui/selftest.html")

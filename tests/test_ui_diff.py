@@ -12,16 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import ROOT
-from test_ui_browser import (  # noqa: F401 - browser and ui are fixtures
-    Server,
-    UiPage,
-    _get,
-    assert_cell,
-    browser,
-    first_row,
-    ui,
-    view_url,
-)
+from test_ui_browser import browser, ui  # noqa: F401 - fixtures
+from ui_harness import Server, UiPage, assert_cell, first_row, view_url
+from ui_harness import http_get as _get
 
 PAIR = ROOT / "tests" / "data" / "jax_diff"
 

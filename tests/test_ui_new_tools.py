@@ -145,7 +145,8 @@ def page(browser: Browser) -> Iterator[Page]:
 
 
 def open_view(page: Page, server: Server, run: str, tool: str, **extra: str) -> None:
-    page.goto(server.url + "#" + urllib.parse.urlencode({"run": run, "tool": tool, **extra}))
+    # ?debug=1: the trace view publishes its timeline on window.xprofDebug for the test to read.
+    page.goto(server.url + "?debug=1#" + urllib.parse.urlencode({"run": run, "tool": tool, **extra}))
     page.wait_for_selector(f"main[data-ready='{tool}']", timeout=TIMEOUT_MS)
 
 
@@ -345,10 +346,12 @@ def test_show_in_graph_from_hlo_stats_op_profile_and_trace(page: Page, server: S
     kernels = [e for e in trace["traceEvents"] if e.get("ph") == "X" and "hlo_op" in (e.get("args") or {})]
     kernel = max(kernels, key=lambda e: e["dur"])
     open_view(page, server, AMD_RUN, "trace_viewer")
-    page.wait_for_function("() => window.__xprofTrace && window.__xprofTrace.timeline.layers.length >= 1")
+    page.wait_for_function(
+        "() => window.xprofDebug && window.xprofDebug.trace && window.xprofDebug.trace.layers.length >= 1"
+    )
     point = page.evaluate(
         """name => {
-        const t = window.__xprofTrace.timeline; const m = t.layers[0].model;
+        const t = window.xprofDebug.trace; const m = t.layers[0].model;
         let i = -1;
         for (let k = 0; k < m.dur.length; k++) {
             if (m.names[m.nameIdx[k]] === name && (i < 0 || m.dur[k] > m.dur[i])) i = k;

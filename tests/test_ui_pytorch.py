@@ -86,6 +86,6 @@ def test_pytorch_trace(ui: UiPage, demo_server: Server) -> None:
     trace = demo_server.api("data", **query)
     slices = [e for e in trace["traceEvents"] if e["ph"] == "X"]
     assert ui.page.locator(".trace-status").get_attribute("data-returned") == str(len(slices))
-    rows = ui.page.evaluate("window.__xprofTrace.timeline.items.filter(i => i.kind === 'thread').map(i => i.name)")
+    rows = ui.page.evaluate("window.xprofDebug.trace.items.filter(i => i.kind === 'thread').map(i => i.name)")
     assert "Stream #7" in rows and "thread 428 (python3)" in rows
     ui.shot("pytorch_trace_viewer")

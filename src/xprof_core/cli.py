@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--tool",
         required=True,
         help="overview_page, input_pipeline_analyzer, framework_op_stats, hlo_stats, op_profile, "
-        "kernel_stats, trace_viewer, memory_profile, memory_viewer, roofline_model or graph_viewer",
+        "kernel_stats, trace_viewer, memory_profile, memory_viewer, roofline_model, graph_viewer or "
+        "xprof_input_pipeline",
     )
     p.add_argument("--run", help="the run to use when SOURCE is a logdir holding several")
     p.add_argument("--host", action="append", help="only this host (repeat for several; default: all)")

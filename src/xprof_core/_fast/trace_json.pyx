@@ -141,6 +141,28 @@ cdef int out_uint(Out* o, uint64_t v) except -1:
     return out_digits(o, v)
 
 
+# JavaScript reads JSON numbers as doubles: integers past 2**53 would come out rounded
+# (program_id 12190760917235803885 as 12190760917235804000), so a stat past it is written as
+# a string of its exact digits.
+cdef uint64_t JS_SAFE_INT = 9007199254740992ULL
+
+
+cdef int out_stat_uint(Out* o, uint64_t v) except -1:
+    if v <= JS_SAFE_INT:
+        return out_digits(o, v)
+    out_put(o, '"', 1)
+    out_digits(o, v)
+    return out_put(o, '"', 1)
+
+
+cdef int out_stat_int(Out* o, int64_t v) except -1:
+    if -<int64_t>JS_SAFE_INT <= v <= <int64_t>JS_SAFE_INT:
+        return out_int(o, v)
+    out_put(o, '"', 1)
+    out_int(o, v)
+    return out_put(o, '"', 1)
+
+
 cdef int out_double(Out* o, double v) except -1:
     cdef char tmp[40]
     cdef int n
@@ -316,9 +338,9 @@ def render_event_args(buf, const offset_t[::1] event_offset, const int64_t[::1] 
                 if st.kind == KIND_DOUBLE:
                     out_double(&o, (<double*>&value)[0])
                 elif st.kind == KIND_UINT64:
-                    out_uint(&o, value)
+                    out_stat_uint(&o, value)
                 elif st.kind == KIND_INT64:
-                    out_int(&o, <int64_t>value)
+                    out_stat_int(&o, <int64_t>value)
                 elif st.kind == KIND_STR:
                     out_json_string(&o, base + st.value, st.length)
                 elif st.kind == KIND_BYTES:

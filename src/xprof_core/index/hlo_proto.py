@@ -67,17 +67,23 @@ def hlo_proto_class() -> Any:
     InstructionSequence.instruction_ids=1; HloComputationProto.name=1,
     instructions=2, id=5; HloInstructionProto.name=1, opcode=2, metadata=7,
     fusion_kind=11, custom_call_target=28, id=35, called_computation_ids=38,
-    backend_config=43; OpMetadata.op_type=1, op_name=2. The rest of the
-    message is skipped as unknown fields by protobuf's C parser.
+    backend_config=43; OpMetadata.op_type=1, op_name=2, source_file=3,
+    source_line=4. The rest of the message is skipped as unknown fields by
+    protobuf's C parser.
     """
     from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
     package = "xprof_core.hlo_proto"
     fd = descriptor_pb2.FileDescriptorProto(name="xprof_core_hlo_proto.proto", package=package, syntax="proto3")
     ftype = descriptor_pb2.FieldDescriptorProto
-    # (field, number, type: "string", "bytes", "int64" or a message name, repeated)
+    # (field, number, type: "string", "bytes", "int64", "int32" or a message name, repeated)
     layout: dict[str, list[tuple[str, int, str, bool]]] = {
-        "OpMetadata": [("op_type", 1, "string", False), ("op_name", 2, "string", False)],
+        "OpMetadata": [
+            ("op_type", 1, "string", False),
+            ("op_name", 2, "string", False),
+            ("source_file", 3, "string", False),
+            ("source_line", 4, "int32", False),
+        ],
         "Instruction": [
             ("name", 1, "string", False),
             ("opcode", 2, "string", False),
@@ -104,7 +110,12 @@ def hlo_proto_class() -> Any:
         ],
         "HloProto": [("hlo_module", 1, "Module", False)],
     }
-    scalars = {"string": ftype.TYPE_STRING, "bytes": ftype.TYPE_BYTES, "int64": ftype.TYPE_INT64}
+    scalars = {
+        "string": ftype.TYPE_STRING,
+        "bytes": ftype.TYPE_BYTES,
+        "int64": ftype.TYPE_INT64,
+        "int32": ftype.TYPE_INT32,
+    }
     for message, fields in layout.items():
         m = fd.message_type.add(name=message)
         for name, number, type_name, repeated in fields:
@@ -133,6 +144,7 @@ class HloInstruction:
     opcode: str = ""
     custom_call_target: str = ""  # custom-call instructions only
     calls_computations: bool = False  # fusions excepted: while, conditional, call, async ops ...
+    source: str = ""  # "file:line" of the framework code it came from, "" when XLA recorded none
 
 
 def kernel_name_key(name: str) -> str:
@@ -170,7 +182,16 @@ def _parse_module(raw: bytes) -> _Module | None:
             calls = ins.opcode != "fusion" and len(ins.called_computation_ids) > 0
             by_name.setdefault(
                 ins.name,
-                HloInstruction(ins.name, md.op_name, category, prov, ins.opcode, ins.custom_call_target, calls),
+                HloInstruction(
+                    ins.name,
+                    md.op_name,
+                    category,
+                    prov,
+                    ins.opcode,
+                    ins.custom_call_target,
+                    calls,
+                    f"{md.source_file}:{md.source_line}" if md.source_file else "",
+                ),
             )
             by_kernel.setdefault(kernel_name_key(ins.name), ins.name)
             name_of_id.setdefault(ins.id, ins.name)

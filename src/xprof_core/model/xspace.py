@@ -392,7 +392,13 @@ class Plane:
                 return str(stats[key])
         if "compute_cap_major" in stats:
             vendor = stats.get("device_vendor") or "NVIDIA"
-            cc = f"{stats['compute_cap_major']}.{stats.get('compute_cap_minor', 0)}"
+            major, minor = stats["compute_cap_major"], stats.get("compute_cap_minor", 0)
+            # AMD names its architectures gfx<major><minor><stepping>; the pair identifies the
+            # MI300 (gfx942) and MI350 (gfx950) series, as XProf resolves it.
+            gfx = {(9, 4): "gfx942", (9, 5): "gfx950"}.get((major, minor)) if vendor == "AMD" else None
+            if gfx:
+                return f"AMD GPU - {gfx}"
+            cc = f"{major}.{minor}"
             cores = f", {stats['core_count']} cores" if "core_count" in stats else ""
             return f"{vendor} GPU (compute capability {cc}{cores})"
         return str(stats.get("device_vendor", ""))

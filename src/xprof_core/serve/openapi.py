@@ -178,6 +178,41 @@ def openapi_document(tools: list[str]) -> dict[str, Any]:
             "memory_profile: timeline points (default 1000)",
         },
         *_tool_params(),
+        {
+            "name": "derived",
+            "in": "query",
+            "schema": {"type": "integer", "enum": [0, 1]},
+            "description": "trace_viewer: 1 adds XProf's derived lines per device stream (XLA Modules, XLA Ops, "
+            "Framework Ops, Framework Name Scope, Source code) and a device Steps line",
+        },
+        {
+            "name": "flows",
+            "in": "query",
+            "schema": {"type": "integer", "enum": [0, 1]},
+            "description": "trace_viewer: 1 adds flow events (ph s/f, cat gpu_launch) from each host launch to the "
+            "device events with its correlation_id, for the events in the window",
+        },
+        {
+            "name": "search",
+            "in": "query",
+            "schema": {"type": "string", "maxLength": 256},
+            "description": "trace_viewer: search the whole profile for events whose name contains this text "
+            "(case-insensitive); the answer is {search: {query, total, after, returned, matches: [{ts, dur, pid, "
+            "tid, name}]}} instead of a trace",
+        },
+        {
+            "name": "search_from_ms",
+            "in": "query",
+            "schema": {"type": "number"},
+            "description": "trace_viewer search: return matches starting at or after this time (ms from the profile "
+            "start)",
+        },
+        {
+            "name": "search_limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+            "description": "trace_viewer search: how many matches to return (default 500)",
+        },
     ]
     api = "/data/plugin/profile"
     return {

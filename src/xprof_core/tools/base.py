@@ -84,6 +84,19 @@ def param_int(params: Params, key: str, default: int, lo: int | None = None, hi:
     return value
 
 
+def param_flag(params: Params, key: str, default: bool = False) -> bool:
+    """A yes/no parameter: "1", "true", "yes", "on" (any case) are yes, "0", "false", "no", "off", "" no."""
+    raw = params.get(key)
+    if raw is None:
+        return default
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ParamError(f"parameter {key!r} must be a yes/no flag (1 or 0), got {str(raw)[:40]!r}")
+
+
 def param_float(
     params: Params, key: str, default: float | None, lo: float | None = None, hi: float | None = None
 ) -> float | None:

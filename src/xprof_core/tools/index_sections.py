@@ -11,7 +11,7 @@ from xprof_core.tools.base import Partial
 
 INDEX_KIND = "host_index"
 # Bump when any section's content or meaning changes: cached indexes of another version are rebuilt.
-INDEX_VERSION = 2
+INDEX_VERSION = 3  # 3: overview names the device planes its idle share averages
 # The section each table tool reads.
 SECTION_OF_TOOL = {
     "overview_page": "overview_page",

@@ -47,18 +47,39 @@ def device_description(hp: HostPass) -> tuple[str, int, str]:
     return max(set(kinds), key=kinds.count), len(kinds), hardware
 
 
-def device_idle_fraction(hp: HostPass, start_ps: int, end_ps: int) -> float | None:
-    """Share of [start, end) during which the average device plane runs nothing."""
+def device_idle_fraction(hp: HostPass, start_ps: int, end_ps: int) -> tuple[float | None, list[str], list[str]]:
+    """Share of [start, end) during which the average device plane *with work* runs nothing.
+
+    A plane has work when it ran something besides copies (kernels, XLA ops). A plane that only
+    copied a few buffers (GPU:1 of the V100 demo: 19 copies) is idle nearly all the time; counting
+    it would call the devices idle while the ones that work are busy. Returns (fraction or None,
+    the planes averaged, the device planes with events left out).
+    """
     recs = device_records(hp)
     if len(recs) == 0 or end_ps <= start_ps:
-        return None
+        return None, [], []
     rec = hp.records
     planes = hp.record_plane[recs]
+    # Copies: on a copy stream ("Stream #15(MemcpyH2D)") or named as one ("MemcpyH2D", "memcpy").
+    line_ids, line_code = np.unique(rec["line"][recs], return_inverse=True)
+    line_names = hp.lines["name"]
+    copy_line = np.array(["memcpy" in str(line_names[int(i)]).lower() for i in line_ids.tolist()], dtype=bool)
+    md_ids, md_code = np.unique(rec["md_row"][recs].astype(np.int64), return_inverse=True)
+    md_names = hp.md_names(md_ids).astype(str)
+    copy_name = np.char.startswith(np.char.lower(md_names), "memcpy")
+    work = ~(copy_line[line_code.reshape(-1)] | copy_name[md_code.reshape(-1)])
+    worked = np.unique(planes[work])
+    left_out = [hp.meta.planes[int(p)].name for p in np.setdiff1d(np.unique(planes), worked).tolist()]
+    keep = np.isin(planes, worked)
+    if not keep.any():
+        return None, [], left_out
+    recs, planes = recs[keep], planes[keep]
     uniq, group = np.unique(planes, return_inverse=True)
     s = np.clip(rec["start_ps"][recs], start_ps, end_ps)
     e = np.clip(rec["start_ps"][recs] + rec["duration_ps"][recs], start_ps, end_ps)
     busy = union_length_by_group(s, e, group.astype(np.int64), len(uniq))
-    return float(1.0 - busy.mean() / (end_ps - start_ps))
+    used = [hp.meta.planes[int(p)].name for p in uniq.tolist()]
+    return float(1.0 - busy.mean() / (end_ps - start_ps)), used, left_out
 
 
 def top_device_ops(hp: HostPass) -> list[tuple[str, int, int]]:
@@ -83,12 +104,16 @@ def overview_section(hp: HostPass) -> dict[str, Any]:
     """One host's overview figures beside its steps: devices, idle share, top device ops, hostnames."""
     table = host_step_table(hp)
     device_type, device_count, hardware = device_description(hp)
-    idle = device_idle_fraction(hp, int(table.start_ps.min()), int(table.end_ps.max())) if len(table) else None
+    idle, idle_planes, idle_left_out = (
+        device_idle_fraction(hp, int(table.start_ps.min()), int(table.end_ps.max())) if len(table) else (None, [], [])
+    )
     return {
         "device_type": device_type,
         "device_count": device_count,
         "hardware_type": hardware,
         "device_idle_fraction": idle,
+        "device_idle_planes": idle_planes,
+        "device_idle_left_out": idle_left_out,
         "top_ops": top_device_ops(hp),
         "hostnames": hp.meta.hostnames,
         "collectives": map_collectives(hp),
@@ -98,7 +123,8 @@ def overview_section(hp: HostPass) -> dict[str, Any]:
 @dataclass(frozen=True)
 class OverviewPage:
     name: str = "overview_page"
-    version: int = 3  # 2: top ops are HLO ops (attributed), not kernel names; 3: communication per rank
+    version: int = 4  # 2: top ops are HLO ops (attributed), not kernel names; 3: communication per rank;
+    # 4: idle over the devices with work
     description: str = "steps, step-time breakdown, device idle share, top ops, run environment, communication per rank"
 
     needs: str = "index"
@@ -174,6 +200,11 @@ class OverviewPage:
             "whole_profile_ms": whole_profile_ms,
             "breakdown_pct": breakdown_pct,
             "device_idle_pct": 100.0 * float(np.mean(idle)) if idle else None,
+            # Which device planes the idle share averages (those with work) and which it leaves out.
+            "device_idle_basis": {
+                "planes": sorted({n for p in partials for n in p.get("device_idle_planes", [])}),
+                "left_out": sorted({n for p in partials for n in p.get("device_idle_left_out", [])}),
+            },
             "top_ops": datatable(
                 [
                     ("op_name", "Operation", "string"),

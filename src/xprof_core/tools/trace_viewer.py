@@ -69,8 +69,15 @@ from xprof_core.model.planes import HOST_PLANE, PlaneKind, plane_identity
 from xprof_core.model.xspace import (
     XSpace,
 )
-from xprof_core.tools.base import Params, Partial, ToolParam, param_float, param_int
+from xprof_core.tools.base import Params, Partial, ToolParam, param_flag, param_float, param_int
+from xprof_core.tools.derived_lines import DerivedLines, derived_lines, gather_segments
 from xprof_core.tools.registry import register
+from xprof_core.tools.trace_flows import CATEGORY as FLOW_CATEGORY
+from xprof_core.tools.trace_flows import flow_index, flows_touching
+from xprof_core.tools.trace_search import DEFAULT_LIMIT as SEARCH_LIMIT
+from xprof_core.tools.trace_search import MAX_LIMIT as SEARCH_MAX_LIMIT
+from xprof_core.tools.trace_search import MAX_QUERY as SEARCH_MAX_QUERY
+from xprof_core.tools.trace_search import search_index
 
 VERSION = 1
 DEFAULT_RESOLUTION = 8000
@@ -150,6 +157,20 @@ class TraceIndex:
     event: np.ndarray  # original event row (uint32 or int64)
     line_rank: np.ndarray  # position in (line, start, longer first) order, to sort output (uint32 or int64)
     pyramid: list[np.ndarray]  # block maxima of significance, finest first
+    # Derived lines (derived=True): events after the XSpace's own rows, lines after its own lines.
+    derived: DerivedLines | None = None
+
+    def line_of(self, rows: np.ndarray, xs: XSpace) -> np.ndarray:
+        """Line of each event row; rows past the XSpace's events are derived events, on lines past its lines."""
+        if self.derived is None:
+            return xs.line_of_event[rows]
+        local = rows - xs.num_events
+        own = local < 0
+        return np.where(
+            own,
+            xs.line_of_event[np.where(own, rows, 0)],
+            xs.num_lines + self.derived.events.line[np.where(own, 0, local)],
+        )
 
     @property
     def num_groups(self) -> int:
@@ -186,31 +207,33 @@ class TraceIndex:
 
 
 _INDEX_CACHE: weakref.WeakKeyDictionary[XSpace, TraceIndex] = weakref.WeakKeyDictionary()
+_DERIVED_INDEX_CACHE: weakref.WeakKeyDictionary[XSpace, TraceIndex] = weakref.WeakKeyDictionary()
 _BUILD_LOCKS: weakref.WeakKeyDictionary[XSpace, threading.Lock] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 # Indexes built in this process so far (for tests and metrics: a cache hit does not count).
 INDEX_BUILDS = [0]
 
 
-def trace_index(xs: XSpace) -> TraceIndex:
+def trace_index(xs: XSpace, derived: bool = False) -> TraceIndex:
     """The :class:`TraceIndex` of ``xs``, built on first use and cached on the XSpace object.
 
-    The cache holds the XSpace weakly: the index goes when the host does.
-    Concurrent callers on one host wait for a single build; different hosts
-    build in parallel.
+    ``derived`` adds the derived lines of :mod:`~xprof_core.tools.derived_lines` (a second index,
+    cached beside the first). The cache holds the XSpace weakly: the index goes when the host
+    does. Concurrent callers on one host wait for a single build; different hosts build in parallel.
     """
+    cache = _DERIVED_INDEX_CACHE if derived else _INDEX_CACHE
     with _CACHE_LOCK:
-        idx = _INDEX_CACHE.get(xs)
+        idx = cache.get(xs)
         if idx is not None:
             return idx
         lock = _BUILD_LOCKS.setdefault(xs, threading.Lock())
     with lock:
         with _CACHE_LOCK:
-            idx = _INDEX_CACHE.get(xs)
+            idx = cache.get(xs)
         if idx is None:
-            idx = build_trace_index(xs)
+            idx = build_trace_index(xs, derived_lines(xs) if derived else None)
             with _CACHE_LOCK:
-                _INDEX_CACHE[xs] = idx
+                cache[xs] = idx
                 INDEX_BUILDS[0] += 1
         return idx
 
@@ -333,17 +356,29 @@ def _pyramid(values: np.ndarray) -> list[np.ndarray]:
     return levels
 
 
-def build_trace_index(xs: XSpace) -> TraceIndex:
-    """Build the window index of one host (see :class:`TraceIndex`). Prefer :func:`trace_index`."""
+def build_trace_index(xs: XSpace, derived: DerivedLines | None = None) -> TraceIndex:
+    """Build the window index of one host (see :class:`TraceIndex`). Prefer :func:`trace_index`.
+
+    With ``derived``, its events join the index as rows ``xs.num_events + i`` on lines
+    ``xs.num_lines + k``, each derived line listed right after the line it was derived from.
+    """
+    if derived is not None and not derived.num_events:
+        derived = None
     origin = xs.origin_ps
     timed = xs.is_timed
-    all_timed = bool(timed.all())
+    all_timed = bool(timed.all()) and derived is None
     ev = np.arange(xs.num_events, dtype=np.int64) if all_timed else np.flatnonzero(timed).astype(np.int64)
-    n = len(ev)
     if all_timed:
         line, start, dur = xs.line_of_event, xs.start_ps - origin, np.maximum(xs.duration_ps, 0)
     else:
         line, start, dur = xs.line_of_event[ev], xs.start_ps[ev] - origin, np.maximum(xs.duration_ps[ev], 0)
+    if derived is not None:
+        d = derived.events
+        ev = np.concatenate([ev, xs.num_events + np.arange(len(d.start_ps), dtype=np.int64)])
+        line = np.concatenate([line.astype(np.int64), xs.num_lines + d.line.astype(np.int64)])
+        start = np.concatenate([start, d.start_ps - origin])
+        dur = np.concatenate([dur, np.maximum(d.duration_ps, 0)])
+    n = len(ev)
 
     # 1. Row order: (line, start, longer first). Rows are the lines with timed events.
     order = _row_order(line, start, dur)
@@ -404,9 +439,16 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
 
     # 5. Rows, pids, tids and names.
     lines = xs.tables.lines
-    line_row = np.full(xs.num_lines, -1, dtype=np.int64)
+    extra = derived.lines if derived is not None else []
+    line_plane = np.concatenate([lines.plane.astype(np.int64), np.array([ln.plane for ln in extra], np.int64)])
+    line_names = [dn or nm for dn, nm in zip(lines.display_name, lines.name, strict=True)]
+    line_names += [ln.name for ln in extra]
+    # Where a line sorts among its plane's lines: its own place, or just after the line it derives from.
+    line_place = [(i, 0) for i in range(xs.num_lines)]
+    line_place += [(ln.source_line, k + 1) if ln.source_line >= 0 else (-1, k + 1) for k, ln in enumerate(extra)]
+    line_row = np.full(xs.num_lines + len(extra), -1, dtype=np.int64)
     line_row[row_line] = np.arange(len(row_line))
-    row_plane = lines.plane[row_line].astype(np.int64)
+    row_plane = line_plane[row_line]
     planes_used = sorted(set(row_plane.tolist()))
     pids = _plane_pids([xs.planes[p].name for p in planes_used])
     pid_of_plane = dict(zip(planes_used, pids, strict=True))
@@ -419,8 +461,14 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
     threads = []
     for p in planes_used:
         rows = np.flatnonzero(row_plane == p).tolist()
-        names = [lines.display_name[row_line[r]] or lines.name[row_line[r]] for r in rows]
-        ranked = sorted(range(len(rows)), key=lambda i: (_LINE_RANK.get(names[i], len(_LINE_RANK)), i))
+        names = [line_names[row_line[r]] for r in rows]
+
+        keys = []
+        for r, name in zip(rows, names, strict=True):
+            source, sub = line_place[row_line[r]]
+            ranked_name = name if source < 0 or sub == 0 else line_names[source]
+            keys.append((_LINE_RANK.get(ranked_name, len(_LINE_RANK)), source, sub))
+        ranked = sorted(range(len(rows)), key=keys.__getitem__)
         for tid, i in enumerate(ranked, start=1):
             row_tid[rows[i]] = tid
             threads.append(
@@ -456,6 +504,7 @@ def build_trace_index(xs: XSpace) -> TraceIndex:
         event=event,
         line_rank=line_rank,
         pyramid=pyramid,
+        derived=derived,
     )
 
 
@@ -600,17 +649,24 @@ def select_window(
 # --- map / reduce ---
 
 
+# Integers JavaScript reads exactly; stats past this go out as strings of their digits.
+JS_SAFE_INT = 2**53
+
+
 def _json_value(v: Any) -> Any:
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v).hex()
     if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > JS_SAFE_INT:
         return str(v)
     return v
 
 
 def event_args(xs: XSpace, rows: np.ndarray) -> list[dict[str, Any]]:
     """JSON-ready stats of each event in ``rows`` (metadata stats, then the event's own, the event's
-    winning), bytes hex-encoded and non-finite floats as strings: the Python twin of :func:`render_args`."""
+    winning), bytes hex-encoded, non-finite floats and integers past 2**53 (which JavaScript would
+    round) as strings: the Python twin of :func:`render_args`."""
     return [{k: _json_value(v) for k, v in stats.items()} for stats in xs.iter_event_stats(rows)]
 
 
@@ -732,6 +788,54 @@ def _unique_inverse(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return s[first], order[first], inverse
 
 
+def _event_times(xs: XSpace, idx: TraceIndex, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(absolute start ps, duration ps) of event rows, derived rows included."""
+    if idx.derived is None:
+        return xs.start_ps[rows], xs.duration_ps[rows]
+    local = rows - xs.num_events
+    d = local >= 0
+    start = np.empty(len(rows), dtype=np.int64)
+    dur = np.empty(len(rows), dtype=np.int64)
+    start[~d], dur[~d] = xs.start_ps[rows[~d]], xs.duration_ps[rows[~d]]
+    ev = idx.derived.events
+    start[d], dur[d] = ev.start_ps[local[d]], ev.duration_ps[local[d]]
+    return start, dur
+
+
+def _event_names(xs: XSpace, idx: TraceIndex, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """(index of each row's name in the list, the distinct names), derived rows included."""
+    local = rows - xs.num_events
+    d = local >= 0
+    code = xs.event_metadata_row[np.where(d, 0, rows)].astype(np.int64)
+    if idx.derived is not None and d.any():
+        derived_code = idx.derived.events.name_index[np.where(d, local, 0)]
+        code = np.where(d, len(xs.tables.event_metadata.id) + 1 + derived_code, code)
+    _, first, name_idx = _unique_inverse(code)
+    heads = rows[first]
+    names = xs.event_names(heads[heads < xs.num_events]).tolist()
+    if idx.derived is not None and len(heads) and (heads >= xs.num_events).any():
+        it = iter(names)
+        derived_names = idx.derived.names
+        name_of = idx.derived.events.name_index
+        names = [next(it) if h < xs.num_events else derived_names[name_of[h - xs.num_events]] for h in heads.tolist()]
+    return name_idx, names
+
+
+def _event_args(xs: XSpace, idx: TraceIndex, rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Each row's args as JSON (see :func:`render_args`), derived rows included."""
+    local = rows - xs.num_events
+    d = local >= 0
+    if idx.derived is None or not d.any():
+        return render_args(xs, rows)
+    file_blob, file_offs = render_args(xs, rows[~d])
+    derived_blob, derived_offs = idx.derived.render_args(local[d])
+    starts = np.empty(len(rows), dtype=np.int64)
+    lengths = np.empty(len(rows), dtype=np.int64)
+    starts[~d], lengths[~d] = file_offs[:-1], np.diff(file_offs)
+    starts[d], lengths[d] = len(file_blob) + derived_offs[:-1], np.diff(derived_offs)
+    return gather_segments(file_blob + derived_blob, starts, lengths)
+
+
 MAX_WINDOW_MS = 1e15  # 31 years
 
 
@@ -757,6 +861,140 @@ def _cap(durations: np.ndarray, starts: np.ndarray, max_events: int) -> np.ndarr
     return np.sort(order[:max_events])
 
 
+def _flow_columns(xs: XSpace, idx: TraceIndex, rows: np.ndarray, origin: int) -> dict[str, Any]:
+    """Launch -> device arrows touching the kept ``rows`` (see :mod:`trace_flows`), as columns."""
+    fidx = flow_index(xs)
+    sel = flows_touching(fidx, rows[rows < xs.num_events])
+    src, dst = fidx.src[sel], fidx.dst[sel]
+    src_row = idx.line_row[xs.line_of_event[src]]
+    dst_row = idx.line_row[xs.line_of_event[dst]]
+    return {
+        "src_pid": idx.row_pid[src_row],
+        "src_tid": idx.row_tid[src_row],
+        "src_ts_ps": xs.start_ps[src] - origin,
+        "dst_pid": idx.row_pid[dst_row],
+        "dst_tid": idx.row_tid[dst_row],
+        "dst_ts_ps": xs.start_ps[dst] - origin,
+        "correlation_id": fidx.correlation[sel],
+    }
+
+
+def _flow_events(cols: dict[str, Any], pid_offset: int, shift_ps: int, first_id: int) -> list[dict[str, Any]]:
+    """Chrome flow events of one host's arrows: an "s" at the launch and an "f" (bound to the enclosing
+    slice, the device event) at the device event's start, one id per arrow."""
+    out: list[dict[str, Any]] = []
+    columns = zip(
+        (np.asarray(cols["src_pid"], dtype=np.int64) + pid_offset).tolist(),
+        np.asarray(cols["src_tid"], dtype=np.int64).tolist(),
+        ((np.asarray(cols["src_ts_ps"], dtype=np.int64) + shift_ps) / 1e6).tolist(),
+        (np.asarray(cols["dst_pid"], dtype=np.int64) + pid_offset).tolist(),
+        np.asarray(cols["dst_tid"], dtype=np.int64).tolist(),
+        ((np.asarray(cols["dst_ts_ps"], dtype=np.int64) + shift_ps) / 1e6).tolist(),
+        np.asarray(cols["correlation_id"], dtype=np.uint64).tolist(),
+        strict=True,
+    )
+    for k, (sp, st, sts, dp, dt, dts, corr) in enumerate(columns, start=first_id):
+        args = {"correlation_id": str(corr)}
+        out.append(
+            {"ph": "s", "id": k, "cat": FLOW_CATEGORY, "name": "launch", "pid": sp, "tid": st, "ts": sts, "args": args}
+        )
+        out.append(
+            {
+                "ph": "f",
+                "bp": "e",
+                "id": k,
+                "cat": FLOW_CATEGORY,
+                "name": "launch",
+                "pid": dp,
+                "tid": dt,
+                "ts": dts,
+                "args": args,
+            }
+        )
+    return out
+
+
+def _search_partial(xs: XSpace, idx: TraceIndex, params: Params, origin: int) -> Partial:
+    """One host's matches of ``search`` (see :mod:`trace_search`), from ``search_from_ms`` on."""
+    query = str(params["search"])
+    if len(query) > SEARCH_MAX_QUERY:
+        raise ValueError(f"parameter 'search' is longer than {SEARCH_MAX_QUERY} characters")
+    limit = param_int(params, "search_limit", SEARCH_LIMIT, lo=1, hi=SEARCH_MAX_LIMIT)
+    from_ms = param_float(params, "search_from_ms", None)
+    if from_ms is not None and not math.isfinite(from_ms):
+        raise ValueError("parameter 'search_from_ms' must be a finite number")
+    rows = idx.event.astype(np.int64)
+    start, dur = _event_times(xs, idx, rows)
+    from_ps = -(2**62) if from_ms is None else origin + round(from_ms * 1e9)
+    derived = idx.derived
+    hits = search_index(
+        xs,
+        rows,
+        start,
+        dur,
+        derived.names if derived else None,
+        derived.events.name_index if derived else None,
+        query,
+        from_ps,
+        limit,
+    )
+    row_of = idx.line_row[idx.line_of(hits.rows, xs)]
+    name_idx, names = _event_names(xs, idx, hits.rows)
+    return {
+        "version": VERSION,
+        "origin_ps": origin,
+        "search": {
+            "query": query,
+            "total": hits.total,
+            "after": hits.after,
+            "pid": idx.row_pid[row_of],
+            "tid": idx.row_tid[row_of],
+            "ts_ps": hits.start_ps - origin,
+            "dur_ps": hits.dur_ps,
+            "name_idx": name_idx.astype(np.int32),
+            "names": names,
+        },
+    }
+
+
+def _merge_search(partials: Sequence[Partial], params: Params) -> dict[str, Any]:
+    """Hosts' matches merged in time order (pids offset per host), the first ``search_limit`` kept."""
+    limit = param_int(params, "search_limit", SEARCH_LIMIT, lo=1, hi=SEARCH_MAX_LIMIT)
+    origin = min(int(p["origin_ps"]) for p in partials)
+    matches: list[tuple[int, int, int, int, str]] = []
+    total = after = 0
+    for h, part in enumerate(partials):
+        found = part["search"]
+        total += int(found["total"])
+        after += int(found["after"])
+        shift = int(part["origin_ps"]) - origin
+        names = found["names"]
+        matches.extend(
+            zip(
+                (np.asarray(found["ts_ps"], dtype=np.int64) + shift).tolist(),
+                np.asarray(found["dur_ps"], dtype=np.int64).tolist(),
+                (np.asarray(found["pid"], dtype=np.int64) + h * HOST_PID_STRIDE).tolist(),
+                np.asarray(found["tid"], dtype=np.int64).tolist(),
+                [names[i] for i in np.asarray(found["name_idx"], dtype=np.int64).tolist()],
+                strict=True,
+            )
+        )
+    matches.sort()
+    kept = matches[:limit]
+    return {
+        "search": {
+            "query": str(partials[0]["search"]["query"]),
+            "total": total,
+            "after": after,
+            "returned": len(kept),
+            "matches": [
+                {"ts": ts / 1e6, "dur": dur / 1e6, "pid": pid, "tid": tid, "name": name}
+                for ts, dur, pid, tid, name in kept
+            ],
+        }
+    }
+
+
 class TraceViewerTool:
     """XProf's ``trace_viewer``: Chrome Trace Event JSON of a window of the timeline."""
 
@@ -764,7 +1002,8 @@ class TraceViewerTool:
     version = VERSION
     description = (
         "Timeline of every host, device, thread and stream as Chrome Trace Event JSON; "
-        "params start_time_ms, end_time_ms, resolution (0 = every event), max_events"
+        "params start_time_ms, end_time_ms, resolution (0 = every event), max_events, derived (derived lines), "
+        "flows (launch arrows), search (whole-profile search: search_from_ms, search_limit)"
     )
     needs = "xspace"
     params: tuple[ToolParam, ...] = (
@@ -780,6 +1019,11 @@ class TraceViewerTool:
         ToolParam("max_events", "int", None, "keep at most this many events (the longest)", lo=0),
         ToolParam("origin_ps", "int", None, "time zero in ps (default: the profile's first event)"),
         ToolParam("include_args", "bool", True, "render each event's stats as args"),
+        ToolParam("derived", "bool", False, "add XProf's derived lines per device stream and a device Steps line"),
+        ToolParam("flows", "bool", False, "add flow events from each host launch to its device events"),
+        ToolParam("search", "str", None, "search the whole profile: events whose name contains this text"),
+        ToolParam("search_from_ms", "float", None, "search: matches starting at or after this time (ms)"),
+        ToolParam("search_limit", "int", 500, "search: how many matches to return", lo=1, hi=10000),
     )
 
     def map(self, xs: XSpace, params: Params) -> Partial:
@@ -792,18 +1036,20 @@ class TraceViewerTool:
         ``include_args=0``).
         """
         start_ms, end_ms, resolution, max_events, origin_param, include_args = _parse_params(params)
-        idx = trace_index(xs)
+        idx = trace_index(xs, derived=param_flag(params, "derived"))
         # Windows and output are relative to the index origin unless another origin was asked for.
         shift = 0 if origin_param is None else idx.origin_ps - origin_param
         origin = idx.origin_ps if origin_param is None else origin_param
+        if params.get("search"):
+            return _search_partial(xs, idx, params, origin)
         ws = None if start_ms is None else round(start_ms * 1e9) - shift
         we = None if end_ms is None else round(end_ms * 1e9) - shift
         sel = select_window(idx, ws, we, resolution)
         pos = sel.positions
         dropped_visibility = sel.events_in_window - len(pos)
         rows = idx.event[pos].astype(np.int64)
-        ts = xs.start_ps[rows] - origin
-        dur = xs.duration_ps[rows]
+        ts, dur = _event_times(xs, idx, rows)
+        ts = ts - origin
         dropped_cap = 0
         if max_events is not None and len(pos) > max_events:
             keep = _cap(dur, ts, max_events)
@@ -811,12 +1057,10 @@ class TraceViewerTool:
             pos, rows, ts, dur = pos[keep], rows[keep], ts[keep], dur[keep]
         order = np.argsort(idx.line_rank[pos], kind="stable")
         rows, ts, dur = rows[order], ts[order], dur[order]
-        row_of = idx.line_row[xs.line_of_event[rows]]
-        md = xs.event_metadata_row[rows]
-        _, first, name_idx = _unique_inverse(md)
-        names = xs.event_names(rows[first]).tolist()
+        row_of = idx.line_row[idx.line_of(rows, xs)]
+        name_idx, names = _event_names(xs, idx, rows)
         if include_args:
-            args_json, args_offsets = render_args(xs, rows)
+            args_json, args_offsets = _event_args(xs, idx, rows)
         else:
             args_json, args_offsets = b"", np.zeros(len(rows) + 1, dtype=np.int64)
         return {
@@ -844,6 +1088,7 @@ class TraceViewerTool:
                 "dropped_max_events": dropped_cap,
                 "max_events": max_events,
             },
+            **({"flows": _flow_columns(xs, idx, rows, origin)} if param_flag(params, "flows") else {}),
         }
 
     def _merge(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
@@ -860,6 +1105,7 @@ class TraceViewerTool:
         first_ms: list[float] = []
         end_ms: list[float] = []
         in_window = dropped_vis = dropped_cap = blob_at = 0
+        flows: list[dict[str, Any]] = []
         for h, part in enumerate(partials):
             host = str(part.get("host", f"host{h}"))
             shift = int(part["origin_ps"]) - origin
@@ -867,7 +1113,9 @@ class TraceViewerTool:
             for proc in part["processes"]:
                 pid = proc["pid"] + offset
                 name = f"{host} {proc['name']}" if multi else proc["name"]
-                meta.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}})
+                # Several hosts: the host and the plane also apart, so a viewer can show them distinctly.
+                named = {"name": name, "host": host, "plane": proc["name"]} if multi else {"name": name}
+                meta.append({"ph": "M", "name": "process_name", "pid": pid, "args": named})
                 meta.append(
                     {
                         "ph": "M",
@@ -905,6 +1153,8 @@ class TraceViewerTool:
             if span[1] >= span[0] and part["threads"]:
                 first_ms.append((span[0] + shift) / 1e9)
                 end_ms.append((span[1] + shift) / 1e9)
+            if "flows" in part:
+                flows.extend(_flow_events(part["flows"], offset, shift, len(flows) // 2))
             c = part["counts"]
             in_window += int(c["events_in_window"])
             dropped_vis += int(c["dropped_visibility"])
@@ -937,10 +1187,19 @@ class TraceViewerTool:
                 "eventsInWindow": in_window,
             },
         }
-        return {"header": header, "meta": meta, "cols": merged, "names": names, "args": b"".join(blobs)}
+        return {
+            "header": header,
+            "meta": meta,
+            "cols": merged,
+            "names": names,
+            "args": b"".join(blobs),
+            "flows": flows,
+        }
 
     def reduce(self, partials: Sequence[Partial], params: Params) -> dict[str, Any]:
         """Merge host partials (in host order) into the trace viewer's JSON dict."""
+        if partials and "search" in partials[0]:
+            return _merge_search(partials, params)
         m = self._merge(partials, params)
         cols, names, blob = m["cols"], m["names"], m["args"]
         events = m["meta"]
@@ -965,6 +1224,7 @@ class TraceViewerTool:
                 strict=True,
             )
         )
+        events.extend(m["flows"])
         return {**m["header"], "traceEvents": events}
 
     def reduce_json(self, partials: Sequence[Partial], params: Params) -> bytes:
@@ -973,6 +1233,8 @@ class TraceViewerTool:
         ``ts``/``dur`` are written as exact decimals of microseconds; readers
         get the same numbers as from :meth:`reduce` up to float rounding.
         """
+        if partials and "search" in partials[0]:
+            return orjson.dumps(_merge_search(partials, params))
         m = self._merge(partials, params)
         cols = m["cols"]
         raw = [n.encode("utf-8") for n in m["names"]]
@@ -996,7 +1258,9 @@ class TraceViewerTool:
             len(m["meta"]) > 0,
         )
         head = orjson.dumps(m["header"])
-        return b"".join([head[:-1], b',"traceEvents":', meta[:-1], events, b"]}"])
+        flows = orjson.dumps(m["flows"])[1:-1]
+        tail = [b",", flows] if flows and (len(m["meta"]) or len(cols["ts"])) else [flows]
+        return b"".join([head[:-1], b',"traceEvents":', meta[:-1], events, *tail, b"]}"])
 
 
 TRACE_VIEWER = register(TraceViewerTool())

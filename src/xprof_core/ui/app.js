@@ -24,7 +24,12 @@ const TOOL_LABELS = {
   memory_viewer: "Memory viewer",
   roofline_model: "Roofline",
   graph_viewer: "Graph viewer",
+  xprof_input_pipeline: "XProf's input pipeline analysis",
   diff: "Compare",
+};
+// Tools shown inside another tool's view, not as tabs of their own: tool -> the view that shows it.
+const SHOWN_WITHIN = {
+  xprof_input_pipeline: "input_pipeline_analyzer",
 };
 // Which module renders which tool; any other tool gets the generic view (its tables and fields).
 const VIEW_MODULES = {
@@ -96,7 +101,7 @@ function adoptQueryState() {
 
 // --- data shared across views ---
 
-const cache = { runs: null, hosts: new Map(), tools: new Map(), config: null };
+const cache = { runs: null, hosts: new Map(), tools: new Map(), config: null, hardware: new Map() };
 
 async function getRuns(refresh = false) {
   if (!cache.runs || refresh) cache.runs = sortRunsNewestFirst(await fetchJson(apiUrl("runs")));
@@ -167,6 +172,11 @@ async function render() {
   renderRunPicker(state);
   renderHostPicker(state, hosts);
   renderTabs(state, tools);
+  if (SHOWN_WITHIN[state.tool] && tools.includes(SHOWN_WITHIN[state.tool])) {
+    history.replaceState(null, "", stateHash({ ...state, tool: SHOWN_WITHIN[state.tool] }));
+    await render();
+    return;
+  }
   if (!state.tool && tools.length) {
     // A run without a tool opens its overview; replace, so Back does not land here again.
     history.replaceState(null, "", stateHash({ ...state, tool: tools.includes("overview_page") ? "overview_page" : tools[0] }));
@@ -223,13 +233,16 @@ function makeContext(state, runHosts, signal) {
     navigate,
     dataUrl: (params = {}, tool = state.tool) => dataUrl(state.run, tool, state.hosts, params),
     csvUrl: (table) => dataUrl(state.run, state.tool, state.hosts, { table }, "data_csv"),
-    /** Fetch the tool's JSON into `into` (default: the main area) showing progress; null after showing an error. */
-    async load(params = {}, into = main) {
-      const what = `${toolLabel(state.tool)} for ${hostLabel(state.hosts, runHosts)}`;
+    /**
+     * Fetch a tool's JSON (default: the view's tool) into `into` (default: the main area) showing progress;
+     * null after showing an error.
+     */
+    async load(params = {}, into = main, tool = state.tool) {
+      const what = `${toolLabel(tool)} for ${hostLabel(state.hosts, runHosts)}`;
       const panel = loadingPanel(`Loading ${what}…`);
       replaceChildren(into, panel.el);
       try {
-        return await fetchJson(dataUrl(state.run, state.tool, state.hosts, params),
+        return await fetchJson(dataUrl(state.run, tool, state.hosts, params),
           { signal, onProgress: panel.progress });
       } catch (err) {
         if (err.name === "AbortError") throw err;
@@ -313,12 +326,46 @@ function renderHostPicker(state, hosts) {
 
 function renderTabs(state, tools) {
   tabs.hidden = false;
-  replaceChildren(tabs, tools.map((tool) => h("a", {
+  replaceChildren(tabs, tools.filter((tool) => !SHOWN_WITHIN[tool]).map((tool) => h("a", {
     href: stateHash({ run: state.run, tool, hosts: state.hosts }),
     text: toolLabel(tool),
     dataset: { tool },
     "aria-current": tool === state.tool ? "page" : null,
   })));
+  disableTabsThatDoNotApply(state.run);
+}
+
+// Tools that have nothing to show on some hardware, and why: kernel stats need GPU kernels.
+const NOT_FOR = {
+  kernel_stats: {
+    CPU_ONLY: "No GPU kernels: this run is a CPU-only profile.",
+    TPU: "No GPU kernels: this run's devices are TPUs (see HLO stats and Op profile).",
+  },
+};
+
+/** The run's hardware type (overview_page's run environment), fetched once per run. */
+function getHardware(run) {
+  if (!cache.hardware.has(run)) {
+    cache.hardware.set(run, fetchJson(dataUrl(run, "overview_page", []))
+      .then((d) => (d.run_environment || {}).hardware_type || "")
+      .catch(() => ""));
+  }
+  return cache.hardware.get(run);
+}
+
+/** Grey out the tabs of tools that do not apply to this run's hardware, with the reason as their tooltip. */
+async function disableTabsThatDoNotApply(run) {
+  const hardware = await getHardware(run);
+  if (readState().run !== run) return;
+  for (const [tool, reasons] of Object.entries(NOT_FOR)) {
+    const tab = tabs.querySelector(`[data-tool="${tool}"]`);
+    const reason = reasons[hardware];
+    if (!tab || !reason) continue;
+    tab.setAttribute("aria-disabled", "true");
+    tab.title = reason;
+    tab.classList.add("disabled");
+    tab.addEventListener("click", (e) => e.preventDefault());
+  }
 }
 
 async function renderLanding(seq) {

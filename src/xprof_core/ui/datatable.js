@@ -1,19 +1,53 @@
 // A Google DataTable ({cols, rows: [{c: [{v}]}]}) as an HTML table that sorts (click a header),
 // filters (text box), pages, and links to the same table as CSV (the API's data_csv route).
-// Only the visible page is in the DOM, so tables of any length stay cheap.
+// Only the visible page is in the DOM, so tables of any length stay cheap. Long names (kernels,
+// HLO expressions) stay on one line, cut with an ellipsis, whole in their tooltip; their columns
+// start wide, and every column can be resized by dragging its header's right edge. A table wider
+// than the page scrolls inside its panel.
 
 import { h, replaceChildren } from "./dom.js";
-import { formatNumber } from "./format.js";
+import { formatNumber, opLabel } from "./format.js";
 
 const PAGE_SIZES = [25, 50, 100, 500];
+const LONG_TEXT = 40; // characters past which a string column counts as long
+const LONG_COL_PX = 320; // starting width of a long column
+const NAME_COL_PX = 240; // starting width of a column of names
+const NAME_COLUMN = /(^|_)(name|expression|operation)$/;
+const MIN_COL_PX = 48;
+
+/** A drag handle on a header's right edge that sets the column's width. */
+function resizeHandle(th) {
+  const handle = h("span.col-resize", { "aria-hidden": "true", title: "Drag to resize the column" });
+  handle.addEventListener("pointerdown", (e) => {
+    e.preventDefault();
+    e.stopPropagation();
+    const x0 = e.clientX;
+    const w0 = th.getBoundingClientRect().width;
+    handle.setPointerCapture(e.pointerId);
+    const move = (ev) => {
+      const w = Math.max(MIN_COL_PX, Math.round(w0 + ev.clientX - x0));
+      th.style.width = `${w}px`;
+      th.style.minWidth = `${w}px`;
+      th.style.maxWidth = `${w}px`;
+    };
+    const up = () => {
+      handle.removeEventListener("pointermove", move);
+      handle.removeEventListener("pointerup", up);
+    };
+    handle.addEventListener("pointermove", move);
+    handle.addEventListener("pointerup", up);
+  });
+  handle.addEventListener("click", (e) => e.stopPropagation());
+  return handle;
+}
 const collator = new Intl.Collator("en", { numeric: true, sensitivity: "base" });
 
-/** The display text of a cell value of a column type. */
+/** The display text of a cell value of a column type (an op named by its HLO text shows its op name). */
 export function cellText(value, type) {
   if (value === null || value === undefined) return "";
   if (type === "boolean") return value ? "yes" : "no";
   if (type === "number") return formatNumber(value);
-  return String(value);
+  return opLabel(String(value));
 }
 
 /**
@@ -56,12 +90,24 @@ export function dataTable({ name, table, title, csvUrl = null, pageSize = 50, em
     ? h("a.button.small.csv-link", { href: csvUrl, download: `${name}.csv`, text: "Download CSV" })
     : null;
 
-  const headCells = cols.map((col, i) =>
-    h(`th${col.type === "number" ? ".num" : ""}`, { scope: "col", "aria-sort": "none", dataset: { col: col.id } },
-      h("button", {
-        type: "button", text: col.label || col.id, title: `Sort by ${col.label || col.id}`,
-        onclick: () => sortBy(i),
-      })));
+  // Columns of names (kernels, ops, HLO text) and of long text start wide and cut their cells.
+  const maxLen = cols.map((col, j) => (col.type !== "string" ? 0
+    : rows.reduce((n, r) => Math.max(n, r[j] === null || r[j] === undefined ? 0 : String(r[j]).length), 0)));
+  const colWidth = cols.map((col, j) => (maxLen[j] > LONG_TEXT ? LONG_COL_PX
+    : NAME_COLUMN.test(col.id) && maxLen[j] > 12 ? NAME_COL_PX : 0));
+  const longCol = colWidth.map((w) => w > 0);
+  const headCells = cols.map((col, i) => {
+    const th = h(`th${col.type === "number" ? ".num" : ""}`, {
+      scope: "col", "aria-sort": "none", dataset: { col: col.id },
+      style: longCol[i] ? `width:${colWidth[i]}px;min-width:${colWidth[i]}px` : null,
+    },
+    h("button", {
+      type: "button", text: col.label || col.id, title: `Sort by ${col.label || col.id}`,
+      onclick: () => sortBy(i),
+    }));
+    th.append(resizeHandle(th));
+    return th;
+  });
   const tbody = h("tbody");
   const tableEl = h("table.data", { dataset: { table: name } }, h("thead", {}, h("tr", {}, headCells)), tbody);
   const pageText = h("span.page-text");
@@ -92,7 +138,11 @@ export function dataTable({ name, table, title, csvUrl = null, pageSize = 50, em
     let idx = rows.map((_, i) => i);
     if (state.filter) {
       if (!searchText) {
-        searchText = rows.map((r) => r.map((v, j) => cellText(v, cols[j].type)).join("\u0001").toLowerCase());
+        // What a row shows, plus the whole name of ops shown by their op name.
+        searchText = rows.map((r) => r.map((v, j) => {
+          const text = cellText(v, cols[j].type);
+          return cols[j].type === "string" && v !== null && text !== String(v) ? `${text}\u0001${v}` : text;
+        }).join("\u0001").toLowerCase());
       }
       idx = idx.filter((i) => searchText[i].includes(state.filter));
     }
@@ -128,10 +178,12 @@ export function dataTable({ name, table, title, csvUrl = null, pageSize = 50, em
       trs.push(h("tr", {}, r.map((v, j) => {
         const type = cols[j].type;
         const text = cellText(v, type);
-        const cls = type === "number" ? "td.num" : text.length > 60 ? "td.wrap" : "td";
+        const cls = type === "number" ? "td.num" : longCol[j] ? "td.clip" : "td";
+        const whole = v === null || v === undefined ? null : String(v);
         const href = cellLink && text ? cellLink(r, cols[j].id) : null;
-        return h(cls, { text: href ? null : text, title: type === "number" && v !== null ? String(v) : null,
-          dataset: { v: v === null || v === undefined ? "" : String(v) } }, href ? h("a", { href, text }) : null);
+        return h(cls, { text: href ? null : text,
+          title: type === "number" || longCol[j] || (whole !== null && whole !== text) ? whole : null,
+          dataset: { v: whole === null ? "" : whole } }, href ? h("a", { href, text }) : null);
       })));
     }
     if (!trs.length) {

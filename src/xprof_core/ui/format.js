@@ -31,6 +31,34 @@ export function formatDurationUs(us) {
   return `${trim(us / 1e6)} s`;
 }
 
+const THIN = "\u2009"; // thin space: groups of decimals
+
+/**
+ * An exact time given in µs (as the trace JSON writes it, to the picosecond), in the unit that
+ * suits it, every digit kept and grouped: "49.680 123 45 ms", "30 ns", "9,952.000 001 s".
+ */
+export function formatTimeExactUs(us) {
+  if (us === null || us === undefined || !Number.isFinite(us)) return "n/a";
+  const neg = us < 0;
+  // Decimal digits of |us| to the picosecond, as text: no float arithmetic past this point.
+  const [intPart, fracPart] = Math.abs(us).toFixed(6).split(".");
+  const digits = intPart + fracPart; // the value in ps
+  const ps = digits.replace(/^0+(?=\d)/, "");
+  const units = [["s", 12], ["ms", 9], ["µs", 6], ["ns", 3], ["ps", 0]];
+  let [unit, shift] = units[units.length - 1];
+  for (const [u, k] of units) {
+    if (ps.length > k) {
+      [unit, shift] = [u, k];
+      break;
+    }
+  }
+  const whole = ps.length > shift ? ps.slice(0, ps.length - shift) : "0";
+  const frac = ps.slice(ps.length - shift).padStart(shift, "0").replace(/0+$/, "");
+  const groupedWhole = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const groupedFrac = frac.replace(/(\d{3})(?=\d)/g, `$1${THIN}`);
+  return `${neg ? "-" : ""}${groupedWhole}${groupedFrac ? `.${groupedFrac}` : ""} ${unit}`;
+}
+
 function trim(x) {
   const a = Math.abs(x);
   const digits = a >= 100 ? 1 : a >= 10 ? 2 : 3;
@@ -49,4 +77,13 @@ export function formatBytes(n) {
 export function humanize(name) {
   const s = String(name).replace(/_/g, " ");
   return s.charAt(0).toUpperCase() + s.slice(1);
+}
+
+const HLO_TEXT = /^%(\S+) = /;
+
+/** How an op is named on screen: the op name of HLO text ("%copy-done.5 = f32[...] copy-done(...)"
+ * → "copy-done.5", as TPU profiles name their ops), else the name itself. */
+export function opLabel(name) {
+  const m = HLO_TEXT.exec(name);
+  return m ? m[1] : name;
 }

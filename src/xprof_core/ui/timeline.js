@@ -1,6 +1,9 @@
 // The trace timeline on one canvas: a time axis, one row per process thread (grouped under
-// process headers), nested slices by depth. Zoom and pan with the wheel, drag, W/A/S/D and
-// arrows; click a slice to select it.
+// process headers), nested slices by depth, and flow arrows from host launches to device work.
+// The wheel scrolls rows (a scrollbar shows where), Ctrl/Alt+wheel and W/S zoom at the pointer,
+// Shift+wheel, A/D and drag pan; keys work wherever the page's focus is, unless typing in a field.
+// Hovering a slice or a row label shows it in full; click a slice to select it; drag the label
+// gutter's edge to resize it. Processes can be hidden and threads filtered by name.
 //
 // Drawing stays fast at any density:
 //  * culling: only rows in view are visited, and a lane's slices in the time window are found
@@ -18,7 +21,9 @@
 import { lowerBound } from "./trace_model.js";
 import { formatDurationUs } from "./format.js";
 
-const GUTTER = 220; // px of row labels at the left
+const DEFAULT_GUTTER = 220; // px of row labels at the left (the user can drag its edge)
+const MIN_GUTTER = 80;
+const GUTTER_GRAB = 4; // px either side of the gutter's edge that grab it
 const AXIS = 24; // px of time axis at the top
 const LANE_H = 16; // px per nesting level
 const ROW_PAD = 3; // px above and below a thread's lanes
@@ -100,15 +105,31 @@ export class Timeline {
     this.keyLoop = 0; // requestAnimationFrame id of the W/A/S/D animation
     this.charWidth = 6.2;
     this.listeners = [];
+    this.gutter = DEFAULT_GUTTER;
+    this.hiddenPids = new Set(); // processes the user hid
+    this.threadFilter = ""; // lower-cased text thread names must contain
+    this.showFlows = true;
+    this.hover = null; // what the pointer is over: {hit} | {label} | null
     this.listen(canvas, "wheel", (e) => this.onWheel(e), { passive: false });
     this.listen(canvas, "pointerdown", (e) => this.onPointerDown(e));
     this.listen(canvas, "pointermove", (e) => this.onPointerMove(e));
     this.listen(canvas, "pointerup", (e) => this.onPointerUp(e));
     this.listen(canvas, "pointercancel", () => { this.pointer = null; canvas.classList.remove("dragging"); });
-    this.listen(canvas, "pointerleave", () => { this.mouseX = null; });
-    this.listen(canvas, "keydown", (e) => this.onKeyDown(e));
-    this.listen(canvas, "keyup", (e) => this.held.delete(e.key.toLowerCase()));
-    this.listen(canvas, "blur", () => this.held.clear());
+    this.listen(canvas, "pointerleave", () => {
+      this.mouseX = null;
+      this.setHover(null);
+    });
+    // Keys reach the timeline from anywhere on the page but form fields (no click needed first).
+    this.listen(document, "keydown", (e) => {
+      if (!isTyping(e.target)) this.onKeyDown(e);
+    });
+    this.listen(document, "keyup", (e) => this.held.delete(e.key.toLowerCase()));
+    this.listen(window, "blur", () => this.held.clear());
+    this.scrollbar = new Scrollbar(canvas.parentElement || canvas, (y) => {
+      this.scrollY = y;
+      this.clampScroll();
+      this.requestDraw();
+    });
     this.resizeObserver = new ResizeObserver(() => this.resize());
     this.resizeObserver.observe(canvas.parentElement || canvas);
     this.resize();
@@ -121,6 +142,7 @@ export class Timeline {
 
   destroy() {
     for (const [t, type, fn, options] of this.listeners) t.removeEventListener(type, fn, options);
+    this.scrollbar.destroy();
     this.resizeObserver.disconnect();
     if (this.pending) cancelAnimationFrame(this.pending);
     if (this.keyLoop) cancelAnimationFrame(this.keyLoop);
@@ -131,7 +153,7 @@ export class Timeline {
 
   /** Width in CSS px of the time area (what a window's `resolution` should be). */
   get plotWidth() {
-    return Math.max(1, this.width - GUTTER);
+    return Math.max(1, this.width - this.gutter);
   }
 
   /**
@@ -142,7 +164,7 @@ export class Timeline {
     const layer = (model, clip) => {
       if (!model) return null;
       const color = new Uint8Array(model.names.length);
-      model.names.forEach((name, i) => { color[i] = colorIndex(name); });
+      model.labels.forEach((label, i) => { color[i] = colorIndex(label); });
       return { model, clip, color, match: null };
     };
     const old = this.layers;
@@ -181,9 +203,12 @@ export class Timeline {
     });
     const byPid = new Map();
     for (const t of threads.values()) {
+      if (this.hiddenPids.has(t.pid)) continue;
+      if (this.threadFilter && !t.name.toLowerCase().includes(this.threadFilter)) continue;
       if (!byPid.has(t.pid)) byPid.set(t.pid, []);
       byPid.get(t.pid).push(t);
     }
+    this.processes = [...procs.values()].sort((a, b) => a.sortIndex - b.sortIndex || a.pid - b.pid);
     const pids = [...byPid.keys()].sort((a, b) => {
       const pa = procs.get(a) || { sortIndex: a };
       const pb = procs.get(b) || { sortIndex: b };
@@ -194,7 +219,7 @@ export class Timeline {
     for (const pid of pids) {
       const p = procs.get(pid) || { name: `pid ${pid}` };
       const list = byPid.get(pid).sort((a, b) => a.sortIndex - b.sortIndex || a.tid - b.tid);
-      items.push({ kind: "proc", pid, name: p.name, y, h: PROC_H, count: list.length });
+      items.push({ kind: "proc", pid, name: p.name, host: p.host, plane: p.plane, y, h: PROC_H, count: list.length });
       y += PROC_H;
       if (this.collapsed.has(pid)) continue;
       for (const t of list) {
@@ -206,7 +231,23 @@ export class Timeline {
     }
     this.items = items;
     this.totalHeight = y;
+    this.itemByKey = new Map(items.filter((it) => it.kind === "thread").map((it) => [it.key, it]));
     this.clampScroll();
+  }
+
+  /** Hide or show processes and keep the threads whose name contains `text` (case-insensitive). */
+  setFilter({ hiddenPids = this.hiddenPids, threadText = this.threadFilter } = {}) {
+    this.hiddenPids = new Set(hiddenPids);
+    this.threadFilter = (threadText || "").trim().toLowerCase();
+    this.layout();
+    if (this.selected && !this.items.includes(this.selected.item)) this.select(null);
+    this.requestDraw();
+  }
+
+  /** What is drawn for slice `index` of layer `li`: the op name of HLO text, else the name. */
+  labelOf(li, index) {
+    const m = this.layers[li].model;
+    return m.labels[m.nameIdx[index]];
   }
 
   // --- search ---
@@ -308,7 +349,7 @@ export class Timeline {
   /** Zoom by `factor` (< 1 zooms in) keeping the time under x (CSS px) in place. */
   zoomAt(x, factor) {
     const [s, e] = this.view;
-    const px = Math.min(Math.max(x - GUTTER, 0), this.plotWidth);
+    const px = Math.min(Math.max(x - this.gutter, 0), this.plotWidth);
     const t = s + ((e - s) * px) / this.plotWidth;
     const span = (e - s) * factor;
     this.setView(t - (span * px) / this.plotWidth, t - (span * px) / this.plotWidth + span);
@@ -316,7 +357,7 @@ export class Timeline {
 
   /** Zoom by `factor` around the middle of the plot. */
   zoomBy(factor) {
-    this.zoomAt(GUTTER + this.plotWidth / 2, factor);
+    this.zoomAt(this.gutter + this.plotWidth / 2, factor);
   }
 
   panByPx(dx) {
@@ -347,7 +388,7 @@ export class Timeline {
 
   resize() {
     const box = (this.canvas.parentElement || this.canvas).getBoundingClientRect();
-    const w = Math.max(GUTTER + 50, Math.floor(box.width));
+    const w = Math.max(this.gutter + 50, Math.floor(box.width));
     const h = Math.max(AXIS + 40, Math.floor(box.height));
     const dpr = window.devicePixelRatio || 1;
     if (w === this.width && h === this.height && this.dpr === dpr) return;
@@ -393,8 +434,8 @@ export class Timeline {
     const m = this.layers[li].model;
     const [vs, ve] = this.view;
     const k = this.plotWidth / (ve - vs);
-    const x0 = Math.max(GUTTER, GUTTER + (m.start[index] - vs) * k);
-    const x1 = Math.min(this.width, GUTTER + (m.start[index] + m.dur[index] - vs) * k);
+    const x0 = Math.max(this.gutter, this.gutter + (m.start[index] - vs) * k);
+    const x1 = Math.min(this.width, this.gutter + (m.start[index] + m.dur[index] - vs) * k);
     const y = AXIS + hit.item.y - this.scrollY + ROW_PAD + hit.depth * LANE_H + LANE_H / 2;
     if (x1 < x0 || y < AXIS || y > this.height || this.collapsed.has(hit.item.pid)) return null;
     return { x: (x0 + x1) / 2, y };
@@ -433,12 +474,12 @@ export class Timeline {
     }
     if (!found) return null;
     if (found.kind === "proc") return { proc: found };
-    if (x < GUTTER) return null;
+    if (x < this.gutter) return null;
     const depth = Math.floor((yy - found.y - ROW_PAD) / LANE_H);
     if (depth < 0 || depth >= found.depths) return null;
     const [s, e] = this.view;
     const k = this.plotWidth / (e - s);
-    const t = s + (x - GUTTER) / k;
+    const t = s + (x - this.gutter) / k;
     const tol = 3 / k; // a few pixels, so slivers can be clicked
     for (let li = this.layers.length - 1; li >= 0; li--) {
       const layer = this.layers[li];
@@ -466,27 +507,41 @@ export class Timeline {
 
   // --- input ---
 
+  /** Wheel: rows scroll; Ctrl/Alt/Meta+wheel zooms at the pointer; Shift+wheel or a sideways wheel pans. */
   onWheel(e) {
     e.preventDefault();
     const scale = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? this.height : 1;
     const dx = e.deltaX * scale;
     const dy = e.deltaY * scale;
-    if (e.shiftKey) this.scrollBy(dy || dx);
-    else if (Math.abs(dx) > Math.abs(dy)) this.panByPx(dx);
-    else this.zoomAt(e.offsetX, Math.exp(dy * 0.0015));
+    if (e.ctrlKey || e.altKey || e.metaKey) this.zoomAt(e.offsetX, Math.exp((dy || dx) * 0.0015));
+    else if (e.shiftKey) this.panByPx(dy || dx);
+    else {
+      if (dx) this.panByPx(dx);
+      if (dy) this.scrollBy(dy);
+    }
   }
 
   onPointerDown(e) {
     if (e.button !== 0) return;
     this.canvas.focus({ preventScroll: true });
-    this.pointer = { id: e.pointerId, x0: e.offsetX, y0: e.offsetY, x: e.offsetX, y: e.offsetY, moved: false };
+    const onEdge = Math.abs(e.offsetX - this.gutter) <= GUTTER_GRAB && e.offsetY > AXIS;
+    this.pointer = { id: e.pointerId, x0: e.offsetX, y0: e.offsetY, x: e.offsetX, y: e.offsetY, moved: false,
+      gutter: onEdge ? this.gutter : null };
     this.canvas.setPointerCapture(e.pointerId);
   }
 
   onPointerMove(e) {
     this.mouseX = e.offsetX;
     const p = this.pointer;
-    if (!p || p.id !== e.pointerId) return;
+    if (!p || p.id !== e.pointerId) {
+      this.canvas.classList.toggle("resize-gutter", Math.abs(e.offsetX - this.gutter) <= GUTTER_GRAB && e.offsetY > AXIS);
+      this.setHover(this.hoverAt(e.offsetX, e.offsetY), e.offsetX, e.offsetY);
+      return;
+    }
+    if (p.gutter !== null) {
+      this.setGutter(p.gutter + e.offsetX - p.x0);
+      return;
+    }
     // A press that moves less than 4 px is a click; past that, the whole movement pans.
     if (!p.moved) {
       if (Math.hypot(e.offsetX - p.x0, e.offsetY - p.y0) < 4) return;
@@ -506,7 +561,7 @@ export class Timeline {
     if (!p || p.id !== e.pointerId) return;
     this.pointer = null;
     this.canvas.classList.remove("dragging");
-    if (p.moved) return;
+    if (p.moved || p.gutter !== null) return;
     const hit = this.hitTest(e.offsetX, e.offsetY);
     if (hit && hit.proc) this.toggleProcess(hit.proc.pid);
     else this.select(hit);
@@ -518,6 +573,56 @@ export class Timeline {
     this.layout();
     if (this.selected && this.collapsed.has(this.selected.item.pid)) this.select(null);
     this.requestDraw();
+  }
+
+  /** Resize the label gutter to `px` (within bounds); the plot keeps the same time span. */
+  setGutter(px) {
+    const g = Math.round(Math.min(Math.max(px, MIN_GUTTER), Math.max(MIN_GUTTER, this.width - 100)));
+    if (g === this.gutter) return;
+    this.gutter = g;
+    this.requestDraw();
+    if (this.hooks.onResize) this.hooks.onResize(this.width);
+  }
+
+  /** What the pointer is over: a slice ({hit}), a row or process label ({label, item}), or null. */
+  hoverAt(x, y) {
+    if (y < AXIS) return null;
+    if (x < this.gutter - GUTTER_GRAB) {
+      const yy = y - AXIS + this.scrollY;
+      const item = this.items.find((it) => yy >= it.y && yy < it.y + it.h);
+      return item ? { label: item.kind === "proc" ? this.headerText(item) : item.name, item } : null;
+    }
+    const hit = this.hitTest(x, y);
+    return hit && !hit.proc ? { hit } : null;
+  }
+
+  setHover(hover, x = 0, y = 0) {
+    this.hover = hover;
+    if (this.hooks.onHover) this.hooks.onHover(hover, x, y);
+  }
+
+  /** A process header as drawn: "GPU:4 · host" when hosts are told apart, else the plane's name. */
+  headerText(item) {
+    if (!item.host) return item.name;
+    return `${(item.plane || item.name).replace(/^\/(device|host):/, "")} · ${item.host}`;
+  }
+
+  /** The slice of thread (pid, tid) that starts at `startUs` with duration `durUs` and name `name`, at any depth. */
+  findSliceAt(pid, tid, startUs, durUs, name) {
+    const item = this.itemByKey && this.itemByKey.get(`${pid}:${tid}`);
+    if (!item) return null;
+    for (let li = this.layers.length - 1; li >= 0; li--) {
+      const m = this.layers[li].model;
+      if (item.lanes[li] === undefined) continue;
+      for (let d = 0; d < item.laneDepths[li]; d++) {
+        const lane = item.lanes[li] + d;
+        const end = m.laneBegin[lane + 1];
+        for (let k = lowerBound(m.start, startUs - 1e-7, m.laneBegin[lane], end); k < end && m.start[k] <= startUs + 1e-7; k++) {
+          if (Math.abs(m.dur[k] - durUs) < 1e-7 && m.names[m.nameIdx[k]] === name) return { layer: li, index: k, item, depth: d };
+        }
+      }
+    }
+    return null;
   }
 
   onKeyDown(e) {
@@ -552,7 +657,7 @@ export class Timeline {
 
   /** One step of W/A/S/D, `frac` of a second's worth of motion. */
   step(key, frac) {
-    const x = this.mouseX ?? GUTTER + this.plotWidth / 2;
+    const x = this.mouseX ?? this.gutter + this.plotWidth / 2;
     if (key === "w") this.zoomAt(x, Math.pow(0.15, frac));
     else if (key === "s") this.zoomAt(x, Math.pow(1 / 0.15, frac));
     else if (key === "a") this.panByPx(-this.plotWidth * 0.8 * frac);
@@ -604,7 +709,7 @@ export class Timeline {
     ctx.fillRect(0, 0, W, H);
     const [vs, ve] = this.view;
     const k = this.plotWidth / (ve - vs);
-    const stats = { rects: 0, labels: 0, visited: 0, visible: 0, lanes: 0 };
+    const stats = { rects: 0, labels: 0, visited: 0, visible: 0, lanes: 0, arrows: 0, headers: [], axisLabels: [] };
     for (const b of this.batches) b.n = 0;
     this.labels.length = 0;
 
@@ -631,13 +736,13 @@ export class Timeline {
         ctx.fillRect(0, y, W, it.h);
       } else if (i % 2) {
         ctx.fillStyle = "#fafbfc";
-        ctx.fillRect(GUTTER, y, W - GUTTER, it.h);
+        ctx.fillRect(this.gutter, y, W - this.gutter, it.h);
       }
     }
     // Slices, clipped to the plot area.
     ctx.save();
     ctx.beginPath();
-    ctx.rect(GUTTER, AXIS, W - GUTTER, H - AXIS);
+    ctx.rect(this.gutter, AXIS, W - this.gutter, H - AXIS);
     ctx.clip();
     for (let i = first; i < this.items.length && this.items[i].y < bottom; i++) {
       const it = this.items[i];
@@ -678,9 +783,11 @@ export class Timeline {
     }
     this.drawSelection(ctx, vs, k);
     if (detail) this.drawWindowEdges(ctx, detail.clip, vs, k);
+    if (this.showFlows) this.drawFlows(ctx, vs, k, stats);
     ctx.restore();
-    this.drawGutter(ctx, first, bottom);
-    this.drawAxis(ctx, vs, ve, k);
+    this.drawGutter(ctx, first, bottom, stats);
+    this.drawAxis(ctx, vs, ve, k, stats);
+    this.scrollbar.update(this.scrollY, this.totalHeight, H - AXIS, AXIS);
     const ms = performance.now() - t0;
     stats.ms = ms;
     this.lastFrame = stats;
@@ -699,7 +806,7 @@ export class Timeline {
     const hiIdx = m.laneBegin[lane + 1];
     // Slices of a lane never overlap, so their ends are sorted too: binary search both edges.
     let i = lowerBoundEnd(starts, durs, a, m.laneBegin[lane], hiIdx);
-    const x0Plot = GUTTER;
+    const x0Plot = this.gutter;
     const X = (t) => x0Plot + (t - this.view[0]) * k;
     const T = (x) => this.view[0] + (x - x0Plot) / k;
     const match = layer.match;
@@ -724,7 +831,7 @@ export class Timeline {
         batches[c].push(x0, y, x1 - x0, h);
         if (x1 - x0 >= LABEL_MIN_PX) {
           const lx = Math.max(x0, x0Plot);
-          this.labels.push([lx, y, x1 - lx, m.names[names[i]]]);
+          this.labels.push([lx, y, x1 - lx, m.labels[names[i]]]);
         }
         i++;
         continue;
@@ -781,12 +888,12 @@ export class Timeline {
     if (!sel || this.collapsed.has(sel.item.pid)) return;
     const m = this.layers[sel.layer] && this.layers[sel.layer].model;
     if (!m) return;
-    const x0 = GUTTER + (m.start[sel.index] - vs) * k;
+    const x0 = this.gutter + (m.start[sel.index] - vs) * k;
     const w = Math.max(2, m.dur[sel.index] * k);
     const y = AXIS + sel.item.y - this.scrollY + ROW_PAD + sel.depth * LANE_H;
     ctx.strokeStyle = "#000000";
     ctx.lineWidth = 2;
-    ctx.strokeRect(Math.max(x0, GUTTER - 4), y, Math.min(w, this.width + 8), LANE_H - 1);
+    ctx.strokeRect(Math.max(x0, this.gutter - 4), y, Math.min(w, this.width + 8), LANE_H - 1);
   }
 
   drawWindowEdges(ctx, clip, vs, k) {
@@ -796,8 +903,8 @@ export class Timeline {
     ctx.setLineDash([3, 3]);
     ctx.beginPath();
     for (const t of clip) {
-      const x = Math.round(GUTTER + (t - vs) * k) + 0.5;
-      if (x > GUTTER && x < this.width) {
+      const x = Math.round(this.gutter + (t - vs) * k) + 0.5;
+      if (x > this.gutter && x < this.width) {
         ctx.moveTo(x, AXIS);
         ctx.lineTo(x, this.height);
       }
@@ -806,39 +913,100 @@ export class Timeline {
     ctx.setLineDash([]);
   }
 
-  drawGutter(ctx, first, bottom) {
+  /** Arrows from each launch to the device event it started (the model's flows), where both rows are shown. */
+  drawFlows(ctx, vs, k, stats) {
+    const W = this.width;
+    const H = this.height;
+    ctx.strokeStyle = "rgba(80, 80, 80, 0.75)";
+    ctx.fillStyle = "rgba(80, 80, 80, 0.75)";
+    ctx.lineWidth = 1;
+    ctx.beginPath();
+    const heads = [];
+    this.layers.forEach((layer, li) => {
+      const f = layer.model.flows;
+      if (!f || !f.length) return;
+      for (let i = 0; i < f.length; i++) {
+        if (!this.inClip(layer, f.dstTs[i])) continue;
+        const a = this.flowEnd(li, f.srcPid[i], f.srcTid[i], f.srcTs[i]);
+        const b = this.flowEnd(li, f.dstPid[i], f.dstTid[i], f.dstTs[i]);
+        if (!a || !b) continue;
+        const x0 = this.gutter + (f.srcTs[i] - vs) * k;
+        const x1 = this.gutter + (f.dstTs[i] - vs) * k;
+        if ((x0 < this.gutter && x1 < this.gutter) || (x0 > W && x1 > W)) continue;
+        if ((a < AXIS && b < AXIS) || (a > H && b > H)) continue;
+        ctx.moveTo(x0, a);
+        ctx.lineTo(x1, b);
+        heads.push([x0, a, x1, b]);
+        stats.arrows++;
+      }
+    });
+    ctx.stroke();
+    for (const [x0, y0, x1, y1] of heads) {
+      const angle = Math.atan2(y1 - y0, x1 - x0);
+      ctx.beginPath();
+      ctx.moveTo(x1, y1);
+      ctx.lineTo(x1 - 6 * Math.cos(angle - 0.4), y1 - 6 * Math.sin(angle - 0.4));
+      ctx.lineTo(x1 - 6 * Math.cos(angle + 0.4), y1 - 6 * Math.sin(angle + 0.4));
+      ctx.fill();
+    }
+  }
+
+  /** The y (CSS px) of a flow's end: the middle of the slice of that thread starting at `ts`, or the row's top lane. */
+  flowEnd(li, pid, tid, ts) {
+    const item = this.itemByKey.get(`${pid}:${tid}`);
+    if (!item) return null;
+    const top = AXIS + item.y - this.scrollY + ROW_PAD;
+    const m = this.layers[li].model;
+    if (item.lanes[li] !== undefined) {
+      for (let d = 0; d < item.laneDepths[li]; d++) {
+        const lane = item.lanes[li] + d;
+        const at = lowerBound(m.start, ts, m.laneBegin[lane], m.laneBegin[lane + 1]);
+        if (at < m.laneBegin[lane + 1] && m.start[at] === ts) return top + d * LANE_H + LANE_H / 2;
+      }
+    }
+    return top + LANE_H / 2;
+  }
+
+  drawGutter(ctx, first, bottom, stats) {
     ctx.save();
     ctx.beginPath();
-    ctx.rect(0, AXIS, GUTTER, this.height - AXIS);
+    ctx.rect(0, AXIS, this.gutter, this.height - AXIS);
     ctx.clip();
     ctx.fillStyle = "#f6f7f9";
-    ctx.fillRect(0, AXIS, GUTTER, this.height - AXIS);
+    ctx.fillRect(0, AXIS, this.gutter, this.height - AXIS);
     ctx.textBaseline = "middle";
     for (let i = first; i < this.items.length && this.items[i].y < bottom; i++) {
       const it = this.items[i];
       const y = AXIS + it.y - this.scrollY;
       if (it.kind === "proc") {
         ctx.fillStyle = "#eef1f5";
-        ctx.fillRect(0, y, GUTTER, it.h);
+        ctx.fillRect(0, y, this.gutter, it.h);
         ctx.fillStyle = TEXT;
         ctx.font = "600 12px system-ui, sans-serif";
         const mark = this.collapsed.has(it.pid) ? "▸" : "▾";
-        ctx.fillText(clipText(`${mark} ${it.name}`, GUTTER - 10, 6.8), 6, y + it.h / 2);
+        const text = this.headerText(it);
+        ctx.fillText(clipText(`${mark} ${text}`, this.gutter - 10, 6.8), 6, y + it.h / 2);
+        stats.headers.push({ pid: it.pid, device: it.plane || it.name, host: it.host || "", text });
       } else {
         ctx.fillStyle = "#5f6670";
         ctx.font = "11px system-ui, sans-serif";
-        ctx.fillText(clipText(it.name, GUTTER - 22, this.charWidth), 16, y + Math.min(it.h, LANE_H + 2 * ROW_PAD) / 2);
+        ctx.fillText(clipText(it.name, this.gutter - 22, this.charWidth), 16, y + Math.min(it.h, LANE_H + 2 * ROW_PAD) / 2);
       }
     }
     ctx.strokeStyle = "#d8dce2";
     ctx.beginPath();
-    ctx.moveTo(GUTTER - 0.5, AXIS);
-    ctx.lineTo(GUTTER - 0.5, this.height);
+    ctx.moveTo(this.gutter - 0.5, AXIS);
+    ctx.lineTo(this.gutter - 0.5, this.height);
     ctx.stroke();
     ctx.restore();
   }
 
-  drawAxis(ctx, vs, ve, k) {
+  /**
+   * The time axis. Tick labels use the unit of the tick step (ns, µs, ms, s); when the view is far
+   * from the start, ticks count from an anchor shown at the left ("9.952 s +"), so a label never
+   * needs more than a few digits (no "9952000 µs").
+   */
+  drawAxis(ctx, vs, ve, k, stats) {
     const W = this.width;
     ctx.fillStyle = "#ffffff";
     ctx.fillRect(0, 0, W, AXIS);
@@ -847,24 +1015,89 @@ export class Timeline {
     ctx.moveTo(0, AXIS - 0.5);
     ctx.lineTo(W, AXIS - 0.5);
     const step = niceStep((ve - vs) * (110 / this.plotWidth));
-    const unit = step < 1 ? [1e-3, "ns"] : step < 1e3 ? [1, "µs"] : step < 1e6 ? [1e3, "ms"] : [1e6, "s"];
+    const unit = step < 1e-3 ? [1e-6, "ps"] : step < 1 ? [1e-3, "ns"] : step < 1e3 ? [1, "µs"] : step < 1e6 ? [1e3, "ms"] : [1e6, "s"];
     const decimals = Math.max(0, -Math.floor(Math.log10(step / unit[0]) + 1e-9));
+    // Ticks count from an anchor: a multiple of 1000 units at or before the first tick.
+    const firstTick = Math.ceil(vs / step) * step;
+    const block = unit[0] * 1000;
+    const anchor = Math.abs(firstTick) >= block ? Math.floor(firstTick / block) * block : 0;
     ctx.fillStyle = "#5f6670";
     ctx.font = "11px system-ui, sans-serif";
     ctx.textBaseline = "middle";
     const labels = [];
-    for (let t = Math.ceil(vs / step) * step; t <= ve; t += step) {
-      const x = Math.round(GUTTER + (t - vs) * k) + 0.5;
+    for (let i = 0, t = firstTick; t <= ve && i < 1000; i++, t = firstTick + i * step) {
+      const x = Math.round(this.gutter + (t - vs) * k) + 0.5;
       ctx.moveTo(x, AXIS - 6);
       ctx.lineTo(x, AXIS);
-      labels.push([x, `${(t / unit[0]).toFixed(decimals)} ${unit[1]}`]);
+      const value = ((t - anchor) / unit[0]).toFixed(decimals);
+      labels.push([x, `${anchor ? "+" : ""}${value} ${unit[1]}`]);
     }
     ctx.stroke();
-    for (const [x, text] of labels) ctx.fillText(text, x + 3, AXIS / 2 - 1);
+    for (const [x, text] of labels) {
+      ctx.fillText(text, x + 3, AXIS / 2 - 1);
+      stats.axisLabels.push(text);
+    }
     ctx.fillStyle = "#f6f7f9";
-    ctx.fillRect(0, 0, GUTTER, AXIS - 1);
+    ctx.fillRect(0, 0, this.gutter, AXIS - 1);
     ctx.fillStyle = TEXT;
-    ctx.fillText(`Span ${formatDurationUs(ve - vs)}`, 6, AXIS / 2 - 1);
+    const corner = anchor ? `${formatDurationUs(anchor)} +` : `Span ${formatDurationUs(ve - vs)}`;
+    ctx.fillText(clipText(corner, this.gutter - 12, this.charWidth), 6, AXIS / 2 - 1);
+    stats.axisAnchor = anchor;
+  }
+}
+
+/** Whether a key press is typing into a form field (then it is not a timeline key). */
+function isTyping(target) {
+  return target instanceof HTMLInputElement || target instanceof HTMLSelectElement
+    || target instanceof HTMLTextAreaElement || (target instanceof HTMLElement && target.isContentEditable);
+}
+
+/** A vertical scrollbar over the right edge of the canvas: its thumb shows and moves the scroll position. */
+class Scrollbar {
+  constructor(parent, onScroll) {
+    this.onScroll = onScroll;
+    this.el = document.createElement("div");
+    this.el.className = "trace-scrollbar";
+    this.thumb = document.createElement("div");
+    this.thumb.className = "thumb";
+    this.el.append(this.thumb);
+    parent.append(this.el);
+    this.state = { scrollY: 0, total: 1, visible: 1 };
+    this.drag = null;
+    this.thumb.addEventListener("pointerdown", (e) => {
+      e.preventDefault();
+      e.stopPropagation();
+      this.drag = { y0: e.clientY, scroll0: this.state.scrollY };
+      this.thumb.setPointerCapture(e.pointerId);
+    });
+    this.thumb.addEventListener("pointermove", (e) => {
+      if (!this.drag) return;
+      const track = this.el.clientHeight;
+      this.onScroll(this.drag.scroll0 + ((e.clientY - this.drag.y0) * this.state.total) / Math.max(1, track));
+    });
+    this.thumb.addEventListener("pointerup", () => { this.drag = null; });
+    this.el.addEventListener("pointerdown", (e) => {
+      if (e.target !== this.el) return;
+      const { top, height } = this.thumb.getBoundingClientRect();
+      const page = this.state.visible * 0.9;
+      this.onScroll(this.state.scrollY + (e.clientY < top ? -page : e.clientY > top + height ? page : 0));
+    });
+  }
+
+  update(scrollY, total, visible, top) {
+    this.state = { scrollY, total, visible };
+    const show = total > visible;
+    this.el.hidden = !show;
+    if (!show) return;
+    this.el.style.top = `${top}px`;
+    const track = visible;
+    const h = Math.max(24, (track * visible) / total);
+    this.thumb.style.height = `${h}px`;
+    this.thumb.style.top = `${((track - h) * scrollY) / Math.max(1, total - visible)}px`;
+  }
+
+  destroy() {
+    this.el.remove();
   }
 }
 

@@ -1,12 +1,20 @@
 // Chrome Trace Event JSON (as trace_viewer answers) → a columnar timeline model.
 //
 // One row per (pid, tid) named by the "M" events; every complete ("X") event goes into a lane:
-// (row, nesting depth). Depth is 1 + the depth of the latest earlier event of the row that is
-// still open at its start (the server's rule), so events of one lane never overlap and a lane's
-// starts and ends are both sorted: a binary search finds either edge of a time window.
+// (row, nesting depth). An event nests one level below the deepest level whose latest event
+// contains it; events that only partly overlap (consecutive GPU kernels launched with
+// programmatic dependent launch) share a level. A level never holds an event inside another of
+// the same level, so a lane's starts and ends are both sorted: a binary search finds either edge
+// of a time window.
+//
+// Flow events ("s" then "f" with the same id) become arrows from (pid, tid, ts) to (pid, tid, ts).
+// Names that are HLO text ("%copy-done.5 = f32[...] copy-done(...)", TPU ops) are labelled by the
+// op name before " = "; the text stays the event's name, shown in its details.
 //
 // The model is plain typed arrays plus small metadata, so a worker can build it and transfer
 // it to the page without copying. Times are µs (float64) relative to the profile start.
+
+import { opLabel } from "./format.js";
 
 /**
  * @typedef {object} TraceModel
@@ -21,8 +29,13 @@
  * @property {Int32Array} nameIdx index into `names`
  * @property {Int32Array} eventIdx index of the event in the answer's traceEvents (for its args)
  * @property {string[]} names distinct event names
+ * @property {string[]} labels what to draw for each name (the op name of HLO text, else the name)
+ * @property {{id: number[], srcPid: Int32Array, srcTid: Int32Array, srcTs: Float64Array,
+ *   dstPid: Int32Array, dstTid: Int32Array, dstTs: Float64Array, length: number}} flows launch arrows
  * @property {object} counts {returned, dropped, droppedReason, eventsInWindow, skipped}
  */
+
+
 
 /**
  * Build a model from a parsed trace_viewer answer.
@@ -42,6 +55,8 @@ export function buildTraceModel(trace, windowUs = null) {
   // First pass: metadata, and X events into temporary columns.
   let count = 0;
   let skipped = 0;
+  const flowStart = new Map(); // id → "s" event
+  const flowPairs = [];
   const evRow = new Int32Array(n);
   const evTs = new Float64Array(n);
   const evDur = new Float64Array(n);
@@ -76,8 +91,11 @@ export function buildTraceModel(trace, windowUs = null) {
       if (e.name === "process_name" || e.name === "process_sort_index") {
         let p = procs.get(e.pid);
         if (!p) procs.set(e.pid, (p = { pid: e.pid, name: `pid ${e.pid}`, sortIndex: e.pid }));
-        if (e.name === "process_name") p.name = String(a.name);
-        else p.sortIndex = Number(a.sort_index);
+        if (e.name === "process_name") {
+          p.name = String(a.name);
+          if (a.host !== undefined) p.host = String(a.host);
+          if (a.plane !== undefined) p.plane = String(a.plane);
+        } else p.sortIndex = Number(a.sort_index);
       } else if (e.name === "thread_name" || e.name === "thread_sort_index") {
         let m = threadMeta.get(e.pid);
         if (!m) threadMeta.set(e.pid, (m = new Map()));
@@ -86,6 +104,10 @@ export function buildTraceModel(trace, windowUs = null) {
         if (e.name === "thread_name") t.name = String(a.name);
         else t.sortIndex = Number(a.sort_index);
       }
+    } else if (ph === "s") flowStart.set(e.id, e);
+    else if (ph === "f") {
+      const from = flowStart.get(e.id);
+      if (from) flowPairs.push([from, e]);
     } else skipped++;
   }
   // Bucket events by row (counting sort keeps the answer's order inside a row).
@@ -99,8 +121,8 @@ export function buildTraceModel(trace, windowUs = null) {
   // Per row: sort by (start, longer first) unless already so, then nesting depths.
   const depth = new Int32Array(count);
   const rowDepths = new Int32Array(R);
-  const stackEnd = [];
-  const stackDepth = [];
+  const lastStart = []; // per level of the row: the latest event's start and end
+  const lastEnd = [];
   for (let r = 0; r < R; r++) {
     const b = rowBegin[r];
     const e = rowBegin[r + 1];
@@ -115,22 +137,22 @@ export function buildTraceModel(trace, windowUs = null) {
       part.sort((p, q) => evTs[p] - evTs[q] || evDur[q] - evDur[p] || p - q);
       order.set(part, b);
     }
-    stackEnd.length = 0;
-    stackDepth.length = 0;
     let maxDepth = 0;
     for (let k = b; k < e; k++) {
       const ev = order[k];
       const t = evTs[ev];
-      while (stackEnd.length && stackEnd[stackEnd.length - 1] <= t) {
-        stackEnd.pop();
-        stackDepth.pop();
-      }
-      const d = stackDepth.length ? stackDepth[stackDepth.length - 1] + 1 : 0;
+      const end = t + evDur[ev];
+      // The deepest level whose latest event contains this one (open at its start, ending no earlier).
+      let d = maxDepth - 1;
+      while (d >= 0 && !(lastStart[d] <= t && lastEnd[d] > t && lastEnd[d] >= end)) d--;
+      d += 1;
       depth[ev] = d;
       if (d + 1 > maxDepth) maxDepth = d + 1;
-      stackEnd.push(t + evDur[ev]);
-      stackDepth.push(d);
+      lastStart[d] = t;
+      lastEnd[d] = end;
     }
+    lastStart.length = 0;
+    lastEnd.length = 0;
     rowDepths[r] = maxDepth;
   }
   // Lanes: (row, depth), rows in row order; counting sort by lane keeps start order.
@@ -172,6 +194,15 @@ export function buildTraceModel(trace, windowUs = null) {
     fullSpanUs = count ? [lo, Math.max(hi, lo + 1)] : [0, 1];
   }
   const dropped = trace.droppedEvents || {};
+  const flows = {
+    length: flowPairs.length,
+    srcPid: Int32Array.from(flowPairs, ([a]) => a.pid),
+    srcTid: Int32Array.from(flowPairs, ([a]) => a.tid),
+    srcTs: Float64Array.from(flowPairs, ([a]) => +a.ts),
+    dstPid: Int32Array.from(flowPairs, ([, b]) => b.pid),
+    dstTid: Int32Array.from(flowPairs, ([, b]) => b.tid),
+    dstTs: Float64Array.from(flowPairs, ([, b]) => +b.ts),
+  };
   return {
     fullSpanUs,
     windowUs,
@@ -183,6 +214,8 @@ export function buildTraceModel(trace, windowUs = null) {
     nameIdx,
     eventIdx,
     names,
+    labels: names.map(opLabel),
+    flows,
     counts: {
       returned: count,
       dropped: Number(dropped.count || 0),
@@ -195,8 +228,9 @@ export function buildTraceModel(trace, windowUs = null) {
 
 /** The buffers of a model, for postMessage's transfer list. */
 export function transferList(model) {
-  return [model.laneBegin.buffer, model.start.buffer, model.dur.buffer,
-    model.nameIdx.buffer, model.eventIdx.buffer];
+  const f = model.flows;
+  return [model.laneBegin.buffer, model.start.buffer, model.dur.buffer, model.nameIdx.buffer, model.eventIdx.buffer,
+    f.srcPid.buffer, f.srcTid.buffer, f.srcTs.buffer, f.dstPid.buffer, f.dstTid.buffer, f.dstTs.buffer];
 }
 
 /** First index in [lo, hi) of a sorted array whose value is >= x. */

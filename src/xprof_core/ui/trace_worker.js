@@ -3,9 +3,10 @@
 // or a JSON.parse. It keeps the parsed events of recent answers to answer "args of event i".
 //
 // Messages in:  {type: "load", id, url, windowUs, slot} | {type: "cancel", id} | {type: "args", id, loadId, eventIdx}
+//               | {type: "json", id, url}
 //   slot: "base" (the whole profile, kept for the view's life) or "detail" (windows, the newest few kept)
 // Messages out: {type: "progress", id, bytes} | {type: "loaded", id, model, timings}
-//               | {type: "error", id, status, statusText, text, url} | {type: "args", id, event}
+//               | {type: "error", id, status, statusText, text, url} | {type: "args", id, event} | {type: "json", id, body}
 
 import { buildTraceModel, transferList } from "./trace_model.js";
 
@@ -17,6 +18,7 @@ const controllers = new Map();
 self.onmessage = (message) => {
   const msg = message.data;
   if (msg.type === "load") load(msg);
+  else if (msg.type === "json") fetchJson(msg);
   else if (msg.type === "cancel") {
     const c = controllers.get(msg.id);
     if (c) c.abort();
@@ -26,6 +28,20 @@ self.onmessage = (message) => {
     self.postMessage({ type: "args", id: msg.id, event: e ? { name: e.name, ts: e.ts, dur: e.dur, args: e.args || {} } : null });
   }
 };
+
+async function fetchJson({ id, url }) {
+  try {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const text = await response.text();
+    if (!response.ok) {
+      self.postMessage({ type: "error", id, status: response.status, statusText: response.statusText, text, url });
+      return;
+    }
+    self.postMessage({ type: "json", id, body: JSON.parse(text) });
+  } catch (err) {
+    self.postMessage({ type: "error", id, status: 0, statusText: "", text: "", url, message: `request failed (${err.message})` });
+  }
+}
 
 async function load({ id, url, windowUs, slot }) {
   const controller = new AbortController();

@@ -75,6 +75,7 @@ from xprof_core.index.records import gpu_kernel_records
 from xprof_core.model.planes import ON_DEVICE, PlaneKind
 from xprof_core.tools.attribution import is_unattributed, kernel_ops
 from xprof_core.tools.base import Params, Partial
+from xprof_core.tools.device_time import device_total_time_ps
 from xprof_core.tools.op_stats.op_table import (
     FRAMEWORK_IDS,
     FRAMEWORK_KEY,
@@ -531,6 +532,8 @@ def map_op_stats(source: Any, params: Params | None = None) -> Partial:
         "device_type": dtype,
         "xla_on": xla_on,
         "peak_teraflops_per_core": max(peaks, default=0.0),
+        # XProf's denominator of the ops' time shares: device time from first op to last, gaps included.
+        "device_total_time_ps": device_total_time_ps(hp),
         "hlo": hlo.to_partial(),
         "framework": framework.to_partial(),
         "reasons": {

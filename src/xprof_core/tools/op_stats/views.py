@@ -180,14 +180,30 @@ def reduce_framework_op_stats(partials: Sequence[Partial], params: Params) -> di
     }
 
 
+def _device_total_time_ps(partials: Sequence[Partial]) -> int | None:
+    """The hosts' device time summed (:mod:`~xprof_core.tools.device_time`); None when a partial lacks it."""
+    times = [p.get("device_total_time_ps") for p in partials]
+    if not times or any(t is None for t in times):
+        return None
+    return int(sum(int(t) for t in times if t is not None))
+
+
 def reduce_hlo_stats(partials: Sequence[Partial], params: Params) -> dict[str, Any]:
-    """XProf's hlo_stats table: one row per HLO op by self time, shares of the total self time in %."""
+    """XProf's hlo_stats table: one row per HLO op by self time.
+
+    Shares (%) are of the total device time as XProf counts it (each device's first op to its
+    last, gaps included: :mod:`~xprof_core.tools.device_time`), summed over hosts; of the ops'
+    summed self time only when a partial does not carry it.
+    """
     max_ops = param_int(params, "max_ops", 0, lo=0)
     table = reduce_hlo(partials)
     order = _ranked(table)
     if max_ops:
         order = order[:max_ops]
     total_self = int(table.self_ps.sum())
+    device_time = _device_total_time_ps(partials)
+    if device_time is not None and device_time >= total_self:
+        total_self = device_time
     rows: list[list[Any]] = []
     cumulative = 0.0
     for rank, i in enumerate(order.tolist(), start=1):
@@ -218,7 +234,11 @@ def reduce_hlo_stats(partials: Sequence[Partial], params: Params) -> dict[str, A
                 nbytes,
             ]
         )
-    props = {**_common(partials), "reason": None if rows else _reason(partials, "hlo")}
+    props = {
+        **_common(partials),
+        "reason": None if rows else _reason(partials, "hlo"),
+        "total_device_time_us": total_self / PS_PER_US,
+    }
     return {"hlo_stats": datatable(HLO_COLUMNS, rows, props), "reason": props["reason"], **_common(partials)}
 
 
@@ -258,8 +278,11 @@ def reduce_op_profile(partials: Sequence[Partial], params: Params) -> dict[str, 
     Node metrics: ``rawTime`` (total time, ps), ``selfTime`` (ps), ``time``
     (share of all ops' self time), ``rawFlops``, ``rawBytesAccessed``,
     ``occurrences``, ``avgTimePs`` and ``flops`` (FLOP utilization times the
-    time share, when the device reports its peak). Parameter ``op_profile_limit``
-    keeps that many ops per category (default 100, 0 keeps all), as XProf.
+    time share, when the device reports its peak). The trees leave idle time out;
+    ``totalTimePs`` is the device time as XProf counts it (first op to last, gaps
+    included) and ``idleTimePs`` its part with no op, so a viewer can show shares
+    with idle included. Parameter ``op_profile_limit`` keeps that many ops per
+    category (default 100, 0 keeps all), as XProf.
     """
     limit = param_int(params, "op_profile_limit", 100, lo=0)
     table = reduce_hlo(partials)
@@ -328,7 +351,12 @@ def reduce_op_profile(partials: Sequence[Partial], params: Params) -> dict[str, 
 
     modules = dict(zip(table.ids["program_id"], table.ids["hlo_module"], strict=True))
     reason = None if len(table) else _reason(partials, "hlo")
+    # The device time the ops ran in (XProf's, gaps included) and its idle part, for "exclude idle" off.
+    device_time = _device_total_time_ps(partials)
+    total_time = total_self if device_time is None else device_time
     return {
+        "totalTimePs": float(max(total_time, total_self)),
+        "idleTimePs": float(max(total_time - total_self, 0)),
         "byCategory": tree("by category", "category", lambda c: c),
         "byProgram": tree("by program", "program_id", lambda pid: f"{modules.get(pid) or 'program'}({pid})"),
         "deviceType": common["device_type"],

@@ -19,6 +19,9 @@ export async function mount(ctx) {
   const steps = data.steps || {};
   const env = data.run_environment || {};
   const breakdown = Object.entries(data.breakdown_pct || {}).sort((a, b) => b[1] - a[1]);
+  const hasSteps = Boolean(steps.count);
+  // Without step markers the figures cover the whole profile: say so wherever "step" would be read.
+  const share = hasSteps ? "step time" : "profile time";
   const cards = [
     kpi("steps", "Steps", formatNumber(steps.count ?? 0),
       data.step_source && data.step_source !== "none"
@@ -28,15 +31,13 @@ export async function mount(ctx) {
         `min ${formatMs(steps.min_ms)} · max ${formatMs(steps.max_ms)} · σ ${formatMs(steps.stddev_ms)}`, steps.avg_ms)
       : kpi("profile-length", "Profile length", formatMs(data.whole_profile_ms), "whole profile (no steps)",
         data.whole_profile_ms),
-    kpi("breakdown", "Largest share of step time",
+    kpi("breakdown", `Largest share of ${share}`,
       breakdown.length ? `${humanize(breakdown[0][0])} ${formatPct(breakdown[0][1])}` : "n/a",
       breakdownBar(breakdown), breakdown.length ? breakdown[0][1] : null),
     kpi("device", "Device", env.device_type || "n/a",
       `${formatNumber(env.device_count ?? 0)} device${env.device_count === 1 ? "" : "s"} · ${env.hardware_type || "?"} · `
       + `${env.host_count ?? data.hosts?.length ?? 0} host${(env.host_count ?? 1) === 1 ? "" : "s"}`, env.device_type),
-    kpi("idle", "Device idle", formatPct(data.device_idle_pct),
-      data.device_idle_pct === null || data.device_idle_pct === undefined ? "no device timeline (CPU-only profile)"
-        : "share of the profiled steps with no device activity", data.device_idle_pct),
+    kpi("idle", "Device idle", formatPct(data.device_idle_pct), idleBasis(data, share), data.device_idle_pct),
   ];
   const parts = [
     h("h1", { text: "Overview" }),
@@ -46,12 +47,14 @@ export async function mount(ctx) {
   if (data.step_table && data.step_table.rows.length) {
     parts.push(h("section.panel", {}, h("h2", { text: "Step time breakdown per step" }), stepChart(data.step_table)));
   }
-  parts.push(h("section.panel", {}, h("h2", { text: "Step-time breakdown" }), breakdownList(breakdown)));
+  parts.push(h("section.panel", {}, h("h2", { text: hasSteps ? "Step-time breakdown" : "Profile-time breakdown" }),
+    hasSteps || data.reason ? null : h("p.muted", { text: "No step markers: the figures cover the whole profile." }),
+    breakdownList(breakdown)));
   if (data.top_ops) {
     parts.push(dataTable({ name: "top_ops", table: data.top_ops, title: "Top device operations",
       csvUrl: ctx.csvUrl("top_ops"), pageSize: 25, emptyText: "No device operations in this profile." }));
   }
-  if (data.step_table) {
+  if (data.step_table && hasSteps) {
     parts.push(dataTable({ name: "step_table", table: data.step_table, title: "Steps", csvUrl: ctx.csvUrl("step_table"),
       pageSize: 25 }));
   }
@@ -69,6 +72,18 @@ export async function mount(ctx) {
   }
   replaceChildren(ctx.container, h("section.view", { dataset: { view: "overview_page" } }, parts));
   return null;
+}
+
+/** What the idle share averages: the device planes that ran kernels or ops, and those left out. */
+function idleBasis(data, share) {
+  if (data.device_idle_pct === null || data.device_idle_pct === undefined) return "no device timeline (CPU-only profile)";
+  const basis = data.device_idle_basis || {};
+  const short = (names) => names.map((n) => n.replace(/^\/device:/, "")).join(", ");
+  const planes = basis.planes || [];
+  let text = `share of the ${share} with no activity, averaged over the ${planes.length === 1 ? "device" : `${planes.length} devices`}`
+    + ` that ran kernels or ops (${short(planes)})`;
+  if (basis.left_out && basis.left_out.length) text += `; left out, as they only copied data: ${short(basis.left_out)}`;
+  return text;
 }
 
 function breakdownBar(breakdown) {
