@@ -33,6 +33,7 @@ import struct
 from typing import Any
 
 import numpy as np
+from helpers import read_varint
 
 from xprof_core.protos import xplane_pb2
 
@@ -279,18 +280,6 @@ def reference_event_stats(buf: Buffer) -> Columns:
 # --- the fast decoder's output, in content form ---
 
 
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The unsigned varint at ``data[pos:]`` and the position after it."""
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
 def _resolve_values(kinds: np.ndarray, values: np.ndarray, lengths: np.ndarray, data: bytes) -> list[StatValue]:
     """Stat values in content form: strings and bytes read out of ``data``, other kinds as Python ints."""
     out: list[StatValue] = []
@@ -311,7 +300,7 @@ def normalize_columns(columns: Columns, buf: Buffer) -> Columns:
     events = dict(columns["events"])
     messages = []
     for offset in events["offset"].tolist():
-        length, start = _read_varint(data, offset)
+        length, start = read_varint(data, offset)
         messages.append(xplane_pb2.XEvent.FromString(data[start : start + length]))
     events["offset"] = messages
 

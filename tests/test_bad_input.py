@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pytest
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from helpers import read_varint
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -91,18 +92,6 @@ def ld(field_number: int, payload: bytes) -> bytes:
 def vf(field_number: int, value: int) -> bytes:
     """Encode an int64 varint field."""
     return tag(field_number, VARINT) + int64_varint(value)
-
-
-def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    """Decode the varint at ``pos`` of valid bytes; return (value, next position)."""
-    result = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
 
 
 def skip_field(buf: bytes, pos: int) -> int:

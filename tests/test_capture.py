@@ -14,8 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +27,7 @@ from typing import Any
 
 import grpc
 import pytest
+from helpers import free_port, stop_process
 
 from xprof_core.protos import profiler_service_pb2, profiler_service_pb2_grpc
 from xprof_core.serve import capture as capture_module
@@ -50,12 +49,6 @@ from conftest import JAX_DATA, subprocess_env
 
 PROFILE = JAX_DATA / "cpu_mlp_train.xplane.pb"
 API = "/data/plugin/profile"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- a fake profiler service ---
@@ -449,14 +442,7 @@ class AggregatorProcess:
         return _request(f"{self.base}/capture_profile?{query}", timeout=timeout)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

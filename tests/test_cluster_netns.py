@@ -34,9 +34,10 @@ from typing import Any
 import psutil
 import pytest
 from container_image import ImageRoot, mounted_image
+from helpers import http_get
 from netns import NetworkNamespace, network_namespace
 from prometheus_client.parser import text_string_to_metric_families
-from test_serving import SESSION, Cluster, _env, _get
+from test_serving import SESSION, Cluster, _env
 
 from conftest import JAX_DATA
 
@@ -603,7 +604,7 @@ def test_concurrent_clients_on_cached_and_uncached_views(tmp_path: Path) -> None
     def client_run(client: int, requests: int, round_name: str) -> list[str]:
         errors = []
         for i in range(requests):
-            status, body, _ = _get(f"{cluster.base}/{view(client, i, round_name)}")
+            status, body, _ = http_get(f"{cluster.base}/{view(client, i, round_name)}")
             if status != 200 or not json.loads(body):
                 errors.append(f"{view(client, i, round_name)}: {status} {body[:200]!r}")
         return errors

@@ -11,8 +11,6 @@ import logging
 import pkgutil
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import contextmanager
@@ -22,6 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from aiohttp import web
+from helpers import http_get
 
 import xprof_core
 from xprof_core import errors
@@ -174,11 +173,8 @@ def serve_app(app: web.Application) -> Iterator[str]:
 
 
 def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    status, body, _ = http_get(url)
+    return status, body
 
 
 def test_a_bug_in_reduce_is_a_500_with_its_traceback_logged(

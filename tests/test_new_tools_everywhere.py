@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import http_get
 
 from xprof_core import cli
 from xprof_core.execute import run_tool, run_tool_json
@@ -85,11 +86,8 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=120) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    status, body, _ = http_get(url)
+    return status, body
 
 
 @pytest.fixture(scope="module")

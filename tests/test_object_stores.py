@@ -17,8 +17,9 @@ import boto3
 import botocore.exceptions
 import orjson
 import pytest
+from helpers import http_get
 from objectstores import ObjectStore, make_logdir, s3_env, start_s3, start_store
-from test_serving import Cluster, _get
+from test_serving import Cluster
 
 from conftest import JAX_DATA
 
@@ -89,13 +90,13 @@ def test_every_tool_is_served_through_workers(store: ObjectStore, local_logdir: 
 
     cluster = Cluster(store.url(BUCKET, PREFIX), env=store.env, workers=2)
     try:
-        status, body, _ = _get(f"{cluster.base}/runs")
+        status, body, _ = http_get(f"{cluster.base}/runs")
         assert status == 200 and json.loads(body) == [SUB_RUN, RUN]
-        status, body, _ = _get(f"{cluster.base}/hosts?run={RUN}")
+        status, body, _ = http_get(f"{cluster.base}/hosts?run={RUN}")
         assert [h["hostname"] for h in json.loads(body)] == ["host0", "host1"]
         served_by: set[str] = set()
         for tool in tool_names():
-            status, body, headers = _get(f"{cluster.base}/data?run={RUN}&tag={tool}")
+            status, body, headers = http_get(f"{cluster.base}/data?run={RUN}&tag={tool}")
             assert status == 200, (tool, body[:300])
             # Tools that share a cached partial with an earlier one need no new map task.
             served_by.update(w for w in headers.get("X-Xprof-Workers", "").split(",") if w)
@@ -103,7 +104,7 @@ def test_every_tool_is_served_through_workers(store: ObjectStore, local_logdir: 
             expected = run_tool_json(tool, (local_logdir, RUN))
             assert orjson.loads(body) == orjson.loads(expected), tool
         assert served_by <= {"worker-0", "worker-1"}, served_by
-        status, body, _ = _get(f"{cluster.base}/data_csv?run={SUB_RUN}&tag=input_pipeline_analyzer")
+        status, body, _ = http_get(f"{cluster.base}/data_csv?run={SUB_RUN}&tag=input_pipeline_analyzer")
         assert status == 200 and body.decode().startswith("Step,Step time (ms)")
     finally:
         cluster.stop()
@@ -115,11 +116,11 @@ def test_missing_bucket_is_a_clear_404(protocol: str) -> None:
     with start_store(protocol) as running:
         cluster = Cluster(running.url("no-such-bucket", "logs"), env=running.env, workers=1)
         try:
-            status, body, _ = _get(f"{cluster.base}/runs")
+            status, body, _ = http_get(f"{cluster.base}/runs")
             assert status == 404, body[:300]
             error = json.loads(body)["error"]
             assert "no-such-bucket" in error and "does not exist" in error, error
-            status, body, _ = _get(f"http://127.0.0.1:{cluster.port}/readyz")
+            status, body, _ = http_get(f"http://127.0.0.1:{cluster.port}/readyz")
             assert status == 503 and "does not exist" in json.loads(body)["error"]
         finally:
             cluster.stop()
@@ -163,11 +164,11 @@ def test_refused_credentials_are_a_clear_403(local_logdir: Path, monkeypatch: py
         url = s3.url(BUCKET, PREFIX)
         cluster = Cluster(url, env=s3_env(s3.endpoint, "stranger", "x"), workers=1)
         try:
-            status, body, _ = _get(f"{cluster.base}/runs")
+            status, body, _ = http_get(f"{cluster.base}/runs")
             assert status == 403, body[:300]
             error = json.loads(body)["error"]
             assert "access denied" in error and url in error, error
-            status, body, _ = _get(f"http://127.0.0.1:{cluster.port}/readyz")
+            status, body, _ = http_get(f"http://127.0.0.1:{cluster.port}/readyz")
             assert status == 503 and "access denied" in json.loads(body)["error"]
         finally:
             cluster.stop()

@@ -11,18 +11,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import free_port, http_get, wait_http
 
 from xprof_core.errors import DecodeError
 from xprof_core.execute import run_tool
@@ -36,12 +33,6 @@ from conftest import CORRUPTED, JAX_DATA, subprocess_env
 
 SESSION = "2026_01_01_00_00_00"
 HOSTS = [f"host{i}" for i in range(6)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture()
@@ -225,26 +216,6 @@ def _env() -> dict[str, str]:
     return subprocess_env(GRPC_LB_POLICY="round_robin", GRPC_DNS_RESOLVER="native")
 
 
-def _wait_http(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not come up")
-
-
-def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
-    try:
-        with urllib.request.urlopen(url, timeout=60) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
-
-
 class Cluster:
     """One aggregator and three workers as real processes, flags as in the Kubernetes deployment."""
 
@@ -300,8 +271,8 @@ class Cluster:
             )
         )
         for p in self.worker_http:
-            _wait_http(f"http://127.0.0.1:{p}/healthz")
-        _wait_http(f"http://127.0.0.1:{self.port}/healthz")
+            wait_http(f"http://127.0.0.1:{p}/healthz")
+        wait_http(f"http://127.0.0.1:{self.port}/healthz")
         self.base = f"http://127.0.0.1:{self.port}/data/plugin/profile"
 
     def stop(self) -> None:
@@ -327,11 +298,11 @@ def cluster(logdir: Path) -> Iterator[Cluster]:
 
 
 def test_cluster_overview_uses_every_worker(cluster: Cluster, logdir: Path) -> None:
-    status, body, headers = _get(f"{cluster.base}/runs")
+    status, body, headers = http_get(f"{cluster.base}/runs")
     assert status == 200 and json.loads(body) == [SESSION]
-    status, body, _ = _get(f"{cluster.base}/hosts?run={SESSION}&tag=overview_page")
+    status, body, _ = http_get(f"{cluster.base}/hosts?run={SESSION}&tag=overview_page")
     assert [h["hostname"] for h in json.loads(body)] == HOSTS
-    status, body, headers = _get(f"{cluster.base}/data?run={SESSION}&tag=overview_page")
+    status, body, headers = http_get(f"{cluster.base}/data?run={SESSION}&tag=overview_page")
     assert status == 200, body
     page = json.loads(body)
     expected = run_tool("overview_page", logdir / "plugins" / "profile" / SESSION)
@@ -339,7 +310,7 @@ def test_cluster_overview_uses_every_worker(cluster: Cluster, logdir: Path) -> N
     assert page["hosts"] == HOSTS and page["run_environment"]["host_count"] == 6
     served = []
     for p in cluster.worker_http:
-        _, metrics, _ = _get(f"http://127.0.0.1:{p}/metrics")
+        _, metrics, _ = http_get(f"http://127.0.0.1:{p}/metrics")
         line = [
             ln
             for ln in metrics.decode().splitlines()
@@ -352,11 +323,11 @@ def test_cluster_overview_uses_every_worker(cluster: Cluster, logdir: Path) -> N
     for tool in tools:
         if all(s > 0 for s in served):
             break
-        status, _, _ = _get(f"{cluster.base}/data?run={SESSION}&tag={tool}")
+        status, _, _ = http_get(f"{cluster.base}/data?run={SESSION}&tag={tool}")
         assert status == 200
         served = []
         for p in cluster.worker_http:
-            _, metrics, _ = _get(f"http://127.0.0.1:{p}/metrics")
+            _, metrics, _ = http_get(f"http://127.0.0.1:{p}/metrics")
             served.append(
                 sum(
                     float(ln.split()[-1])
@@ -367,11 +338,11 @@ def test_cluster_overview_uses_every_worker(cluster: Cluster, logdir: Path) -> N
     assert all(s > 0 for s in served), served
     # The second request for the same view is answered from the cache: no new map tasks.
     before = sum(served)
-    status, _, _ = _get(f"{cluster.base}/data?run={SESSION}&tag=overview_page")
+    status, _, _ = http_get(f"{cluster.base}/data?run={SESSION}&tag=overview_page")
     assert status == 200
     after = 0.0
     for p in cluster.worker_http:
-        _, metrics, _ = _get(f"http://127.0.0.1:{p}/metrics")
+        _, metrics, _ = http_get(f"http://127.0.0.1:{p}/metrics")
         after += sum(
             float(ln.split()[-1])
             for ln in metrics.decode().splitlines()
@@ -394,7 +365,7 @@ def test_cluster_errors(cluster: Cluster, logdir: Path) -> None:
         "no_such_route": 404,
     }
     for path, expected in cases.items():
-        status, body, headers = _get(f"{cluster.base}/{path}")
+        status, body, headers = http_get(f"{cluster.base}/{path}")
         assert status == expected, (path, status, body[:200])
         assert "error" in json.loads(body)
 
@@ -408,13 +379,13 @@ def test_cluster_corrupted_host_is_422_and_others_still_work(tmp_path: Path) -> 
     shutil.copyfile(CORRUPTED, session / "bad.xplane.pb")
     c = Cluster(tmp_path / "ld")
     try:
-        status, body, _ = _get(f"{c.base}/data?run={SESSION}&tag=overview_page&host=bad")
+        status, body, _ = http_get(f"{c.base}/data?run={SESSION}&tag=overview_page&host=bad")
         assert status == 422
         err = json.loads(body)
         assert err["host"] == "bad" and err["offset"] == 1 and err["path"] == "XSpace"
-        status, body, _ = _get(f"{c.base}/data?run={SESSION}&tag=overview_page&host=good")
+        status, body, _ = http_get(f"{c.base}/data?run={SESSION}&tag=overview_page&host=good")
         assert status == 200 and json.loads(body)["steps"]["count"] == 12
-        status, body, _ = _get(f"{c.base}/data_csv?run={SESSION}&tag=input_pipeline_analyzer&host=good")
+        status, body, _ = http_get(f"{c.base}/data_csv?run={SESSION}&tag=input_pipeline_analyzer&host=good")
         assert status == 200 and body.decode().startswith("Step,Step time (ms)")
     finally:
         c.stop()
@@ -433,16 +404,16 @@ def test_aggregator_serves_the_worker_service_on_gp(cluster: Cluster, logdir: Pa
 
 
 def test_config_openapi_metrics_and_landing_page(cluster: Cluster) -> None:
-    status, body, _ = _get(f"{cluster.base}/config")
+    status, body, _ = http_get(f"{cluster.base}/config")
     assert json.loads(body)["hideCaptureProfileButton"] is True
-    status, body, _ = _get(f"http://127.0.0.1:{cluster.port}/openapi.json")
+    status, body, _ = http_get(f"http://127.0.0.1:{cluster.port}/openapi.json")
     doc = json.loads(body)
     assert "/data/plugin/profile/data" in doc["paths"] and doc["openapi"].startswith("3.")
-    status, body, _ = _get(f"http://127.0.0.1:{cluster.port}/")
+    status, body, _ = http_get(f"http://127.0.0.1:{cluster.port}/")
     assert status == 200 and SESSION in body.decode() and "overview_page" in body.decode()
-    status, body, _ = _get(f"http://127.0.0.1:{cluster.port}/metrics")
+    status, body, _ = http_get(f"http://127.0.0.1:{cluster.port}/metrics")
     assert b"xprof_http_requests_total" in body
-    status, body, _ = _get(f"http://127.0.0.1:{cluster.port}/readyz")
+    status, body, _ = http_get(f"http://127.0.0.1:{cluster.port}/readyz")
     assert status == 200 and json.loads(body)["ready"] is True
 
 

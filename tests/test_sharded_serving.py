@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import free_port, http_get, wait_http
 from prometheus_client.parser import text_string_to_metric_families
-from test_serving import SESSION, _env, _get, _wait_http, free_port
+from test_serving import SESSION, _env
 
 from xprof_core.execute import run_tool
 from xprof_core.serve.aggregator import AggregatorConfig, Metrics, ProfileService
@@ -152,7 +153,7 @@ def _plan_keys(service: ProfileService) -> set[str]:
 
 
 def _metric(base: str, name: str, **labels: str) -> float:
-    status, body, _ = _get(f"{base}/metrics")
+    status, body, _ = http_get(f"{base}/metrics")
     assert status == 200
     return sum(
         s.value
@@ -189,15 +190,15 @@ def test_shards_fan_out_to_every_worker_and_merge_exactly(tmp_path: Path) -> Non
         argv += ["--host", "127.0.0.1", "--logdir", str(logdir), "--shard_mb=0.5"]
         procs.append(subprocess.Popen(argv, env=_env()))
         for p in http:
-            _wait_http(f"http://127.0.0.1:{p}/healthz")
+            wait_http(f"http://127.0.0.1:{p}/healthz")
         agg = f"http://127.0.0.1:{port}"
-        _wait_http(f"{agg}/healthz")
+        wait_http(f"{agg}/healthz")
         base = f"{agg}/data/plugin/profile"
         for tool in TABLE_TOOLS:
-            status, body, _ = _get(f"{base}/data?run={SESSION}&tag={tool}")
+            status, body, _ = http_get(f"{base}/data?run={SESSION}&tag={tool}")
             assert status == 200, body[:300]
             assert _canon(json.loads(body)) == _expected(logdir, tool), tool
-        status, body, _ = _get(f"{base}/progress")
+        status, body, _ = http_get(f"{base}/progress")
         assert status == 200 and json.loads(body) == {"builds": []}
         # The huge hosts went out in shards to both workers; the small one as one task.
         per_worker = {

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,18 +24,13 @@ from typing import Any
 
 import psutil
 import pytest
+from helpers import free_port
 
 from conftest import JAX_DATA, subprocess_env
 
 SESSION = "2026_01_01_00_00_00"
 PROFILE = JAX_DATA / "gpu_mlp_train_long.xplane.pb"
 API = "/data/plugin/profile"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_logdir(root: Path, hosts: int) -> Path:

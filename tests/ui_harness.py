@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import free_port, http_get
 
 from conftest import ROOT, subprocess_env
 
@@ -53,21 +53,6 @@ def chromium_path() -> str | None:
 
 
 # --- the server ---
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str) -> tuple[int, bytes, dict[str, str]]:
-    """(status, body, headers) of a GET; HTTP errors are answers too."""
-    try:
-        with urllib.request.urlopen(url, timeout=120) as r:
-            return r.status, r.read(), dict(r.headers)
-    except urllib.error.HTTPError as e:
-        return e.code, e.read(), dict(e.headers)
 
 
 class Server:
