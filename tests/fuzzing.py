@@ -643,12 +643,7 @@ class _BadJson(Exception):
 #: counted but does not fail the fuzz test; ``test_open_bugs_still_reproduce`` (a strict xfail)
 #: fails as soon as one is fixed, so that its entry is removed here and the file becomes a
 #: plain regression input.
-OPEN_BUGS: dict[tuple[str, str], str] = {
-    # The same line twice, events up to 2**62 ps apart: the window selection's _chains loop never ends.
-    ("hang", "trace_viewer"): "trace_window_chains_hang.xplane.pb",
-    # Far-apart events make the per-line span sum pass 2**62: a ValueError, not a project error.
-    ("exception", "ValueError at /tools/trace_viewer.py:build_trace_index"): "tool_trace_index_span.xplane.pb",
-}
+OPEN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def open_bug(finding: Finding) -> str | None:

@@ -65,6 +65,7 @@ import orjson
 
 from xprof_core._fast.trace_index import nesting_depth
 from xprof_core._fast.trace_json import render_complete_events, render_event_args
+from xprof_core.errors import ProfileTooLargeError
 from xprof_core.model.planes import HOST_PLANE, PlaneKind, plane_identity
 from xprof_core.model.xspace import (
     XSpace,
@@ -418,7 +419,10 @@ def build_trace_index(xs: XSpace, derived: DerivedLines | None = None) -> TraceI
     span = group_last_end - group_first + 1
     group_offset = np.r_[0, np.cumsum(span + 1)[:-1]].astype(np.int64) if n else np.zeros(0, np.int64)
     if n and int(group_offset[-1]) + int(span[-1]) >= 2**62:
-        raise ValueError("profile too long to index: the sum of its line spans exceeds 2**62 ps")
+        raise ProfileTooLargeError(
+            "profile too long to index for the trace viewer: the sum of its lines' time spans exceeds 2**62 ps "
+            "(events about 53 days apart on one line)"
+        )
     base = np.repeat(group_offset - group_first, counts)
     key_start += base
     key_end += base
@@ -597,8 +601,11 @@ def _chains(
     cur, lim, g = anchors, run_end, groups
     limit = idx.group_limit
     while len(cur):
-        want = np.minimum(idx.key_end[cur] + threshold, limit[g])
-        nxt = np.searchsorted(idx.key_start, want, side="left")
+        # key_end + threshold, capped at the group's limit without passing int64 on the way.
+        room = np.maximum(limit[g] - idx.key_end[cur], 0)
+        want = idx.key_end[cur] + np.minimum(threshold, room)
+        # Every round moves each run forward, whatever the keys hold.
+        nxt = np.maximum(np.searchsorted(idx.key_start, want, side="left"), cur + 1)
         alive = nxt < lim
         cur, lim, g = nxt[alive], lim[alive], g[alive]
         out.append(cur)
