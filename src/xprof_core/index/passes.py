@@ -87,37 +87,38 @@ class HostPass:
 
 def _plane_tables(meta: XSpace, strings: Any) -> dict[str, Any]:
     """The per-plane lookup tables and per-metadata flags and stat fallbacks of the pass."""
-    md_ids, md_rows, md_begin, md_end = [], [], [], []
-    dense, dense_begin, dense_size = [], [], []
-    at = dense_at = 0
-    for plane in meta.planes:
-        ids = plane.metadata_ids.astype(np.int64)
-        rows = plane.metadata_rows.astype(np.int32)
-        md_ids.append(ids)
-        md_rows.append(rows)
-        md_begin.append(at)
-        at += len(ids)
-        md_end.append(at)
-        if len(ids) and ids[0] >= 0 and ids[-1] <= 4 * len(ids) + 65536:
-            table = np.full(int(ids[-1]) + 1, -1, dtype=np.int32)
-            table[ids] = rows
-            dense.append(table)
-            dense_begin.append(dense_at)
-            dense_size.append(len(table))
-            dense_at += len(table)
-        else:
-            dense_begin.append(dense_at)
-            dense_size.append(0)
-    st_ids, st_roles, st_names, st_begin, st_end = [], [], [], [], []
-    at = 0
-    for plane in meta.planes:
-        items = sorted(plane.stat_metadata.items())
-        st_ids.append(np.array([k for k, _ in items], dtype=np.int64))
-        st_roles.append(np.array([ROLE.get(v, -1) for _, v in items], dtype=np.int8))
-        st_names.append(np.array([strings.add(v) for _, v in items], dtype=np.int32))
-        st_begin.append(at)
-        at += len(items)
-        st_end.append(at)
+    i64, i32 = np.int64, np.int32
+    data = meta._data
+    em = meta.tables.event_metadata
+    # Event metadata: every plane's rows sorted by id (one sort for all planes).
+    rows, md_begin, md_end = data.metadata_by_plane
+    md_ids = em.id[rows].astype(i64)
+    md_rows = rows.astype(i32)
+    # A dense id -> row table per plane whose ids are compact enough (else the pass binary-searches).
+    count = md_end - md_begin
+    has = count > 0
+    top = np.where(has, md_ids[np.maximum(md_end - 1, 0)] if len(md_ids) else 0, -1)
+    low = np.where(has, md_ids[np.minimum(md_begin, max(len(md_ids) - 1, 0))] if len(md_ids) else 0, -1)
+    dense_ok = has & (low >= 0) & (top <= 4 * count + 1024)
+    dense_size = np.where(dense_ok, top + 1, 0).astype(i64)
+    dense_begin = np.concatenate([[0], np.cumsum(dense_size)[:-1]]).astype(i64)
+    md_dense = np.full(int(dense_size.sum()), -1, dtype=i32)
+    if len(md_dense):
+        plane_of = np.repeat(np.arange(len(count)), count)
+        in_dense = dense_ok[plane_of]
+        md_dense[dense_begin[plane_of[in_dense]] + md_ids[in_dense]] = md_rows[in_dense]
+    # Stat metadata: ids, roles and interned names, grouped by plane the same way.
+    sm = meta.tables.stat_metadata
+    srows, st_begin, st_end = data.stat_metadata_by_plane
+    st_ids = sm.id[srows].astype(i64)
+    names = [sm.name[r] for r in srows.tolist()]
+    role_of: dict[str, int] = {}
+    code_of: dict[str, int] = {}
+    for name in set(names):
+        role_of[name] = ROLE.get(name, -1)
+        code_of[name] = strings.add(name)
+    st_roles = np.array([role_of[n] for n in names], dtype=np.int8)
+    st_names = np.array([code_of[n] for n in names], dtype=i32)
     em = meta.tables.event_metadata
     n_md = len(em)
     md_flags = np.zeros(n_md + 1, dtype=np.uint32)
@@ -145,21 +146,20 @@ def _plane_tables(meta: XSpace, strings: Any) -> dict[str, Any]:
                 role_kind[r, row], role_value[r, row] = _KIND_INT64, np.uint64(value & (2**64 - 1)).view(np.int64)
     host_cat = np.full(n_md + 1, -1, dtype=np.int8)  # the last entry: unknown metadata (the default category)
     host_cat[:n_md] = [host_category(name) for name in em.name]
-    i64, i32 = np.int64, np.int32
     return {
         "md_host_category": host_cat,
-        "md_ids": np.concatenate(md_ids) if md_ids else np.zeros(0, i64),
-        "md_rows": np.concatenate(md_rows) if md_rows else np.zeros(0, i32),
-        "md_begin": np.array(md_begin, i64),
-        "md_end": np.array(md_end, i64),
-        "md_dense": np.concatenate(dense) if dense else np.zeros(0, i32),
-        "md_dense_begin": np.array(dense_begin, i64),
-        "md_dense_size": np.array(dense_size, i64),
-        "st_ids": np.concatenate(st_ids) if st_ids else np.zeros(0, i64),
-        "st_roles": np.concatenate(st_roles) if st_roles else np.zeros(0, np.int8),
-        "st_names": np.concatenate(st_names) if st_names else np.zeros(0, i32),
-        "st_begin": np.array(st_begin, i64),
-        "st_end": np.array(st_end, i64),
+        "md_ids": md_ids,
+        "md_rows": md_rows,
+        "md_begin": md_begin.astype(i64),
+        "md_end": md_end.astype(i64),
+        "md_dense": md_dense,
+        "md_dense_begin": dense_begin,
+        "md_dense_size": dense_size,
+        "st_ids": st_ids,
+        "st_roles": st_roles,
+        "st_names": st_names,
+        "st_begin": st_begin.astype(i64),
+        "st_end": st_end.astype(i64),
         "md_flags": md_flags,
         "md_role_kind": role_kind,
         "md_role_value": role_value,

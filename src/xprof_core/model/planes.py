@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import Enum
+from functools import lru_cache
 
 
 class PlaneKind(str, Enum):
@@ -50,8 +51,9 @@ TASK_ENVIRONMENT_PLANE = "Task Environment"
 _DEVICE = re.compile(r"^/device:([A-Za-z_]+):(\d+)$")
 
 
+@lru_cache(maxsize=4096)
 def plane_identity(name: str) -> PlaneIdentity:
-    """The :class:`PlaneIdentity` of a plane name."""
+    """The :class:`PlaneIdentity` of a plane name (cached: hosts repeat few names over many planes)."""
     if name == HOST_PLANE or name.startswith(HOST_PLANE + ":"):
         return PlaneIdentity(PlaneKind.HOST)
     if name == METADATA_PLANE:

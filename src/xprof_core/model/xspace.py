@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -116,6 +116,22 @@ class _HostData:
         )
 
     @cached_property
+    def metadata_by_plane(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every plane's event-metadata rows sorted by id, the last row of a repeated id kept (protobuf map
+        semantics): (rows, begin, end) with plane p's rows at ``rows[begin[p]:end[p]]``. One sort for
+        all planes."""
+        return _group_last_by_plane(self.tables.event_metadata.plane, self.tables.event_metadata.id, self.n_planes)
+
+    @cached_property
+    def stat_metadata_by_plane(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """As :attr:`metadata_by_plane`, for the stat metadata."""
+        return _group_last_by_plane(self.tables.stat_metadata.plane, self.tables.stat_metadata.id, self.n_planes)
+
+    @property
+    def n_planes(self) -> int:
+        return len(self.tables.planes)
+
+    @cached_property
     def owner_stat_rows(self) -> dict[tuple[int, int], np.ndarray]:
         st = self.tables.stats
         key = st.owner_kind.astype(np.int64) << 40 | st.owner
@@ -127,7 +143,8 @@ class _HostData:
     def stat_metadata(self, plane: int) -> dict[int, str]:
         def make() -> dict[int, str]:
             sm = self.tables.stat_metadata
-            return {int(sm.id[r]): sm.name[r] for r in np.flatnonzero(sm.plane == plane)}
+            rows, begin, end = self.stat_metadata_by_plane
+            return {int(sm.id[r]): sm.name[r] for r in rows[begin[plane] : end[plane]].tolist()}
 
         result: dict[int, str] = self.cached(plane, "stat_metadata", make)
         return result
@@ -277,16 +294,8 @@ class Plane:
         """Rows of this plane's entries in the event-metadata table, sorted by id (the last of a repeated id)."""
 
         def make() -> np.ndarray:
-            em = self._data.tables.event_metadata
-            rows = np.flatnonzero(em.plane == self.index)
-            ids = em.id[rows]
-            # Stable sort then keep the last row of each id: protobuf maps keep the last entry.
-            order = np.argsort(ids, kind="stable")
-            rows, ids = rows[order], ids[order]
-            if len(ids):
-                keep = np.append(ids[1:] != ids[:-1], True)
-                rows = rows[keep]
-            return rows
+            rows, begin, end = self._data.metadata_by_plane
+            return rows[begin[self.index] : end[self.index]]
 
         result: np.ndarray = self._cached("metadata_rows", make)
         return result
@@ -408,6 +417,53 @@ class Plane:
         return md.name if md is not None else ""
 
 
+def _group_last_by_plane(
+    plane: np.ndarray, ids: np.ndarray, n_planes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by plane and sorted by id within it, keeping the last row of a repeated (plane, id)."""
+    order = np.lexsort((np.arange(len(ids)), ids, plane))
+    p, i = plane[order], ids[order]
+    if len(order):
+        keep = np.append((p[1:] != p[:-1]) | (i[1:] != i[:-1]), True)
+        order, p = order[keep], p[keep]
+    planes = np.arange(n_planes)
+    return order, np.searchsorted(p, planes, side="left"), np.searchsorted(p, planes, side="right")
+
+
+class _Planes(Sequence["Plane"]):
+    """The planes of a host, made on first use: a host of millions of (empty) planes costs nothing
+    until its planes are read."""
+
+    def __init__(self, data: _HostData) -> None:
+        self._data = data
+        self._made: list[Plane | None] = [None] * data.n_planes
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    @overload
+    def __getitem__(self, i: int) -> Plane: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Plane]: ...
+    def __getitem__(self, i: int | slice) -> Plane | list[Plane]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._made)))]
+        plane = self._made[i]
+        if plane is None:
+            plane = self._made[i] = Plane(self._data, i if i >= 0 else len(self._made) + i)
+        return plane
+
+    def __iter__(self) -> Iterator[Plane]:
+        made, data = self._made, self._data
+        for i, plane in enumerate(made):
+            if plane is None:
+                plane = made[i] = Plane(data, i)
+            yield plane
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 class XSpace:
     """The decoded profile of one host. Build it with :func:`decode_xspace`.
 
@@ -427,7 +483,7 @@ class XSpace:
         self.hostnames: list[str] = tables.hostnames
         self.errors: list[str] = tables.errors
         self.warnings: list[str] = tables.warnings
-        self.planes: list[Plane] = [Plane(self._data, i) for i in range(len(tables.planes))]
+        self.planes: Sequence[Plane] = _Planes(self._data)
 
     @property
     def buffer(self) -> Any:
@@ -451,8 +507,19 @@ class XSpace:
         return iter(self.planes)
 
     def planes_of_kind(self, *kinds: PlaneKind) -> list[Plane]:
-        """The planes of the given kinds, in file order."""
-        return [p for p in self.planes if p.kind in kinds]
+        """The planes of the given kinds, in file order (found from the planes' names, without making a
+        Plane of every other plane)."""
+        found = [self._planes_by_kind.get(k) for k in kinds]
+        rows = np.sort(np.concatenate([f for f in found if f is not None] or [np.zeros(0, np.int64)]))
+        return [self.planes[i] for i in rows.tolist()]
+
+    @cached_property
+    def _planes_by_kind(self) -> dict[PlaneKind, np.ndarray]:
+        names = self.tables.planes.name
+        order = list(PlaneKind)
+        code_of = {n: order.index(plane_identity(n).kind) for n in set(names)}
+        codes = np.fromiter((code_of[n] for n in names), dtype=np.int8, count=len(names))
+        return {k: np.flatnonzero(codes == i) for i, k in enumerate(order) if (codes == i).any()}
 
     @cached_property
     def origin_ps(self) -> int:

@@ -148,10 +148,9 @@ def rank_figures(source: Any, rows: np.ndarray | None = None) -> dict[str, Any]:
 def host_rank(source: Any) -> int | None:
     """The rank a host's profile names (Kineto's ``distributedInfo``), if any."""
     meta = source if isinstance(source, XSpace) else host_pass_of(source).meta
-    for plane in meta.planes:
-        if plane.kind == PlaneKind.HOST:
-            rank = plane.stats.get("rank")
-            return int(rank) if isinstance(rank, int) else None
+    for plane in meta.planes_of_kind(PlaneKind.HOST):
+        rank = plane.stats.get("rank")
+        return int(rank) if isinstance(rank, int) else None
     return None
 
 

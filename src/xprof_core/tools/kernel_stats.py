@@ -52,7 +52,7 @@ from xprof_core.index.framework_ops import tf_op_name
 from xprof_core.index.hlo_proto import HloModules
 from xprof_core.index.passes import RF_PROGRAM, HostPass, host_pass_of
 from xprof_core.index.records import kernel_records
-from xprof_core.model.planes import ON_DEVICE
+from xprof_core.model.planes import ON_DEVICE, PlaneKind
 from xprof_core.model.xspace import Plane
 from xprof_core.tools.attribution import is_unattributed, kernel_ops
 from xprof_core.tools.base import Params, Partial, ToolParam, param_int
@@ -283,7 +283,7 @@ def is_gpu_plane(plane: Plane) -> bool:
 
 def _no_kernels_reason(hp: HostPass) -> str:
     xs = hp.meta
-    if not any(is_gpu_plane(p) for p in xs.planes):
+    if not any(is_gpu_plane(p) for p in xs.planes_of_kind(PlaneKind.DEVICE)):
         on_device = xs.planes_of_kind(*ON_DEVICE)
         devices = sorted({p.name.rsplit(":", 1)[0] if p.device_index is not None else p.name for p in on_device})
         what = f"device planes: {', '.join(devices)}" if devices else "CPU-only profile"
