@@ -22,6 +22,7 @@ from typing import Any
 
 from xprof_core.errors import DecodeError, XprofError
 from xprof_core.model.load import load
+from xprof_core.model.planes import PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.progress import ProgressBar
 from xprof_core.storage.logdir import host_name_of
@@ -55,7 +56,8 @@ def summarize(xs: XSpace, host: str, size_bytes: int | None = None) -> dict[str,
     on_device = ("device", "custom")
     devices = sorted({p["device"] for p in planes if p["device"] and p["kind"] in on_device})
     device_planes = [p for p in planes if p["kind"] in on_device and p["events"] > 0]
-    gpu = map_collectives(xs) if any(p["name"].startswith("/device:GPU") for p in device_planes) else None
+    has_gpu = any(p.device_type == "GPU" and p.num_events > 0 for p in xs.planes_of_kind(PlaneKind.DEVICE))
+    gpu = map_collectives(xs) if has_gpu else None
     return {
         "host": host,
         "hostnames": xs.hostnames,

@@ -29,6 +29,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from xprof_core.model.planes import ON_DEVICE
 from xprof_core.model.xspace import XSpace
 from xprof_core.protos import perfetto_trace_pb2 as pt
 
@@ -157,7 +158,9 @@ class _HostWriter:
         if len(timed) == 0:
             return out, into
         planes = xs.plane_of_event[timed]
-        is_device = np.array([p.name.startswith("/device:") for p in xs.planes] + [False], dtype=bool)[planes]
+        on_device = np.zeros(len(xs.planes) + 1, dtype=bool)
+        on_device[[p.index for p in xs.planes_of_kind(*ON_DEVICE)]] = True
+        is_device = on_device[planes]
         corr = xs.stat(timed, "correlation_id", include_metadata=False)
         host_ev = timed[corr.present & ~is_device]
         dev_ev = timed[corr.present & is_device]
@@ -343,7 +346,7 @@ class _HostWriter:
                 track = self._counter_track(plane_uuid, MEMORY_COUNTER_STAT, pt.CounterDescriptor.UNIT_SIZE_BYTES)
                 values = mem.values[mem.present][order].astype(np.int64)
                 self._counter_values(track, (xs.start_ps[r][order] // 1000).tolist(), values.tolist())
-        if not plane.name.startswith("/device:"):
+        if plane.kind not in ON_DEVICE:
             return
         # Ops running at once on the device: +1 at each op start, -1 at its end, over the stream lines
         # (the derived XLA lines repeat the same work; TPU planes have only those).

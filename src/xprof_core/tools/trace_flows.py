@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xprof_core.model.planes import ON_DEVICE, PlaneKind
 from xprof_core.model.xspace import XSpace
 from xprof_core.tools.event_columns import u64_stat
 
@@ -42,16 +43,16 @@ _CACHE: weakref.WeakKeyDictionary[XSpace, FlowIndex] = weakref.WeakKeyDictionary
 _LOCK = threading.Lock()
 
 
-def _rows_on(xs: XSpace, prefix: str) -> np.ndarray:
-    parts = [ln.rows for p in xs.planes if p.name.startswith(prefix) for ln in p.lines if len(ln)]
+def _rows_on(xs: XSpace, *kinds: PlaneKind) -> np.ndarray:
+    parts = [ln.rows for p in xs.planes_of_kind(*kinds) for ln in p.lines if len(ln)]
     rows = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     return rows[xs.is_timed[rows]]
 
 
 def build_flow_index(xs: XSpace) -> FlowIndex:
     """Pair every host event with the device events that carry its ``correlation_id``."""
-    host = _rows_on(xs, "/host:")
-    device = _rows_on(xs, "/device:")
+    host = _rows_on(xs, PlaneKind.HOST, PlaneKind.HOST_OTHER)
+    device = _rows_on(xs, *ON_DEVICE)
     h_id, h_ok = u64_stat(xs, host, "correlation_id")
     d_id, d_ok = u64_stat(xs, device, "correlation_id")
     host, h_id = host[h_ok], h_id[h_ok]
