@@ -7,6 +7,7 @@ fails the test instead of killing the test session.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -220,6 +221,8 @@ print(base, max(after), live)
 def test_memory_is_returned_after_a_map_task(tmp_path: Path) -> None:
     """With the caches off, a map task's memory goes when it returns: no reference cycle keeps a decoded host
     alive until the cyclic collector runs (one used to hold 0.9-2 GB of a 60 MB file)."""
+    if "libasan" in os.environ.get("LD_PRELOAD", ""):
+        pytest.skip("under AddressSanitizer freed memory stays in its quarantine: resident sizes mean nothing")
     big = tmp_path / "big.xplane.pb"
     scaler = Path(__file__).resolve().parents[1] / "scripts" / "scale_profile.py"
     small = JAX_DATA / "gpu_mlp_train.xplane.pb"
